@@ -1,0 +1,236 @@
+"""A local Hugging Face checkpoint: config, spec, weights (one tensor at a time), tokenizer files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import CheckpointError, MissingDependencyError
+from .safetensors_io import DTYPES, SafetensorsFile
+from .spec import ModelSpec, load_config, spec_from_config
+from .tensors import IGNORABLE, TIED_OUTPUT, ExpectedTensor, expected_tensors
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "chat_template.jinja")
+
+CAST_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": DTYPES["BF16"]}
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: Path
+
+
+class WeightSource:
+    """Names, headers and memory-mapped data of a checkpoint's tensors."""
+
+    def __init__(self, directory: Path, trust_pickle: bool = False):
+        self.directory = directory
+        self._files: dict[Path, SafetensorsFile] = {}
+        self._where: dict[str, Path] = {}
+        self._pickle: dict[str, np.ndarray] | None = None
+        self._locate(trust_pickle)
+
+    def _locate(self, trust_pickle: bool) -> None:
+        index = self.directory / INDEX_FILE
+        single = self.directory / SINGLE_FILE
+        if index.is_file():
+            self._from_index(index)
+        elif single.is_file():
+            self._add_file(single)
+        else:
+            shards = sorted(self.directory.glob("*.safetensors"))
+            if shards:
+                for shard in shards:
+                    self._add_file(shard)
+                return
+            pickles = sorted(p for pattern in PICKLE_PATTERNS for p in self.directory.glob(pattern))
+            if not pickles:
+                raise CheckpointError("no weights found (expected model.safetensors or an index)", self.directory)
+            if not trust_pickle:
+                raise CheckpointError(
+                    f"refusing pickle weights ({pickles[0].name}): pickle files can run code when loaded; "
+                    "convert to safetensors or pass --trust-pickle if you trust their source",
+                    self.directory,
+                )
+            self._load_pickles(pickles)
+
+    def _from_index(self, index: Path) -> None:
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            assert isinstance(weight_map, dict)
+        except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
+            raise CheckpointError("not a valid safetensors index (needs a 'weight_map' object)", index) from None
+        for shard_name in sorted(set(weight_map.values())):
+            shard = self.directory / shard_name
+            if not shard.is_file():
+                raise CheckpointError(f"shard '{shard_name}' named by the index is missing", index)
+            self._add_file(shard)
+        for name, shard_name in weight_map.items():
+            if self._where.get(name) != self.directory / shard_name:
+                raise CheckpointError(f"index maps '{name}' to '{shard_name}', which does not hold it", index)
+
+    def _add_file(self, path: Path) -> None:
+        st = SafetensorsFile(path)
+        self._files[path] = st
+        for name in st.headers:
+            if name in self._where:
+                raise CheckpointError(f"tensor '{name}' appears in two files ({self._where[name].name})", path)
+            self._where[name] = path
+
+    def _load_pickles(self, paths: list[Path]) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise MissingDependencyError("reading pickle weights needs torch: pip install torch") from None
+        self._pickle = {}
+        for path in paths:
+            try:
+                state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            except Exception as exc:  # torch raises many types for a bad file
+                raise CheckpointError(f"cannot load pickle weights ({type(exc).__name__})", path) from None
+            for name, value in state.items():
+                self._pickle[name] = value.float().numpy() if value.dtype == torch.bfloat16 else value.numpy()
+                self._where[name] = path
+
+    def names(self) -> list[str]:
+        return list(self._where)
+
+    def info(self, name: str) -> StoredTensor:
+        path = self._where[name]
+        if self._pickle is not None:
+            array = self._pickle[name]
+            dtype = next(k for k, v in DTYPES.items() if v == array.dtype)
+            return StoredTensor(name, dtype, tuple(array.shape), path)
+        h = self._files[path].headers[name]
+        return StoredTensor(name, h.dtype, h.shape, path)
+
+    def raw(self, name: str) -> np.ndarray:
+        if name not in self._where:
+            raise CheckpointError(f"tensor '{name}' not found", self.directory)
+        if self._pickle is not None:
+            return self._pickle[name]
+        return self._files[self._where[name]].tensor(name)
+
+    def files(self) -> list[Path]:
+        return sorted(set(self._where.values()))
+
+
+class Checkpoint:
+    """A Hugging Face model directory opened for export; nothing large is read until asked."""
+
+    def __init__(self, directory: Path, trust_pickle: bool = False):
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise CheckpointError("not a directory", self.directory)
+        self.config_path = self.directory / "config.json"
+        self.config = load_config(self.config_path)
+        self.spec: ModelSpec = spec_from_config(self.config, self.config_path)
+        self.weights = WeightSource(self.directory, trust_pickle)
+        self.generation_config = self._optional_json("generation_config.json")
+        self.tokenizer_config = self._optional_json("tokenizer_config.json")
+
+    def _optional_json(self, name: str) -> dict:
+        path = self.directory / name
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"not valid JSON ({exc})", path) from None
+
+    @property
+    def chat_template(self) -> str | None:
+        standalone = self.directory / "chat_template.jinja"
+        if standalone.is_file():
+            return standalone.read_text(encoding="utf-8")
+        template = self.tokenizer_config.get("chat_template")
+        return template if isinstance(template, str) else None
+
+    def tokenizer_files(self) -> list[Path]:
+        return [self.directory / n for n in TOKENIZER_FILES if (self.directory / n).is_file()]
+
+    def expected(self) -> list[ExpectedTensor]:
+        return list(expected_tensors(self.spec))
+
+    def validate(self) -> list[ExpectedTensor]:
+        """Check every expected tensor is present with the right shape and nothing unexplained is."""
+        expected = self.expected()
+        stored = set(self.weights.names())
+        for tensor in expected:
+            if tensor.name not in stored:
+                raise CheckpointError(f"tensor '{tensor.name}' is missing (config implies {list(tensor.shape)})",
+                                      self.directory)
+            info = self.weights.info(tensor.name)
+            if info.shape != tensor.shape:
+                raise CheckpointError(
+                    f"tensor '{tensor.name}' has shape {list(info.shape)} but the config implies {list(tensor.shape)}",
+                    info.file,
+                )
+            if info.dtype not in ("F32", "F16", "BF16"):
+                raise CheckpointError(f"tensor '{tensor.name}' has non-float dtype {info.dtype}", info.file)
+        known = {t.name for t in expected}
+        if self.spec.tie_word_embeddings:
+            known.add(TIED_OUTPUT)
+        extra = sorted(n for n in stored - known if not any(p.fullmatch(n) for p in IGNORABLE))
+        if extra:
+            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            raise CheckpointError(
+                f"tensor '{extra[0]}'{more} is not described by config.json "
+                f"({self.spec.architecture}, {self.spec.num_layers} layers)",
+                self.directory,
+            )
+        return expected
+
+    def read(self, name: str, dtype: str | None = None) -> np.ndarray:
+        """One tensor, memory-mapped; cast (copied) only when `dtype` differs from the stored one."""
+        array = self.weights.raw(name)
+        if dtype is None:
+            return array
+        target = np.dtype(CAST_DTYPES[dtype])
+        return array if array.dtype == target else array.astype(target)
+
+    def iter_tensors(self, dtype: str | None = None) -> Iterator[tuple[ExpectedTensor, np.ndarray]]:
+        for tensor in self.expected():
+            yield tensor, self.read(tensor.name, dtype)
+
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.weights.files())
+
+
+def open_checkpoint(model: str | Path, trust_pickle: bool = False) -> Checkpoint:
+    """Open a local directory, or a hub id when huggingface_hub and a network are available."""
+    path = Path(model).expanduser()
+    if path.exists():
+        return Checkpoint(path, trust_pickle)
+    if _looks_like_hub_id(str(model)):
+        return Checkpoint(_download(str(model)), trust_pickle)
+    raise CheckpointError("no such directory", path)
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    return len(parts) == 2 and all(parts) and not model.startswith((".", "~"))
+
+
+def _download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            "no such directory (to fetch it from the hub, pip install 'qwdeploy[hub]')", Path(repo_id)
+        ) from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.jinja", "merges.txt"]))
+    except Exception as exc:  # network and hub errors come in many types
+        raise CheckpointError(f"no such directory, and the hub download failed ({type(exc).__name__})",
+                              Path(repo_id)) from None

@@ -1,0 +1,1 @@
+"""The `qwdeploy` command line: a click group whose sub-commands load on use."""

@@ -1,0 +1,177 @@
+"""Safetensors read (memory-mapped, validated) and write (streamed, one tensor at a time).
+
+Our own parser rather than the `safetensors` package: it lets every way a file can be wrong
+(truncated, header that lies about sizes, overlapping ranges) become one clear line, and needs
+nothing but numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+import ml_dtypes
+import numpy as np
+
+from .errors import CheckpointError
+
+DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+}
+DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TensorHeader:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int  # byte offset into the data section
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+
+class SafetensorsFile:
+    """One .safetensors file: header parsed and checked on open, tensors mapped on demand."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.headers, self.metadata, self._data_start = self._parse()
+        self._mmap: mmap.mmap | None = None
+
+    def _parse(self) -> tuple[dict[str, TensorHeader], dict[str, str], int]:
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as f:
+                prefix = f.read(8)
+                if len(prefix) < 8:
+                    raise CheckpointError(f"truncated: {size} bytes, too short for a safetensors header", self.path)
+                (header_len,) = struct.unpack("<Q", prefix)
+                if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+                    raise CheckpointError(
+                        f"corrupt or truncated: header claims {header_len} bytes but the file has {size}", self.path
+                    )
+                raw = f.read(header_len)
+        except OSError as exc:
+            raise CheckpointError(f"cannot read ({exc.strerror})", self.path) from None
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError("corrupt safetensors header (not valid JSON)", self.path) from None
+        if not isinstance(header, dict):
+            raise CheckpointError("corrupt safetensors header (not a JSON object)", self.path)
+        metadata = header.pop("__metadata__", None) or {}
+        data_len = size - 8 - header_len
+        headers = {name: self._check_entry(name, entry, data_len) for name, entry in header.items()}
+        self._check_overlaps(headers)
+        return headers, metadata, 8 + header_len
+
+    def _check_entry(self, name: str, entry: object, data_len: int) -> TensorHeader:
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"corrupt header entry for tensor '{name}'", self.path) from None
+        if dtype not in DTYPES:
+            raise CheckpointError(f"tensor '{name}' has unsupported dtype '{dtype}'", self.path)
+        if not all(isinstance(d, int) and d >= 0 for d in shape) or not 0 <= begin <= end:
+            raise CheckpointError(f"corrupt header entry for tensor '{name}'", self.path)
+        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        if end - begin != expected:
+            raise CheckpointError(
+                f"header lies about tensor '{name}': shape {list(shape)} {dtype} needs {expected} bytes, "
+                f"offsets span {end - begin}",
+                self.path,
+            )
+        if end > data_len:
+            raise CheckpointError(
+                f"truncated: tensor '{name}' ends at data byte {end} but the file holds {data_len}", self.path
+            )
+        return TensorHeader(name, dtype, shape, begin, end)
+
+    def _check_overlaps(self, headers: dict[str, TensorHeader]) -> None:
+        spans = sorted((h.begin, h.end, h.name) for h in headers.values() if h.nbytes)
+        for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
+            if begin < end:
+                raise CheckpointError(f"corrupt: tensors '{first}' and '{second}' overlap", self.path)
+
+    def _map(self) -> mmap.mmap:
+        if self._mmap is None:
+            with open(self.path, "rb") as f:
+                self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._mmap
+
+    def tensor(self, name: str) -> np.ndarray:
+        """A read-only array backed by the mapped file (no copy)."""
+        h = self.headers[name]
+        count = h.nbytes // DTYPES[h.dtype].itemsize
+        array = np.frombuffer(self._map(), dtype=DTYPES[h.dtype], count=count, offset=self._data_start + h.begin)
+        return array.reshape(h.shape)
+
+    def close(self) -> None:
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """A tensor to be written: its name, dtype and shape are known before its data exists."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def write_safetensors(
+    path: Path, plans: list[TensorPlan], arrays: Iterable[np.ndarray], metadata: dict[str, str] | None = None
+) -> None:
+    """Write the header from `plans`, then each array as it arrives (same order, same shapes)."""
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for plan in plans:
+        header[plan.name] = {
+            "dtype": DTYPE_NAMES[plan.dtype],
+            "shape": list(plan.shape),
+            "data_offsets": [offset, offset + plan.nbytes],
+        }
+        offset += plan.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # keep the data section 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)))
+        f.write(raw)
+        written = _write_arrays(f, plans, arrays)
+    if written != len(plans):
+        raise ValueError(f"{path}: {len(plans)} tensors planned, {written} written")
+
+
+def _write_arrays(f: BinaryIO, plans: list[TensorPlan], arrays: Iterable[np.ndarray]) -> int:
+    count = 0
+    for plan, array in zip(plans, arrays):
+        if array.dtype != plan.dtype or tuple(array.shape) != plan.shape:
+            raise ValueError(f"tensor '{plan.name}': planned {plan.dtype}{plan.shape}, got {array.dtype}{array.shape}")
+        f.write(np.ascontiguousarray(array).tobytes())
+        count += 1
+    return count
