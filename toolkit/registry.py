@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 
 class LazyRegistry(Generic[T]):
-    """Maps a name to "module:attribute"; the module is imported on first `get`."""
+    """Maps a name to "module:attribute" (or just "module"); imported on first `get`."""
 
     def __init__(self, kind: str, entries: dict[str, str]):
         self.kind = kind
@@ -25,6 +25,7 @@ class LazyRegistry(Generic[T]):
         if name not in self._entries:
             raise QwdeployError(f"unknown {self.kind} '{name}'; known: {', '.join(self._entries)}")
         if name not in self._loaded:
-            module, _, attr = self._entries[name].partition(":")
-            self._loaded[name] = getattr(importlib.import_module(module), attr)
+            module_name, _, attr = self._entries[name].partition(":")
+            module = importlib.import_module(module_name)
+            self._loaded[name] = getattr(module, attr) if attr else module
         return self._loaded[name]

@@ -15,4 +15,6 @@ def support_matrix(spec: ModelSpec, registry: LazyRegistry) -> dict[str, str | N
             result[name] = registry.get(name).unsupported_reason(spec)
         except QwdeployError as exc:
             result[name] = str(exc)
+        except ImportError as exc:  # an optional dependency of that plug-in is not installed
+            result[name] = f"needs {exc.name or exc}"
     return result

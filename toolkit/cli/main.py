@@ -13,6 +13,7 @@ COMMANDS = LazyRegistry[click.Command](
     "command",
     {
         "inspect": "qwdeploy.toolkit.cli.inspect:inspect",
+        "export": "qwdeploy.toolkit.cli.export:export",
         "profiles": "qwdeploy.toolkit.cli.profiles:profiles",
         "demo-checkpoint": "qwdeploy.toolkit.cli.demo:demo_checkpoint",
     },

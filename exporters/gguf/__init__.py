@@ -1,0 +1,1 @@
+"""GGUF export: Qwen checkpoints to llama.cpp files, streamed and quantized."""

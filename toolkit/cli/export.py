@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..checkpoint import open_checkpoint
+from ..errors import UnsupportedModelError
+from ..profiles import load_profile
+from .table import print_rows
+
+
+@click.command()
+@click.argument("model")
+@click.option("--format", "fmt", type=click.Choice(["gguf", "onnx"]), help="Default: the profile's, else gguf.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output file (gguf) or folder (onnx).")
+@click.option("--quant", help="Weight type, e.g. f16, q8_0, q4_k_m (gguf); f32, f16, bf16, int4, int8 (onnx).")
+@click.option("--profile", help="Device profile name or TOML path; picks defaults for the target.")
+@click.option("--target", help="ONNX: hand the portable graph to this backend (cpu, cuda, cann).")
+@click.option("--via", type=click.Choice(["native", "optimum"]), default="native", show_default=True,
+              help="ONNX: build the graph natively or trace it with optimum.")
+@click.option("--verify/--no-verify", default=None,
+              help="Compare the artifact's logits with transformers' (default: on for models under 1B parameters).")
+@click.option("--force", is_flag=True, help="Replace the output if it exists.")
+@click.option("--trust-pickle", is_flag=True, help="Allow *.bin/*.pt pickle weights (they can run code).")
+def export(model: str, fmt: str | None, out: Path, quant: str | None, profile: str | None, target: str | None,
+           via: str, verify: bool | None, force: bool, trust_pickle: bool) -> None:
+    """Convert a Hugging Face Qwen checkpoint (MODEL directory) into a GGUF file or an ONNX folder."""
+    from ...exporters import EXPORTERS
+    from ...exporters.request import ExportRequest
+
+    device = load_profile(profile) if profile else None
+    fmt = fmt or (device.deploy.format if device else "gguf")
+    exporter = EXPORTERS.get(fmt)
+    ckpt = open_checkpoint(model, trust_pickle=trust_pickle)
+    reason = exporter.unsupported_reason(ckpt.spec)
+    if reason:
+        raise UnsupportedModelError(f"cannot export to {fmt}: {reason}", ckpt.directory)
+    ckpt.validate()
+    request = ExportRequest(ckpt, out, quant=quant, profile=device, target=target, via=via, force=force,
+                            verify=verify)
+    result = exporter.export(request)
+    print_rows(None, [("wrote", str(result.path)), *result.summary])
