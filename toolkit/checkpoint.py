@@ -121,6 +121,10 @@ class WeightSource:
             return self._pickle[name]
         return self._files[self._where[name]].tensor(name)
 
+    def release(self, name: str) -> None:
+        if self._pickle is None:
+            self._files[self._where[name]].release(name)
+
     def files(self) -> list[Path]:
         return sorted(set(self._where.values()))
 
@@ -198,6 +202,10 @@ class Checkpoint:
             return array
         target = np.dtype(CAST_DTYPES[dtype])
         return array if array.dtype == target else array.astype(target)
+
+    def release(self, name: str) -> None:
+        """Tell the reader a tensor's data will not be needed again (exporters call this)."""
+        self.weights.release(name)
 
     def iter_tensors(self, dtype: str | None = None) -> Iterator[tuple[ExpectedTensor, np.ndarray]]:
         for tensor in self.expected():

@@ -56,11 +56,10 @@ PRESETS: dict[str, dict[str, dict]] = {
                       shared_expert_intermediate_size=1408, norm_topk_prob=False, decoder_sparse_step=1),
     },
     "qwen3moe": {
-        # Layer 1 is dense (mlp_only_layers) so both MLP kinds are exercised.
         "tiny": dict(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
                      num_key_value_heads=2, head_dim=32, max_position_embeddings=4096, tie_word_embeddings=False,
                      num_experts=8, num_experts_per_tok=2, moe_intermediate_size=32, norm_topk_prob=True,
-                     decoder_sparse_step=1, mlp_only_layers=[1]),
+                     decoder_sparse_step=1, mlp_only_layers=[]),
         # Qwen3-30B-A3B's layout, scaled down.
         "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=8,
                       num_key_value_heads=4, head_dim=64, max_position_embeddings=40960, tie_word_embeddings=False,

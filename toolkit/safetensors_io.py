@@ -125,6 +125,14 @@ class SafetensorsFile:
         array = np.frombuffer(self._map(), dtype=DTYPES[h.dtype], count=count, offset=self._data_start + h.begin)
         return array.reshape(h.shape)
 
+    def release(self, name: str) -> None:
+        """Drop the pages of a tensor already consumed, so peak RSS tracks one tensor, not the file."""
+        if self._mmap is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        h = self.headers[name]
+        start = (self._data_start + h.begin) // mmap.PAGESIZE * mmap.PAGESIZE
+        self._mmap.madvise(mmap.MADV_DONTNEED, start, self._data_start + h.end - start)
+
     def close(self) -> None:
         if self._mmap is not None:
             self._mmap.close()

@@ -23,7 +23,7 @@ def test_qwen3_head_dim_is_explicit():
 
 
 def test_moe_layers_follow_transformers_rule():
-    spec = spec_from_config(demo_config("qwen3moe", "tiny"))
+    spec = spec_from_config({**demo_config("qwen3moe", "tiny"), "mlp_only_layers": [1]})
     assert [spec.is_moe_layer(i) for i in range(3)] == [True, False, True]
     assert spec.moe.norm_topk_prob and spec.moe.shared_expert_intermediate_size == 0
     config = {**demo_config("qwen2moe", "tiny"), "num_hidden_layers": 4, "decoder_sparse_step": 2}

@@ -1,0 +1,115 @@
+"""`qwdeploy export --format gguf`: one streamed pass from safetensors to a llama.cpp file."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ...toolkit.atomic import atomic_file
+from ...toolkit.checkpoint import Checkpoint
+from ...toolkit.errors import MissingDependencyError, QwdeployError
+from ...toolkit.spec import ModelSpec
+from ...toolkit.tensors import parameter_count
+from ..request import ExportRequest, ExportResult
+from .metadata import general_metadata, model_metadata
+from .names import ARCHITECTURES
+from .plan import PlannedTensor, encoded_chunks, plan_tensors
+from .quant import QUANT_TYPES, QuantType, quant_type
+from .verify import compare_with_transformers, llama_available, quiet_native_output
+from .vocab import vocab_metadata
+from .writer import write_gguf
+
+VERIFY_MAX_PARAMETERS = 1_000_000_000
+ROPE_TYPES = ("linear", "yarn")
+# llama.cpp hard-codes whether routing weights are renormalised per architecture.
+NORM_TOPK = {"qwen2moe": False, "qwen3moe": True}
+# What a K-quant is made from: the source's own float type, so nothing is rounded twice.
+INTERMEDIATE = {"bfloat16": "bf16", "float16": "f16", "float32": "f32"}
+
+
+def unsupported_reason(spec: ModelSpec) -> str | None:
+    arch = ARCHITECTURES[spec.model_type]
+    if spec.sliding_window is not None:
+        return f"llama.cpp's {arch} has no sliding-window attention (sliding_window={spec.sliding_window})"
+    if spec.rope_scaling is not None and spec.rope_scaling.type not in ROPE_TYPES:
+        return f"llama.cpp reads rope scaling {', '.join(ROPE_TYPES)}, not '{spec.rope_scaling.type}'"
+    if spec.moe is not None:
+        dense = [i for i in range(spec.num_layers) if not spec.is_moe_layer(i)]
+        if dense:
+            return f"llama.cpp's {arch} expects every layer to be sparse; layers {dense} are dense"
+        if spec.moe.norm_topk_prob != NORM_TOPK[arch]:
+            return f"llama.cpp's {arch} assumes norm_topk_prob={NORM_TOPK[arch]}"
+    return None
+
+
+def _default_quant(request: ExportRequest) -> str:
+    if request.quant:
+        return request.quant
+    if request.profile:
+        return request.profile.deploy.gguf_quant
+    return "f16"
+
+
+def _check_profile(request: ExportRequest, quant: QuantType) -> None:
+    profile = request.profile
+    if profile and quant.name not in profile.deploy.dtypes:
+        raise QwdeployError(f"profile '{profile.name}' does not run {quant.name}; "
+                            f"it supports: {', '.join(d for d in profile.deploy.dtypes if d in QUANT_TYPES)}")
+
+
+def _write(ckpt: Checkpoint, path: Path, quant: QuantType, show_progress: bool) -> list[PlannedTensor]:
+    arch = ARCHITECTURES[ckpt.spec.model_type]
+    tensors = plan_tensors(ckpt.validate(), quant.tensor_type)
+    metadata = general_metadata(ckpt.directory, quant) + model_metadata(ckpt.spec, arch) + vocab_metadata(ckpt)
+    total = sum(t.nbytes for t in tensors)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"gguf {quant.name}",
+              disable=None if show_progress else True) as bar:
+        write_gguf(path, arch, metadata, tensors, lambda t: encoded_chunks(ckpt, t), bar.update)
+    return tensors
+
+
+def _llama_quantize(source: Path, out: Path, quant: QuantType) -> None:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise MissingDependencyError(f"{quant.name} is a llama.cpp K-quant: pip install 'qwdeploy[llama]' "
+                                     "(or pick q8_0/q4_0/q5_0 which need only gguf)") from None
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(quant.file_type)
+    params.nthread = os.cpu_count() or 1
+    with quiet_native_output():
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+    if status != 0:
+        raise QwdeployError(f"llama.cpp failed to quantize {source.name} to {quant.name}")
+
+
+def export(request: ExportRequest) -> ExportResult:
+    ckpt = request.checkpoint
+    quant = quant_type(_default_quant(request))
+    _check_profile(request, quant)
+    if request.target or request.via != "native":
+        raise QwdeployError("--target and --via apply to ONNX exports only")
+    verify = request.verify
+    if verify is None:
+        verify = parameter_count(ckpt.spec) <= VERIFY_MAX_PARAMETERS and llama_available()
+    with atomic_file(request.out, force=True) as tmp:
+        if quant.by_llama:
+            source = tmp.with_name(tmp.name + ".source")
+            try:
+                base = QUANT_TYPES[INTERMEDIATE.get(ckpt.spec.torch_dtype, "f32")]
+                _write(ckpt, source, base, request.show_progress)
+                _llama_quantize(source, tmp, quant)
+            finally:
+                source.unlink(missing_ok=True)
+            types = None
+        else:
+            types = Counter(t.qtype.name for t in _write(ckpt, tmp, quant, request.show_progress))
+        summary = [("type", quant.name), ("size", f"{tmp.stat().st_size / 1024**2:.1f} MiB")]
+        if types:
+            summary.append(("tensor types", ", ".join(f"{k} x{v}" for k, v in types.most_common())))
+        if verify:
+            summary.append(("vs transformers", compare_with_transformers(tmp, ckpt.directory).summary()))
+    return ExportResult(request.out, summary)

@@ -1,0 +1,37 @@
+"""Reference logits from transformers' own implementation of the checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MissingDependencyError
+
+VERIFY_PROMPT = "The capital of France is Paris. Qwen models run on many devices, from boards to servers."
+
+
+def _torch_and_transformers():
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise MissingDependencyError("reference logits need transformers: pip install 'qwdeploy[hf]'") from None
+    return torch, transformers
+
+
+def prompt_ids(directory: Path, text: str = VERIFY_PROMPT) -> list[int]:
+    """Token ids of `text` under the checkpoint's own tokenizer.json."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise MissingDependencyError("tokenizing needs the tokenizers package: pip install 'qwdeploy[hf]'") from None
+    return Tokenizer.from_file(str(Path(directory) / "tokenizer.json")).encode(text).ids
+
+
+def transformers_logits(directory: Path, ids: list[int]) -> np.ndarray:
+    """fp32 logits [seq, vocab] for one sequence."""
+    torch, transformers = _torch_and_transformers()
+    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
