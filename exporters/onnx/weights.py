@@ -1,0 +1,79 @@
+"""Weights go from the memory-mapped checkpoint straight into the external data file, one at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+from onnx import TensorProto
+
+from ...toolkit.checkpoint import Checkpoint
+from .dtypes import Precision
+
+ALIGNMENT = 4096  # page-aligned offsets let runtimes memory-map each tensor
+CHUNK_BYTES = 16 * 2**20  # a tensor is cast and transposed this many output bytes at a time
+
+
+class ExternalDataWriter:
+    """Appends tensors to one data file; hands back TensorProtos that only reference it."""
+
+    def __init__(self, data_file: BinaryIO, location: str):
+        self._file = data_file
+        self._location = location
+        self._offset = 0
+
+    def write(self, name: str, shape: tuple[int, ...], elem_type: int, chunks: Iterable[np.ndarray]) -> TensorProto:
+        """Append a tensor given as consecutive row blocks of its (row-major) data."""
+        pad = -self._offset % ALIGNMENT
+        if pad:
+            self._file.write(b"\0" * pad)
+            self._offset += pad
+        start = self._offset
+        for chunk in chunks:
+            self._file.write(memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)))
+            self._offset += chunk.nbytes
+        tensor = TensorProto(name=name, data_type=elem_type, dims=list(shape))
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", self._location), ("offset", start), ("length", self._offset - start)):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(value)
+        return tensor
+
+
+class WeightStore:
+    """Reads a checkpoint tensor, casts and (for MatMul) transposes it, writes it, forgets it."""
+
+    def __init__(self, checkpoint: Checkpoint, precision: Precision, writer: ExternalDataWriter,
+                 on_written: Callable[[int], None] = lambda nbytes: None):
+        self._checkpoint = checkpoint
+        self._precision = precision
+        self._writer = writer
+        self._on_written = on_written
+        self.initializers: list[TensorProto] = []
+        self._names: set[str] = set()
+
+    def add(self, name: str, transpose: bool = False) -> str:
+        """Store checkpoint tensor `name` ([out, in] → [in, out] when `transpose`); return its graph name."""
+        if name in self._names:
+            return name
+        stored = self._checkpoint.read(name)  # [out, in] memory-mapped, no copy
+        view = stored.T if transpose else stored  # [in, out]: MatMul(x, W) without a Transpose node
+        self.initializers.append(self._writer.write(name, view.shape, self._precision.weight, self._chunks(view)))
+        self._checkpoint.release(name)
+        self._names.add(name)
+        return name
+
+    def _chunks(self, view: np.ndarray) -> Iterator[np.ndarray]:
+        """Row blocks of `view` cast to the weight dtype: a big embedding is never copied whole."""
+        dtype = self._precision.weight_numpy
+        row_bytes = view.size // max(len(view), 1) * dtype.itemsize
+        step = max(1, CHUNK_BYTES // max(row_bytes, 1))
+        for start in range(0, len(view), step):
+            block = view[start:start + step].astype(dtype, order="C")
+            self._on_written(block.nbytes)
+            yield block
+
+
+def data_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".data")

@@ -1,0 +1,40 @@
+"""model.onnx + model.onnx.data: the graph is built while its weights stream to disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from tqdm import tqdm
+
+from ...toolkit.checkpoint import Checkpoint
+from .builder import GraphBuilder
+from .decoder import build_decoder, make_model
+from .dtypes import Precision
+from .params import Params
+from .weights import ExternalDataWriter, WeightStore, data_path
+
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class WrittenGraph:
+    nodes: int
+    weight_bytes: int
+
+
+def write_onnx(checkpoint: Checkpoint, precision: Precision, opset: int, path: Path,
+               show_progress: bool = True) -> WrittenGraph:
+    """Write the decoder graph to `path` and its weights to `path`.data; the proto holds only references."""
+    expected = checkpoint.expected()
+    total = sum(t.numel for t in expected) * precision.weight_numpy.itemsize
+    data = data_path(path)
+    with open(data, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc="onnx weights",
+                                      disable=None if show_progress else True) as bar:
+        store = WeightStore(checkpoint, precision, ExternalDataWriter(f, data.name), bar.update)
+        g = GraphBuilder(opset)
+        graph = build_decoder(checkpoint.spec, Params(g, store, precision, expected), g, precision)
+    model = make_model(graph, [*store.initializers, *g.constants], opset)
+    onnx.save_model(model, str(path))
+    return WrittenGraph(nodes=len(g.nodes), weight_bytes=data.stat().st_size)
