@@ -1,0 +1,109 @@
+"""The `qwdeploy` custom-op domain: one schema per fused op, shared by fusion passes and kernels.
+
+Fusion passes (backends/*/fusions) build nodes from these names; the C++/CUDA adapters in
+kernels/ register exactly these inputs, outputs and attributes; the numpy references in
+kernels/reference.py define their meaning. Optional inputs may be passed as "" (ONNX convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DOMAIN = "qwdeploy"
+DOMAIN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    shape: str  # symbolic, for docs and checks
+    dtype: str  # "T" = float32 or float16 (same for every T of a node), else a concrete type
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class OpSchema:
+    name: str
+    inputs: tuple[Arg, ...]
+    outputs: tuple[Arg, ...]
+    attributes: dict[str, str]  # name -> "int" | "float", with meaning in the docstring
+    doc: str
+
+
+SCHEMAS = {
+    s.name: s
+    for s in (
+        OpSchema(
+            "SwiGLU",
+            inputs=(Arg("gate_up", "[..., 2*I]", "T"),),
+            outputs=(Arg("Y", "[..., I]", "T"),),
+            attributes={},
+            doc="Y = silu(gate_up[..., :I]) * gate_up[..., I:] (gate first, as a packed gate/up MatMul emits).",
+        ),
+        OpSchema(
+            "QuantSwiGLU",
+            inputs=(
+                Arg("X", "[..., K]", "T"),
+                Arg("B", "[2*I, K/block_size, block_size*bits/8]", "uint8"),
+                Arg("scales", "[2*I * K/block_size]", "T"),
+                Arg("zero_points", "[2*I * ceil(K/block_size*bits/8)]", "uint8", optional=True),
+            ),
+            outputs=(Arg("Y", "[..., I]", "T"),),
+            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int"},
+            doc="Packed gate/up projection on block-quantized weights (ONNX Runtime's MatMulNBits layout, "
+            "N = 2*I rows, gate rows first) followed by SwiGLU; the [.., 2*I] intermediate never reaches memory.",
+        ),
+        OpSchema(
+            "MoE",
+            inputs=(
+                Arg("X", "[tokens, H]", "T"),
+                Arg("router_logits", "[tokens, E]", "T"),
+                Arg("gate_up_weights", "[E, 2*I, H]", "T"),
+                Arg("down_weights", "[E, H, I]", "T"),
+                Arg("shared_gate_up", "[2*S, H]", "T", optional=True),
+                Arg("shared_down", "[H, S]", "T", optional=True),
+                Arg("shared_gate", "[1, H]", "T", optional=True),
+            ),
+            outputs=(Arg("Y", "[tokens, H]", "T"),),
+            attributes={"top_k": "int", "normalize_topk": "int"},
+            doc="softmax(router_logits) in fp32, top-k, optional renormalisation, SwiGLU experts computed only "
+            "for the tokens routed to them, weighted sum; plus the Qwen2-MoE shared expert scaled by "
+            "sigmoid(X @ shared_gate^T) when given.",
+        ),
+        OpSchema(
+            "QMoE",
+            inputs=(
+                Arg("X", "[tokens, H]", "T"),
+                Arg("router_logits", "[tokens, E]", "T"),
+                Arg("gate_up_weights", "[E, 2*I, H/block_size, block_size*bits/8]", "uint8"),
+                Arg("gate_up_scales", "[E, 2*I, H/block_size]", "T"),
+                Arg("down_weights", "[E, H, I/block_size, block_size*bits/8]", "uint8"),
+                Arg("down_scales", "[E, H, I/block_size]", "T"),
+                Arg("shared_gate_up", "[2*S, H]", "T", optional=True),
+                Arg("shared_down", "[H, S]", "T", optional=True),
+                Arg("shared_gate", "[1, H]", "T", optional=True),
+            ),
+            outputs=(Arg("Y", "[tokens, H]", "T"),),
+            attributes={"top_k": "int", "normalize_topk": "int", "bits": "int", "block_size": "int"},
+            doc="MoE with symmetric block-quantized expert weights (int4 packed low nibble first, or int8; "
+            "value = (q - 2^(bits-1)) * scale).",
+        ),
+        OpSchema(
+            "QKNormRotary",
+            inputs=(
+                Arg("Q", "[batch, seq, num_heads*head_dim]", "T"),
+                Arg("K", "[batch, seq, kv_num_heads*head_dim]", "T"),
+                Arg("q_norm_weight", "[head_dim]", "T"),
+                Arg("k_norm_weight", "[head_dim]", "T"),
+                Arg("position_ids", "[batch, seq]", "int64"),
+                Arg("cos_cache", "[max_positions, head_dim/2]", "T"),
+                Arg("sin_cache", "[max_positions, head_dim/2]", "T"),
+            ),
+            outputs=(Arg("Q_out", "[batch, seq, num_heads*head_dim]", "T"),
+                     Arg("K_out", "[batch, seq, kv_num_heads*head_dim]", "T")),
+            attributes={"num_heads": "int", "kv_num_heads": "int", "epsilon": "float"},
+            doc="Qwen3's per-head RMSNorm of q and k (over head_dim) followed by rotary embedding "
+            "(rotate-half layout, as transformers) at position_ids, in one pass over each head.",
+        ),
+    )
+}
