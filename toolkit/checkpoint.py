@@ -121,9 +121,9 @@ class WeightSource:
             return self._pickle[name]
         return self._files[self._where[name]].tensor(name)
 
-    def release(self, name: str) -> None:
+    def release(self, name: str, begin: int = 0, end: int | None = None) -> None:
         if self._pickle is None:
-            self._files[self._where[name]].release(name)
+            self._files[self._where[name]].release(name, begin, end)
 
     def files(self) -> list[Path]:
         return sorted(set(self._where.values()))
@@ -203,9 +203,9 @@ class Checkpoint:
         target = np.dtype(CAST_DTYPES[dtype])
         return array if array.dtype == target else array.astype(target)
 
-    def release(self, name: str) -> None:
-        """Tell the reader a tensor's data will not be needed again (exporters call this)."""
-        self.weights.release(name)
+    def release(self, name: str, begin: int = 0, end: int | None = None) -> None:
+        """Tell the reader bytes [begin, end) of a tensor will not be needed again (exporters call this)."""
+        self.weights.release(name, begin, end)
 
     def iter_tensors(self, dtype: str | None = None) -> Iterator[tuple[ExpectedTensor, np.ndarray]]:
         for tensor in self.expected():

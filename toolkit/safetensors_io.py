@@ -125,13 +125,16 @@ class SafetensorsFile:
         array = np.frombuffer(self._map(), dtype=DTYPES[h.dtype], count=count, offset=self._data_start + h.begin)
         return array.reshape(h.shape)
 
-    def release(self, name: str) -> None:
-        """Drop the pages of a tensor already consumed, so peak RSS tracks one tensor, not the file."""
+    def release(self, name: str, begin: int = 0, end: int | None = None) -> None:
+        """Drop the mapped pages of a tensor's bytes [begin, end) once consumed, so peak RSS tracks
+        the slice being worked on rather than everything read so far. Later reads fault them back."""
         if self._mmap is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
         h = self.headers[name]
-        start = (self._data_start + h.begin) // mmap.PAGESIZE * mmap.PAGESIZE
-        self._mmap.madvise(mmap.MADV_DONTNEED, start, self._data_start + h.end - start)
+        stop = self._data_start + h.begin + (h.nbytes if end is None else end)
+        start = (self._data_start + h.begin + begin) // mmap.PAGESIZE * mmap.PAGESIZE
+        if stop > start:
+            self._mmap.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def close(self) -> None:
         if self._mmap is not None:

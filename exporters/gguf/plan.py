@@ -63,6 +63,7 @@ def encoded_chunks(ckpt: Checkpoint, tensor: PlannedTensor) -> Iterator[np.ndarr
     step = max(1, CHUNK_ELEMENTS // cols)
     for source in tensor.sources:
         rows = ckpt.read(source).reshape(-1, cols)  # [rows, cols], memory-mapped
+        row_bytes = cols * rows.dtype.itemsize
         for start in range(0, len(rows), step):
             yield encode(np.asarray(rows[start:start + step], dtype=np.float32), tensor.qtype)
-        ckpt.release(source)
+            ckpt.release(source, start * row_bytes, (start + step) * row_bytes)

@@ -59,12 +59,16 @@ class WeightStore:
             return name
         stored = self._checkpoint.read(name)  # [out, in] memory-mapped, no copy
         view = stored.T if transpose else stored  # [in, out]: MatMul(x, W) without a Transpose node
-        self.initializers.append(self._writer.write(name, view.shape, self._precision.weight, self._chunks(view)))
+        # Untransposed row blocks are contiguous in the file: their pages can go as soon as they are written.
+        row_bytes = stored[:1].nbytes
+        release = None if transpose else (lambda a, b: self._checkpoint.release(name, a * row_bytes, b * row_bytes))
+        chunks = self._chunks(view, release)
+        self.initializers.append(self._writer.write(name, view.shape, self._precision.weight, chunks))
         self._checkpoint.release(name)
         self._names.add(name)
         return name
 
-    def _chunks(self, view: np.ndarray) -> Iterator[np.ndarray]:
+    def _chunks(self, view: np.ndarray, release: Callable[[int, int], None] | None) -> Iterator[np.ndarray]:
         """Row blocks of `view` cast to the weight dtype: a big embedding is never copied whole."""
         dtype = self._precision.weight_numpy
         row_bytes = view.size // max(len(view), 1) * dtype.itemsize
@@ -73,6 +77,8 @@ class WeightStore:
             block = view[start:start + step].astype(dtype, order="C")
             self._on_written(block.nbytes)
             yield block
+            if release is not None:
+                release(start, start + step)
 
 
 def data_path(model_path: Path) -> Path:
