@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 
 from ...toolkit.atomic import atomic_directory
 from ...toolkit.errors import QwdeployError, UnsupportedModelError
@@ -45,10 +48,28 @@ def _opset(profile: DeviceProfile | None) -> int:
     return opset
 
 
+def _export_for_target(request: ExportRequest) -> ExportResult:
+    """The portable graph, written to a temporary folder, handed to the backend named by --target."""
+    from ...backends import BACKENDS
+    from ...backends.base import BuildRequest
+
+    backend = BACKENDS.get(request.target)
+    quant = backend.resolve_quant(request.quant, request.profile)
+    options = backend.resolve_options(request.options)
+    out = Path(request.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.portable-", dir=out.parent) as tmp:
+        portable = replace(request, out=Path(tmp) / "portable", target=None,
+                           quant=backend.portable_precision(quant), force=False, options={})
+        export(portable)
+        built = backend.build(BuildRequest(portable.out, out, request.checkpoint.spec, quant, options,
+                                           request.profile, request.force))
+    return ExportResult(built.path, built.summary)
+
+
 def export(request: ExportRequest) -> ExportResult:
     if request.target is not None:
-        raise QwdeployError(f"--target {request.target}: ONNX backends are not available yet; "
-                            "omit --target to write the portable graph")
+        return _export_for_target(request)
     if request.via not in VIAS:
         raise QwdeployError(f"--via {request.via}: unknown ONNX strategy; use one of {', '.join(VIAS)}")
     checkpoint = request.checkpoint

@@ -108,9 +108,9 @@ def test_unsupported_quant_is_refused(make_checkpoint, tmp_path, quant, message)
     assert not (tmp_path / "onnx").exists()
 
 
-def test_target_is_refused_until_backends_exist(make_checkpoint, tmp_path):
-    with pytest.raises(QwdeployError, match="backends are not available yet"):
-        _export(make_checkpoint("qwen2"), tmp_path / "onnx", target="cpu")
+def test_unknown_target_is_refused(make_checkpoint, tmp_path):
+    with pytest.raises(QwdeployError, match="unknown backend 'tpu'"):
+        _export(make_checkpoint("qwen2"), tmp_path / "onnx", target="tpu")
 
 
 def test_non_empty_output_is_refused_and_left_alone(make_checkpoint, tmp_path):

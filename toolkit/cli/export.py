@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ..checkpoint import open_checkpoint
-from ..errors import UnsupportedModelError
+from ..errors import QwdeployError, UnsupportedModelError
 from ..profiles import load_profile
 from .table import print_rows
 
@@ -21,10 +21,14 @@ from .table import print_rows
               help="ONNX: build the graph natively or trace it with optimum.")
 @click.option("--verify/--no-verify", default=None,
               help="Compare the artifact's logits with transformers' (default: on for models under 1B parameters).")
+@click.option("-O", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Backend option for --target (see `qwdeploy backends`), e.g. -O block_size=64.")
+@click.option("--explain", is_flag=True, help="With --target: list each fusion candidate rejected, and why.")
 @click.option("--force", is_flag=True, help="Replace the output if it exists.")
 @click.option("--trust-pickle", is_flag=True, help="Allow *.bin/*.pt pickle weights (they can run code).")
 def export(model: str, fmt: str | None, out: Path, quant: str | None, profile: str | None, target: str | None,
-           via: str, verify: bool | None, force: bool, trust_pickle: bool) -> None:
+           via: str, verify: bool | None, options: tuple[str, ...], explain: bool, force: bool,
+           trust_pickle: bool) -> None:
     """Convert a Hugging Face Qwen checkpoint (MODEL directory) into a GGUF file or an ONNX folder."""
     from ...exporters import EXPORTERS
     from ...exporters.request import ExportRequest
@@ -37,7 +41,13 @@ def export(model: str, fmt: str | None, out: Path, quant: str | None, profile: s
     if reason:
         raise UnsupportedModelError(f"cannot export to {fmt}: {reason}", ckpt.directory)
     ckpt.validate()
-    request = ExportRequest(ckpt, out, quant=quant, profile=device, target=target, via=via, force=force,
-                            verify=verify)
+    backend_options = dict(o.partition("=")[::2] for o in options)
+    if explain:
+        backend_options["explain"] = "true"
+    if backend_options and target is None:
+        raise QwdeployError("-O/--explain configure a backend; add --target")
+    request = ExportRequest(ckpt, out, quant=quant, profile=device, target=target,
+                            via=via, force=force, verify=verify, options=backend_options)
     result = exporter.export(request)
     print_rows(None, [("wrote", str(result.path)), *result.summary])
+

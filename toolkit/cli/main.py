@@ -16,6 +16,9 @@ COMMANDS = LazyRegistry[click.Command](
         "export": "qwdeploy.toolkit.cli.export:export",
         "profiles": "qwdeploy.toolkit.cli.profiles:profiles",
         "demo-checkpoint": "qwdeploy.toolkit.cli.demo:demo_checkpoint",
+        "backends": "qwdeploy.toolkit.cli.backends:backends",
+        "kernels": "qwdeploy.toolkit.cli.kernels:kernels",
+        "profile": "qwdeploy.toolkit.cli.profile:profile",
     },
 )
 

@@ -1,0 +1,7 @@
+"""Profiler collector: an ONNX folder on ONNX Runtime's CPU execution provider."""
+
+from __future__ import annotations
+
+from ..ortprofile.session import OrtCollector
+
+COLLECTOR = OrtCollector("cpu", "CPUExecutionProvider")

@@ -1,0 +1,1 @@
+"""Fusions only the CPU pipeline uses."""

@@ -1,0 +1,28 @@
+"""The CPU pipeline: named phases, concatenated in order.
+
+SwiGLU (and QuantSwiGLU after quantization) are our own `qwdeploy` ops: only when custom ops are
+on; otherwise SiLU becomes ONNX Runtime's QuickGelu(alpha=1), since its SwiGLU has no CPU kernel.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...toolkit.profiles import DeviceProfile
+from ..ort.fold import fold_weight_casts
+from ..ort.fusions import group_query_attention, packed_qkv, quant_swiglu, rms_norm, skip_rms_norm, swiglu
+from ..ort.quant.matmul_nbits import quantize_matmuls
+from ..passes import Fusion, GraphPass, Phase
+from .fusions import silu_quick_gelu
+
+
+def cpu_pipeline(profile: DeviceProfile | None, options: dict[str, Any], custom_ops: bool) -> list[Phase]:
+    quantized = options["quant"] in ("int4", "int8")
+    return [
+        ("prepare", [GraphPass("fold_weight_casts", fold_weight_casts)]),
+        ("attention", [Fusion(group_query_attention), Fusion(packed_qkv)]),
+        ("norms", [Fusion(rms_norm), Fusion(skip_rms_norm)]),
+        ("mlp", [Fusion(swiglu) if custom_ops else Fusion(silu_quick_gelu)]),
+        ("quantize", [GraphPass("matmul_nbits", quantize_matmuls)] if quantized else []),
+        ("quantized fusions", [Fusion(quant_swiglu)] if quantized and custom_ops else []),
+    ]

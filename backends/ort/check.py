@@ -1,0 +1,101 @@
+"""The graph check an ONNX Runtime artifact passes before it is written.
+
+1. onnx.checker, with ONNX Runtime's own default-domain ops (SimplifiedLayerNormalization) moved
+   to a private domain in the checked copy, since onnx does not know them;
+2. every com.microsoft node against ONNX Runtime's own schema (op known, attributes known, input
+   count within the schema), every qwdeploy node against kernels/schemas.py;
+3. an ONNX Runtime session on the providers given, when they exist here and no node lacks a
+   kernel library: that proves ORT accepts the graph (types, shapes, kernels).
+Returns a one-line description of what was checked; raises QwdeployError on a failed step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from ...kernels.schemas import DOMAIN, SCHEMAS
+from ...toolkit.errors import QwdeployError
+from .fusions import MS
+
+ORT_DEFAULT_DOMAIN_OPS = ("SimplifiedLayerNormalization",)  # ORT registers these under the onnx domain
+CHECKED_AS = "ai.onnxruntime.default"
+
+
+def _ort_schemas() -> dict[str, object]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as C
+
+    return {s.name: s for s in C.get_all_operator_schema()
+            if s.domain == MS or (s.domain == "" and s.name in ORT_DEFAULT_DOMAIN_OPS)}
+
+
+def _schema_problems(model: onnx.ModelProto) -> list[str]:
+    ms, problems = _ort_schemas(), []
+    for node in model.graph.node:
+        attrs = {a.name for a in node.attribute}
+        if node.domain == MS or (node.domain == "" and node.op_type in ORT_DEFAULT_DOMAIN_OPS):
+            schema = ms.get(node.op_type)
+            if schema is None:
+                problems.append(f"{node.name}: ONNX Runtime has no {MS}:{node.op_type}")
+                continue
+            known, max_inputs = set(schema.attributes), len(schema.inputs)
+        elif node.domain == DOMAIN:
+            schema = SCHEMAS.get(node.op_type)
+            if schema is None:
+                problems.append(f"{node.name}: kernels/schemas.py has no {DOMAIN}:{node.op_type}")
+                continue
+            known, max_inputs = set(schema.attributes), len(schema.inputs)
+            missing = set(schema.attributes) - attrs
+            if missing:
+                problems.append(f"{node.name}: missing attributes {sorted(missing)}")
+        else:
+            continue
+        if attrs - known:
+            problems.append(f"{node.name}: unknown attributes {sorted(attrs - known)}")
+        if len(node.input) > max_inputs:
+            problems.append(f"{node.name}: {len(node.input)} inputs, the schema has {max_inputs}")
+    return problems
+
+
+def _checker(model: onnx.ModelProto, path: Path) -> None:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.domain == "" and node.op_type in ORT_DEFAULT_DOMAIN_OPS:
+            node.domain = CHECKED_AS
+    copy.opset_import.append(onnx.helper.make_opsetid(CHECKED_AS, 1))
+    checked = path.with_name(".checked." + path.name)  # beside the data file its tensors point into
+    onnx.save_model(copy, str(checked))
+    try:
+        onnx.checker.check_model(str(checked))
+    except onnx.checker.ValidationError as exc:
+        raise QwdeployError(f"onnx.checker rejects the fused graph: {str(exc).splitlines()[0]}", path) from None
+    finally:
+        checked.unlink()
+
+
+def check_artifact(path: Path, providers: list[str], custom_library: Path | None) -> str:
+    model = onnx.load(str(path), load_external_data=False)
+    _checker(model, path)
+    problems = _schema_problems(model)
+    if problems:
+        raise QwdeployError(f"fused graph breaks an op schema: {problems[0]}", path)
+    done = "onnx.checker, op schemas"
+    needs_library = any(n.domain == DOMAIN for n in model.graph.node)
+    if needs_library and custom_library is None:
+        return f"{done}; no session (needs the {DOMAIN} kernel library, not built here)"
+    import onnxruntime as ort
+
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        return f"{done}; no session ({', '.join(missing)} not available here)"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if custom_library is not None:
+        options.register_custom_ops_library(str(custom_library))
+    try:
+        ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types for graph errors
+        raise QwdeployError(f"ONNX Runtime refuses the fused graph: {str(exc).splitlines()[0]}", path) from None
+    return f"{done}, ONNX Runtime session on {', '.join(providers)}"

@@ -1,0 +1,119 @@
+"""What the exported ONNX folder says about itself: weight bytes, KV layout, context, kernel library."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from ...toolkit.errors import QwdeployError
+
+MODEL_FILE = "model.onnx"
+GENAI_CONFIG = "genai_config.json"
+MANIFESTS = ("manifest.json", "qwdeploy.json")
+LIBRARY_SUFFIXES = (".so", ".dll", ".dylib")
+STANDARD_DOMAINS = ("", "ai.onnx", "com.microsoft")
+PAST_PREFIX = "past_key_values."
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    nodes: int
+    weight_bytes: int
+    gathered_bytes: int  # initializers only ever read through Gather's data input (embedding tables)
+    kv_bytes_per_token: int
+    kv_dtype: str
+    past_inputs: dict[str, tuple[int, int]]  # name → (kv_heads, head_dim)
+    vocab_size: int
+    context_length: int | None
+    custom_domains: tuple[str, ...]
+
+
+def _initializer_bytes(t: onnx.TensorProto) -> int:
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        entries = {e.key: e.value for e in t.external_data}
+        if "length" in entries:
+            return int(entries["length"])
+    if t.raw_data:
+        return len(t.raw_data)
+    count = 1
+    for d in t.dims:
+        count *= d
+    return count * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+
+
+def _gathered_only(graph: onnx.GraphProto, names: set[str]) -> set[str]:
+    other_uses = {name for node in graph.node for i, name in enumerate(node.input)
+                  if name in names and not (node.op_type == "Gather" and i == 0)}
+    gathered = {node.input[0] for node in graph.node if node.op_type == "Gather" and node.input[0] in names}
+    return gathered - other_uses
+
+
+def _context_length(folder: Path) -> int | None:
+    try:
+        return int(json.loads((folder / GENAI_CONFIG).read_text())["model"]["context_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_graph(folder: Path) -> GraphFacts:
+    model = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
+    graph = model.graph
+    sizes = {t.name: _initializer_bytes(t) for t in graph.initializer}
+    gathered = _gathered_only(graph, set(sizes))
+    past, kv_bytes, kv_dtype = {}, 0, "float32"
+    for value in graph.input:
+        if not value.name.startswith(PAST_PREFIX):
+            continue
+        tensor = value.type.tensor_type
+        heads, head_dim = tensor.shape.dim[1].dim_value, tensor.shape.dim[3].dim_value  # [batch, kv_heads, past, head_dim]
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        past[value.name] = (heads, head_dim)
+        kv_bytes += heads * head_dim * dtype.itemsize
+        kv_dtype = dtype.name
+    logits = graph.output[0].type.tensor_type.shape.dim
+    domains = tuple(sorted({node.domain for node in graph.node} - set(STANDARD_DOMAINS)))
+    return GraphFacts(nodes=len(graph.node), weight_bytes=sum(sizes.values()),
+                      gathered_bytes=sum(sizes[n] for n in gathered), kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
+                      past_inputs=past, vocab_size=logits[-1].dim_value, context_length=_context_length(folder),
+                      custom_domains=domains)
+
+
+def _library_paths(value: object) -> list[str]:
+    """String values under keys that name a library, at any depth of the manifest."""
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "librar" in key.lower() and isinstance(item, str) and item.endswith(LIBRARY_SUFFIXES):
+                found.append(item)
+            else:
+                found += _library_paths(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _library_paths(item)
+    return found
+
+
+def custom_op_libraries(folder: Path, facts: GraphFacts) -> list[Path]:
+    """The kernel libraries the folder's manifest names; an error when the graph needs one and none is named."""
+    libraries: list[Path] = []
+    for name in MANIFESTS:
+        manifest = folder / name
+        if not manifest.is_file():
+            continue
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise QwdeployError(f"manifest is not valid JSON ({exc})", manifest) from None
+        for entry in _library_paths(data):
+            path = (folder / entry).resolve()
+            if not path.is_file():
+                raise QwdeployError(f"names kernel library '{entry}', which does not exist", manifest)
+            libraries.append(path)
+    if facts.custom_domains and not libraries:
+        raise QwdeployError(f"the graph uses ops of domain {', '.join(facts.custom_domains)} but no manifest "
+                            f"({' or '.join(MANIFESTS)}) names a kernel library for them", folder)
+    return libraries

@@ -1,0 +1,1 @@
+"""transformers as the reference runtime the profiler measures Hugging Face checkpoints on."""

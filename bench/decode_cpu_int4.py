@@ -1,0 +1,107 @@
+"""Decode tokens/s of the ~0.5B Qwen-shaped checkpoint at int4 on 2 CPU threads, next to the tools people use.
+
+    python bench/decode_cpu_int4.py [--tokens 64] [--genai-python PY]
+
+Rows: qwdeploy `--target cpu --quant int4` in onnxruntime; onnxruntime-genai's builder int4 export
+(needs transformers 5: point --genai-python at such an environment) in onnxruntime; llama.cpp Q4_0
+of the same checkpoint through llama-cpp-python. Each decodes the same greedy continuation length
+after the same prompt, in one run; tools that are missing or fail are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import build_checkpoint, machine
+
+THREADS = 2
+PROMPT = [9707, 1879, 11, 358, 1079, 264, 3460, 315, 279, 1879, 13, 576, 6722, 315, 9625, 374]
+
+
+def _ort_decode(folder: Path, tokens: int) -> float:
+    """Greedy decode in onnxruntime on THREADS threads; returns decode tokens/s (prefill excluded)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    inputs = {i.name: i for i in session.get_inputs()}
+    past = [n for n in inputs if n.startswith("past_key_values")]
+    dtype = np.float16 if "float16" in inputs[past[0]].type else np.float32
+    cache = {n: np.zeros((1, inputs[n].shape[1], 0, inputs[n].shape[3]), dtype) for n in past}
+    ids, length, start = np.array([PROMPT], np.int64), 0, 0.0
+    for step in range(tokens + 1):
+        if step == 1:
+            start = time.perf_counter()
+        total = length + ids.shape[1]
+        feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), np.int64),
+                 "position_ids": np.arange(length, total, dtype=np.int64)[None], **cache}
+        names = [o.name for o in session.get_outputs()]
+        out = dict(zip(names, session.run(names, {k: v for k, v in feeds.items() if k in inputs})))
+        cache = {n: out[n.replace("past_key_values", "present")] for n in past}
+        ids, length = out["logits"][:, -1:].argmax(-1).astype(np.int64), total
+    return tokens / (time.perf_counter() - start)
+
+
+def _llama_decode(gguf: Path, tokens: int) -> float:
+    from llama_cpp import Llama
+
+    llm = Llama(str(gguf), n_threads=THREADS, n_ctx=256, verbose=False)
+    llm.eval(PROMPT)
+    start = time.perf_counter()
+    for _ in range(tokens):
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        llm.eval([token])
+    return tokens / (time.perf_counter() - start)
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--genai-python", default=sys.executable)
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "qwdeploy" / "bench")
+    args = parser.parse_args()
+
+    print(machine(("onnxruntime", "onnxruntime-genai", "llama-cpp-python")))
+    checkpoint = build_checkpoint(args.work / f"qwen2-{args.size}", "qwen2", args.size)
+    out = args.work / f"decode-{args.size}"
+    print(f"checkpoint: qwen2/{args.size}; {len(PROMPT)}-token prompt, {args.tokens} greedy tokens, "
+          f"{THREADS} threads\n")
+    tools = {
+        "qwdeploy cpu int4 (onnxruntime)": (
+            ["qwdeploy", "export", str(checkpoint), "--format", "onnx", "--target", "cpu", "--quant", "int4",
+             "-o", str(out / "qwdeploy"), "--force"], lambda: _ort_decode(out / "qwdeploy", args.tokens)),
+        "genai builder int4 (onnxruntime)": (
+            [args.genai_python, "-m", "onnxruntime_genai.models.builder", "-i", str(checkpoint), "-o",
+             str(out / "genai"), "-p", "int4", "-e", "cpu"], lambda: _ort_decode(out / "genai", args.tokens)),
+        "llama.cpp Q4_0": (
+            ["qwdeploy", "export", str(checkpoint), "--format", "gguf", "--quant", "q4_0", "-o",
+             str(out / "model-q4_0.gguf"), "--force"], lambda: _llama_decode(out / "model-q4_0.gguf", args.tokens)),
+    }
+    results = {}
+    for name, (export, decode) in tools.items():
+        try:
+            _run(export)
+            results[name] = decode()
+        except (RuntimeError, ImportError, OSError) as exc:
+            print(f"{name:34s} skipped: {exc}")
+    ours = results.get("qwdeploy cpu int4 (onnxruntime)")
+    for name, rate in results.items():
+        ratio = f"   qwdeploy/this x{ours / rate:.2f}" if ours and not name.startswith("qwdeploy") else ""
+        print(f"{name:34s} {rate:8.1f} tokens/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The build driver: CMake configure + build of kernels/ for a Target, cached by a hash of the sources,
+the target and the compilers' versions, so a second build of the same thing is a lookup."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..toolkit.errors import MissingDependencyError, QwdeployError
+from .cache import cache_root
+from .ort_headers import ort_include
+from .targets import CROSS_COMPILERS, Target
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCE_SUFFIXES = (".h", ".cc", ".cu", ".cuh", ".txt", ".cmake")
+LIBRARY = "libqwdeploy_kernels.so"
+TEST_DRIVER = "kernel_test"
+MANIFEST = "build.json"
+
+
+@dataclass(frozen=True)
+class Build:
+    target: Target
+    directory: Path
+
+    @property
+    def library(self) -> Path:
+        return self.directory / LIBRARY
+
+    @property
+    def test_driver(self) -> Path:
+        return self.directory / TEST_DRIVER
+
+    def exists(self) -> bool:
+        return (self.directory / MANIFEST).is_file() and self.library.is_file()
+
+
+def sources() -> list[Path]:
+    return sorted(p for p in SOURCE_DIR.rglob("*") if p.suffix in SOURCE_SUFFIXES and p.is_file())
+
+
+def _need(tool: str, install: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise MissingDependencyError(f"'{tool}' not found; install it: {install}")
+    return path
+
+
+def _nvcc() -> str:
+    found = shutil.which("nvcc") or next((str(p) for p in [Path("/usr/local/cuda/bin/nvcc")] if p.is_file()), None)
+    if not found:
+        raise MissingDependencyError("'nvcc' not found; install the CUDA toolkit (https://developer.nvidia.com/"
+                                     "cuda-downloads) or put /usr/local/cuda/bin on PATH")
+    return found
+
+
+@lru_cache(maxsize=None)
+def _version(tool: str) -> str:
+    out = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    return out[-1] if "nvcc" in tool else (out[0] if out else "unknown")
+
+
+def toolchain(target: Target) -> dict[str, str]:
+    """The tools this target's build runs, checked to exist; a missing one says what to install."""
+    tools = {"cmake": _need("cmake", "apt-get install cmake (or pip install cmake)")}
+    if target.cross:
+        compiler, package = CROSS_COMPILERS[target.arch]
+        tools["cxx"] = _need(compiler, f"apt-get install {package}")
+    else:
+        tools["cxx"] = _need("g++", "apt-get install g++")
+    if target.cuda_archs:
+        tools["nvcc"] = _nvcc()
+    return tools
+
+
+def build_key(target: Target, tools: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for path in sources():
+        digest.update(str(path.relative_to(SOURCE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps(asdict(target), sort_keys=True).encode())
+    for tool in ("cxx", "nvcc"):
+        if tool in tools:
+            digest.update(_version(tools[tool]).encode())
+    return digest.hexdigest()[:16]
+
+
+def planned(target: Target) -> Build:
+    """Where this target's build lives for the current sources and compilers (built or not)."""
+    tools = toolchain(target)
+    return Build(target, cache_root() / "kernels" / f"{target.name}-{target.arch}-{build_key(target, tools)}")
+
+
+def build(target: Target, ort_include_dir: str | Path | None = None, jobs: int | None = None,
+          force: bool = False) -> Build:
+    """Configures and builds into a temporary folder beside the cache entry, renamed into place when complete."""
+    result = planned(target)
+    if result.exists() and not force:
+        return result
+    tools = toolchain(target)
+    include = ort_include(ort_include_dir)
+    result.directory.parent.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(dir=result.directory.parent, prefix=".building-"))
+    try:
+        _cmake(_configure_args(target, tools, include, build_dir), build_dir)
+        _cmake([tools["cmake"], "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)], build_dir)
+        manifest = {"target": asdict(target), "ort_include": str(include), "library": LIBRARY,
+                    "test_driver": TEST_DRIVER, "compiler": _version(tools["cxx"]),
+                    "nvcc": _version(tools["nvcc"]) if "nvcc" in tools else None}
+        (build_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        if result.directory.exists():
+            shutil.rmtree(result.directory)
+        build_dir.rename(result.directory)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+    return result
+
+
+def _configure_args(target: Target, tools: dict[str, str], include: Path, build_dir: Path) -> list[str]:
+    args = [tools["cmake"], "-S", str(SOURCE_DIR), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+            f"-DORT_INCLUDE_DIR={include}", f"-DQWD_ARCH_FLAGS={';'.join(target.cpu_flags)}"]
+    if shutil.which("ninja"):
+        args += ["-G", "Ninja"]
+    if target.toolchain:
+        args.append(f"-DCMAKE_TOOLCHAIN_FILE={target.toolchain}")
+    if target.cuda_archs:
+        args += [f"-DQWD_CUDA_ARCHITECTURES={';'.join(target.cuda_archs)}", f"-DCMAKE_CUDA_COMPILER={tools['nvcc']}"]
+    return args
+
+
+def _cmake(args: list[str], build_dir: Path) -> None:
+    log = build_dir / "build.log"
+    with log.open("a") as out:
+        code = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        lines = log.read_text(errors="replace").splitlines()
+        errors = [line for line in lines if "error" in line.lower()][:5] or lines[-5:]
+        raise QwdeployError("kernel build failed:\n  " + "\n  ".join(errors))

@@ -1,0 +1,153 @@
+// One float vector type per ISA, chosen at compile time; every kernel is written once against it.
+// Tails (sizes not a multiple of kWidth) are finished with the scalar lane, so odd sizes are exact.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(QWD_FORCE_SCALAR)
+#define QWD_SIMD_SCALAR 1
+#elif defined(__AVX512F__)
+#include <immintrin.h>
+#define QWD_SIMD_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define QWD_SIMD_AVX2 1
+#elif defined(__ARM_NEON) && defined(__aarch64__)
+#include <arm_neon.h>
+#define QWD_SIMD_NEON 1
+#else
+#define QWD_SIMD_SCALAR 1
+#endif
+
+namespace qwd::simd {
+
+#if defined(QWD_SIMD_AVX512)
+inline constexpr const char* kIsa = "avx512";
+inline constexpr int kWidth = 16;
+using Vec = __m512;
+inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec set1(float x) { return _mm512_set1_ps(x); }
+inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+inline Vec sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+inline Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+inline Vec div(Vec a, Vec b) { return _mm512_div_ps(a, b); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }  // a*b + c
+inline Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+inline Vec min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
+inline Vec round(Vec a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Vec pow2i(Vec n) {  // 2^n for integral n in [-126, 127]
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
+inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
+#elif defined(QWD_SIMD_AVX2)
+inline constexpr const char* kIsa = "avx2";
+inline constexpr int kWidth = 8;
+using Vec = __m256;
+inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec set1(float x) { return _mm256_set1_ps(x); }
+inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+inline Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+inline Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+inline Vec div(Vec a, Vec b) { return _mm256_div_ps(a, b); }
+inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+inline Vec min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
+inline Vec round(Vec a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+inline Vec pow2i(Vec n) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+inline float hsum(Vec v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#elif defined(QWD_SIMD_NEON)
+inline constexpr const char* kIsa = "neon";
+inline constexpr int kWidth = 4;
+using Vec = float32x4_t;
+inline Vec load(const float* p) { return vld1q_f32(p); }
+inline void store(float* p, Vec v) { vst1q_f32(p, v); }
+inline Vec set1(float x) { return vdupq_n_f32(x); }
+inline Vec add(Vec a, Vec b) { return vaddq_f32(a, b); }
+inline Vec sub(Vec a, Vec b) { return vsubq_f32(a, b); }
+inline Vec mul(Vec a, Vec b) { return vmulq_f32(a, b); }
+inline Vec div(Vec a, Vec b) { return vdivq_f32(a, b); }
+inline Vec fma(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
+inline Vec max(Vec a, Vec b) { return vmaxq_f32(a, b); }
+inline Vec min(Vec a, Vec b) { return vminq_f32(a, b); }
+inline Vec round(Vec a) { return vrndnq_f32(a); }
+inline Vec pow2i(Vec n) {
+  return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+}
+inline float hsum(Vec v) { return vaddvq_f32(v); }
+#else
+inline constexpr const char* kIsa = "scalar";
+inline constexpr int kWidth = 1;
+using Vec = float;
+inline Vec load(const float* p) { return *p; }
+inline void store(float* p, Vec v) { *p = v; }
+inline Vec set1(float x) { return x; }
+inline Vec add(Vec a, Vec b) { return a + b; }
+inline Vec sub(Vec a, Vec b) { return a - b; }
+inline Vec mul(Vec a, Vec b) { return a * b; }
+inline Vec div(Vec a, Vec b) { return a / b; }
+inline Vec fma(Vec a, Vec b, Vec c) { return std::fma(a, b, c); }
+inline Vec max(Vec a, Vec b) { return a > b ? a : b; }
+inline Vec min(Vec a, Vec b) { return a < b ? a : b; }
+inline Vec round(Vec a) { return std::nearbyint(a); }
+inline Vec pow2i(Vec n) { return std::ldexp(1.0f, static_cast<int>(n)); }
+inline float hsum(Vec v) { return v; }
+#endif
+
+// exp(x) to ~2 ulp: x = n*ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, 2^n through the exponent bits.
+inline Vec exp(Vec x) {
+  x = min(max(x, set1(-87.3f)), set1(88.3f));
+  Vec n = round(mul(x, set1(1.44269504f)));
+  Vec r = fma(n, set1(-0.693145752f), x);
+  r = fma(n, set1(-1.42860677e-6f), r);
+  Vec p = set1(1.0f / 720);
+  p = fma(p, r, set1(1.0f / 120));
+  p = fma(p, r, set1(1.0f / 24));
+  p = fma(p, r, set1(1.0f / 6));
+  p = fma(p, r, set1(0.5f));
+  p = fma(p, r, set1(1.0f));
+  p = fma(p, r, set1(1.0f));
+  return mul(p, pow2i(n));
+}
+
+inline Vec silu(Vec g) { return div(g, add(set1(1.0f), exp(sub(set1(0.0f), g)))); }
+
+inline float silu_scalar(float g) { return g / (1.0f + std::exp(-g)); }
+
+// sum_i a[i] * b[i]; two accumulators hide the FMA latency.
+inline float dot(const float* a, const float* b, int64_t n) {
+  int64_t i = 0;
+  float tail = 0.0f;
+  if constexpr (kWidth > 1) {
+    Vec acc0 = set1(0.0f), acc1 = set1(0.0f);
+    for (; i + 2 * kWidth <= n; i += 2 * kWidth) {
+      acc0 = fma(load(a + i), load(b + i), acc0);
+      acc1 = fma(load(a + i + kWidth), load(b + i + kWidth), acc1);
+    }
+    for (; i + kWidth <= n; i += kWidth) acc0 = fma(load(a + i), load(b + i), acc0);
+    tail = hsum(add(acc0, acc1));
+  }
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return tail;
+}
+
+// y[i] += alpha * x[i]
+inline void axpy(float alpha, const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  if constexpr (kWidth > 1) {
+    Vec va = set1(alpha);
+    for (; i + kWidth <= n; i += kWidth) store(y + i, fma(va, load(x + i), load(y + i)));
+  }
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace qwd::simd

@@ -1,0 +1,58 @@
+"""One-node ONNX models of our ops, built from kernels/schemas.py, and a way to run them.
+
+Tests and benchmarks use these to exercise a kernel the way a fused graph will: as a node that
+ONNX Runtime resolves through the registered custom-op library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .schemas import DOMAIN, DOMAIN_VERSION, SCHEMAS
+
+
+def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Mapping[str, int | float],
+               opset: int = 17) -> bytes:
+    """A serialized model with one `qwdeploy` node; inputs left None (or absent) become "" optionals.
+
+    Every given input is a graph input of its array's dtype and shape, so a run feeds the same arrays."""
+    from onnx import helper
+
+    schema = SCHEMAS[op]
+    unknown = set(inputs) - {a.name for a in schema.inputs}
+    if unknown:
+        raise ValueError(f"{op} has no input(s) {sorted(unknown)}")
+    names = [a.name if inputs.get(a.name) is not None else "" for a in schema.inputs]
+    while names and names[-1] == "":
+        names.pop()
+    graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(inputs[n].dtype),
+                                                  list(inputs[n].shape)) for n in names if n]
+    float_type = helper.np_dtype_to_tensor_dtype(inputs[names[0]].dtype)  # every output is T, as input 0
+    graph_outputs = [helper.make_tensor_value_info(o.name, float_type, None) for o in schema.outputs]
+    node = helper.make_node(op, names, [o.name for o in schema.outputs], domain=DOMAIN, **dict(attributes))
+    graph = helper.make_graph([node], f"qwdeploy_{op}", graph_inputs, graph_outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
+                                                    helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def session(model: bytes, library: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",),
+            threads: int = 0):
+    """An InferenceSession with the custom-op library registered (threads=0: ONNX Runtime's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(library))
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(model, options, providers=list(providers))
+
+
+def run_node(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Mapping[str, int | float],
+             library: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> list[np.ndarray]:
+    sess = session(node_model(op, inputs, attributes), library, providers)
+    feeds = {name: value for name, value in inputs.items() if value is not None}
+    return sess.run(None, feeds)

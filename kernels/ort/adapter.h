@@ -1,0 +1,124 @@
+// The thin layer between ONNX Runtime's classic custom-op API and our runtime-free cores: one Op
+// template for every kernel, I/O tables declared once per op, errors turned into OrtStatus.
+#pragma once
+
+#include <onnxruntime_cxx_api.h>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <vector>
+
+#include "../cpu/parallel.h"
+
+namespace qwd::ort {
+
+struct Port {
+  ONNXTensorElementDataType type;
+  bool optional;
+};
+
+inline constexpr auto kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+inline constexpr auto kUint8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+inline constexpr auto kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+
+// Inputs per op, in kernels/schemas.py order; every output is float.
+namespace io {
+inline constexpr Port kSwiGLU[] = {{kFloat, false}};
+inline constexpr Port kQuantSwiGLU[] = {{kFloat, false}, {kUint8, false}, {kFloat, false}, {kUint8, true}};
+inline constexpr Port kMoE[] = {{kFloat, false}, {kFloat, false}, {kFloat, false}, {kFloat, false},
+                                {kFloat, true},  {kFloat, true},  {kFloat, true}};
+inline constexpr Port kQMoE[] = {{kFloat, false}, {kFloat, false}, {kUint8, false}, {kFloat, false}, {kUint8, false},
+                                 {kFloat, false}, {kFloat, true},  {kFloat, true},  {kFloat, true}};
+inline constexpr Port kQKNormRotary[] = {{kFloat, false}, {kFloat, false}, {kFloat, false}, {kFloat, false},
+                                         {kInt64, false}, {kFloat, false}, {kFloat, false}};
+}  // namespace io
+
+// Runs fn and converts any exception into a status ONNX Runtime reports with the node's name.
+template <class Fn>
+OrtStatusPtr guard(Fn&& fn) noexcept {
+  try {
+    fn();
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  }
+}
+
+template <class Kernel>
+struct Op : Ort::CustomOpBase<Op<Kernel>, Kernel, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi&, const OrtKernelInfo* info, void** kernel) const {
+    return guard([&] { *kernel = new Kernel(Ort::ConstKernelInfo(info)); });
+  }
+  const char* GetName() const { return Kernel::kName; }
+  const char* GetExecutionProviderType() const { return Kernel::kProvider; }
+  size_t GetInputTypeCount() const { return Kernel::kInputCount; }
+  ONNXTensorElementDataType GetInputType(size_t i) const { return Kernel::kInputs[i].type; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return Kernel::kInputs[i].optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return Kernel::kOutputs; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return kFloat; }
+};
+
+// Kernels derive from this and define kName, kProvider, kInputs (a Port table), kInputCount, kOutputs
+// and `void Compute(Ort::KernelContext&)`.
+template <class Derived>
+struct Kernel {
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    return guard([&] {
+      Ort::KernelContext ctx(context);
+      static_cast<Derived*>(this)->Compute(ctx);
+    });
+  }
+};
+
+// An optional input left out ("" or trailing) reads as an empty value.
+inline Ort::ConstValue input(const Ort::KernelContext& ctx, size_t i) {
+  return i < ctx.GetInputCount() ? ctx.GetInput(i) : Ort::ConstValue{nullptr};
+}
+
+inline std::vector<int64_t> shape(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
+
+template <class T>
+const T* data_or_null(const Ort::ConstValue& v) {
+  return v ? v.GetTensorData<T>() : nullptr;
+}
+
+inline int64_t attr_int(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback) {
+  try {
+    return info.GetAttribute<int64_t>(name);
+  } catch (const Ort::Exception&) {
+    return fallback;
+  }
+}
+
+inline float attr_float(const Ort::ConstKernelInfo& info, const char* name, float fallback) {
+  try {
+    return info.GetAttribute<float>(name);
+  } catch (const Ort::Exception&) {
+    return fallback;
+  }
+}
+
+// ONNX Runtime's intra-op thread pool behind the cores' Parallel interface.
+class PoolParallel : public Parallel {
+ public:
+  explicit PoolParallel(const Ort::KernelContext& ctx) : ctx_(ctx) {}
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
+    if (tasks <= 1) return Parallel::run(tasks, fn);
+    ctx_.ParallelFor([](void* f, size_t i) { (*static_cast<const std::function<void(int64_t)>*>(f))(i); },
+                     static_cast<size_t>(tasks), 0, const_cast<std::function<void(int64_t)>*>(&fn));
+  }
+
+ private:
+  const Ort::KernelContext& ctx_;
+};
+
+std::vector<OrtCustomOp*> cpu_ops();
+std::vector<OrtCustomOp*> cuda_ops();  // empty when built without CUDA
+
+}  // namespace qwd::ort

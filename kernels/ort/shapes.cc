@@ -1,0 +1,117 @@
+#include "shapes.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace qwd::shapes {
+
+namespace {
+
+std::string str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+void require(bool ok, const char* op, const std::string& what) {
+  if (!ok) throw std::invalid_argument(std::string("qwdeploy.") + op + ": " + what);
+}
+
+void expect(const char* op, const char* name, const Shape& got, const Shape& want) {
+  require(got == want, op, std::string(name) + " has shape " + str(got) + ", expected " + str(want));
+}
+
+int64_t leading(const Shape& s) {
+  int64_t n = 1;
+  for (size_t i = 0; i + 1 < s.size(); ++i) n *= s[i];
+  return n;
+}
+
+void check_quant(const char* op, int64_t bits, int64_t block_size) {
+  require(bits == 4 || bits == 8, op, "bits must be 4 or 8, got " + std::to_string(bits));
+  require(block_size >= 16 && (block_size & (block_size - 1)) == 0, op,
+          "block_size must be a power of two >= 16, got " + std::to_string(block_size));
+}
+
+}  // namespace
+
+SwiGLU swiglu(const Shape& gate_up) {
+  require(!gate_up.empty() && gate_up.back() % 2 == 0, "SwiGLU",
+          "gate_up's last dimension must be even, got shape " + str(gate_up));
+  Shape out = gate_up;
+  out.back() /= 2;
+  return {leading(gate_up), gate_up.back() / 2, out};
+}
+
+QuantSwiGLU quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
+                         int64_t N, int64_t bits, int64_t block_size) {
+  const char* op = "QuantSwiGLU";
+  check_quant(op, bits, block_size);
+  require(N % 2 == 0, op, "N (= 2*I) must be even, got " + std::to_string(N));
+  require(!x.empty() && x.back() == K, op, "X has shape " + str(x) + ", its last dimension must be K=" +
+                                               std::to_string(K));
+  const int64_t blocks = (K + block_size - 1) / block_size;
+  expect(op, "B", b, {N, blocks, block_size * bits / 8});
+  expect(op, "scales", scales, {N * blocks});
+  if (zero_points) expect(op, "zero_points", *zero_points, {N * ((blocks * bits + 7) / 8)});
+  Shape out = x;
+  out.back() = N / 2;
+  return {leading(x), K, N / 2, blocks, out};
+}
+
+MoE moe(const Shape& x, const Shape& logits, const Shape& gate_up, const Shape& down, const Shape* shared_gate_up,
+        const Shape* shared_down, const Shape* shared_gate, int64_t top_k, int64_t bits, int64_t block_size) {
+  const char* op = bits ? "QMoE" : "MoE";
+  require(x.size() == 2, op, "X must be [tokens, H], got " + str(x));
+  const int64_t T = x[0], H = x[1];
+  require(logits.size() == 2 && logits[0] == T, op, "router_logits must be [tokens, E], got " + str(logits));
+  const int64_t E = logits[1];
+  require(top_k >= 1 && top_k <= E, op, "top_k must be in [1, E=" + std::to_string(E) + "], got " +
+                                           std::to_string(top_k));
+  require(gate_up.size() >= 3 && gate_up[0] == E, op, "gate_up_weights has shape " + str(gate_up));
+  const int64_t I = gate_up[1] / 2;
+  if (bits) {
+    check_quant(op, bits, block_size);
+    const int64_t hb = (H + block_size - 1) / block_size, ib = (I + block_size - 1) / block_size;
+    expect(op, "gate_up_weights", gate_up, {E, 2 * I, hb, block_size * bits / 8});
+    expect(op, "down_weights", down, {E, H, ib, block_size * bits / 8});
+  } else {
+    expect(op, "gate_up_weights", gate_up, {E, 2 * I, H});
+    expect(op, "down_weights", down, {E, H, I});
+  }
+  int64_t S = 0;
+  require((shared_gate_up == nullptr) == (shared_down == nullptr), op,
+          "shared_gate_up and shared_down must be given together");
+  if (shared_gate_up) {
+    require(shared_gate_up->size() == 2 && (*shared_gate_up)[0] % 2 == 0, op,
+            "shared_gate_up must be [2*S, H], got " + str(*shared_gate_up));
+    S = (*shared_gate_up)[0] / 2;
+    expect(op, "shared_gate_up", *shared_gate_up, {2 * S, H});
+    expect(op, "shared_down", *shared_down, {H, S});
+  }
+  if (shared_gate) {
+    require(S > 0, op, "shared_gate needs shared_gate_up and shared_down");
+    expect(op, "shared_gate", *shared_gate, {1, H});
+  }
+  return {T, H, E, I, S};
+}
+
+QKNormRotary qk_norm_rotary(const Shape& q, const Shape& k, const Shape& q_weight, const Shape& k_weight,
+                            const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
+                            int64_t kv_num_heads) {
+  const char* op = "QKNormRotary";
+  require(num_heads > 0 && kv_num_heads > 0, op, "num_heads and kv_num_heads must be positive");
+  require(q.size() == 3 && q[2] % num_heads == 0, op,
+          "Q must be [batch, seq, num_heads*head_dim], got " + str(q));
+  const int64_t B = q[0], S = q[1], D = q[2] / num_heads;
+  require(D % 2 == 0, op, "head_dim must be even, got " + std::to_string(D));
+  expect(op, "K", k, {B, S, kv_num_heads * D});
+  expect(op, "q_norm_weight", q_weight, {D});
+  expect(op, "k_norm_weight", k_weight, {D});
+  expect(op, "position_ids", position_ids, {B, S});
+  require(cos.size() == 2 && cos[1] == D / 2, op, "cos_cache must be [max_positions, head_dim/2], got " + str(cos));
+  expect(op, "sin_cache", sin, cos);
+  return {B, S, D, cos[0]};
+}
+
+}  // namespace qwd::shapes

@@ -1,0 +1,39 @@
+// Shape checks for every op, shared by the CPU and CUDA adapters: input shapes in, the problem's
+// sizes out, std::invalid_argument with the op and input named when they do not fit the schema.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace qwd::shapes {
+
+using Shape = std::vector<int64_t>;
+
+struct SwiGLU {
+  int64_t rows, inter;
+  Shape out;
+};
+SwiGLU swiglu(const Shape& gate_up);
+
+struct QuantSwiGLU {
+  int64_t tokens, K, inter, blocks;
+  Shape out;
+};
+QuantSwiGLU quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
+                         int64_t N, int64_t bits, int64_t block_size);
+
+struct MoE {
+  int64_t tokens, hidden, experts, inter, shared_inter;  // shared_inter = 0 without a shared expert
+};
+// gate_up/down are [E, 2I, H] / [E, H, I] (bits == 0) or the quantized [E, rows, blocks, bytes] layout.
+MoE moe(const Shape& x, const Shape& logits, const Shape& gate_up, const Shape& down, const Shape* shared_gate_up,
+        const Shape* shared_down, const Shape* shared_gate, int64_t top_k, int64_t bits, int64_t block_size);
+
+struct QKNormRotary {
+  int64_t batch, seq, head_dim, max_positions;
+};
+QKNormRotary qk_norm_rotary(const Shape& q, const Shape& k, const Shape& q_weight, const Shape& k_weight,
+                            const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
+                            int64_t kv_num_heads);
+
+}  // namespace qwd::shapes

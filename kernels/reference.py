@@ -1,0 +1,123 @@
+"""Numpy meaning of every op in kernels/schemas.py: the kernels are tested against these.
+
+Computed in float64 where it costs nothing, so the reference is never the less accurate side.
+Parameters carry the schema's input names, so `REFERENCES[op](**inputs, **attributes)` works.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def swiglu(gate_up: np.ndarray) -> np.ndarray:
+    inter = gate_up.shape[-1] // 2
+    g = gate_up[..., :inter].astype(np.float64)  # [..., I]
+    u = gate_up[..., inter:].astype(np.float64)  # [..., I]
+    return (silu(g) * u).astype(gate_up.dtype)
+
+
+def dequantize(packed: np.ndarray, scales: np.ndarray, cols: int, bits: int, block_size: int,
+               zero_points: np.ndarray | None = None) -> np.ndarray:
+    """MatMulNBits layout → float64 [rows, cols]. packed: [rows, blocks, block_size*bits/8] uint8,
+    scales: [rows*blocks] or [rows, blocks], zero_points: packed like MatMulNBits' (None = 2^(bits-1))."""
+    rows, blocks, _ = packed.shape
+    if bits == 4:
+        q = np.stack([packed & 0xF, packed >> 4], axis=-1).reshape(rows, blocks, block_size)  # low nibble first
+    else:
+        q = packed.reshape(rows, blocks, block_size)
+    if zero_points is None:
+        zp = np.full((rows, blocks), 1 << (bits - 1), dtype=np.float64)
+    elif bits == 4:
+        zp_bytes = zero_points.reshape(rows, -1)
+        zp = np.stack([zp_bytes & 0xF, zp_bytes >> 4], axis=-1).reshape(rows, -1)[:, :blocks].astype(np.float64)
+    else:
+        zp = zero_points.reshape(rows, blocks).astype(np.float64)
+    s = scales.reshape(rows, blocks).astype(np.float64)
+    w = (q.astype(np.float64) - zp[..., None]) * s[..., None]  # [rows, blocks, block_size]
+    return w.reshape(rows, blocks * block_size)[:, :cols]
+
+
+def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, K: int,
+                 N: int, bits: int, block_size: int) -> np.ndarray:
+    w = dequantize(B, scales, K, bits, block_size, zero_points)  # [N, K]
+    gate_up = X.astype(np.float64) @ w.T  # [..., N]
+    return swiglu(gate_up).astype(X.dtype)
+
+
+def route(router_logits: np.ndarray, top_k: int, normalize_topk: bool) -> tuple[np.ndarray, np.ndarray]:
+    """softmax, top-k (ties → lower expert id), optional renormalisation → ids, weights [T, k]."""
+    logits = router_logits.astype(np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)  # [T, E]
+    ids = np.argsort(-probs, axis=-1, kind="stable")[:, :top_k]  # [T, k]
+    weights = np.take_along_axis(probs, ids, -1)  # [T, k]
+    if normalize_topk:
+        weights /= weights.sum(-1, keepdims=True)
+    return ids, weights
+
+
+def _expert(x: np.ndarray, gate_up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    return swiglu(x @ gate_up.T) @ down.T  # [n, 2I] → [n, I] → [n, H]
+
+
+def moe(X: np.ndarray, router_logits: np.ndarray, gate_up_weights: np.ndarray, down_weights: np.ndarray,
+        shared_gate_up: np.ndarray | None = None, shared_down: np.ndarray | None = None,
+        shared_gate: np.ndarray | None = None, *, top_k: int, normalize_topk: int) -> np.ndarray:
+    """X: [T, H], gate_up_weights: [E, 2I, H], down_weights: [E, H, I] (float, already dequantized)."""
+    xd = X.astype(np.float64)
+    ids, weights = route(router_logits, top_k, bool(normalize_topk))
+    y = np.zeros_like(xd)  # [T, H]
+    for e in np.unique(ids):
+        tokens, slot = np.nonzero(ids == e)
+        out = _expert(xd[tokens], gate_up_weights[e].astype(np.float64), down_weights[e].astype(np.float64))
+        y[tokens] += weights[tokens, slot][:, None] * out
+    if shared_gate_up is not None:
+        shared = _expert(xd, shared_gate_up.astype(np.float64), shared_down.astype(np.float64))  # [T, H]
+        if shared_gate is not None:
+            shared *= 1.0 / (1.0 + np.exp(-(xd @ shared_gate.astype(np.float64).T)))  # [T, 1]
+        y += shared
+    return y.astype(X.dtype)
+
+
+def qmoe(X: np.ndarray, router_logits: np.ndarray, gate_up_weights: np.ndarray, gate_up_scales: np.ndarray,
+         down_weights: np.ndarray, down_scales: np.ndarray, shared_gate_up: np.ndarray | None = None,
+         shared_down: np.ndarray | None = None, shared_gate: np.ndarray | None = None, *, top_k: int,
+         normalize_topk: int, bits: int, block_size: int) -> np.ndarray:
+    E, two_i = gate_up_weights.shape[:2]
+    H = X.shape[-1]
+    gate_up = np.stack([dequantize(gate_up_weights[e], gate_up_scales[e], H, bits, block_size) for e in range(E)])
+    down = np.stack([dequantize(down_weights[e], down_scales[e], two_i // 2, bits, block_size) for e in range(E)])
+    return moe(X, router_logits, gate_up, down, shared_gate_up, shared_down, shared_gate, top_k=top_k,
+               normalize_topk=normalize_topk)
+
+
+def qk_norm_rotary(Q: np.ndarray, K: np.ndarray, q_norm_weight: np.ndarray, k_norm_weight: np.ndarray,
+                   position_ids: np.ndarray, cos_cache: np.ndarray, sin_cache: np.ndarray, *, num_heads: int,
+                   kv_num_heads: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    head_dim = q_norm_weight.shape[0]
+    cos = cos_cache[position_ids].astype(np.float64)[:, :, None, :]  # [B, S, 1, D/2]
+    sin = sin_cache[position_ids].astype(np.float64)[:, :, None, :]  # [B, S, 1, D/2]
+
+    def one(x: np.ndarray, weight: np.ndarray, heads: int) -> np.ndarray:
+        b, s, _ = x.shape
+        h = x.astype(np.float64).reshape(b, s, heads, head_dim)  # [B, S, heads, D]
+        h = h / np.sqrt((h * h).mean(-1, keepdims=True) + epsilon) * weight.astype(np.float64)
+        first, second = h[..., : head_dim // 2], h[..., head_dim // 2:]  # [B, S, heads, D/2] each
+        out = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+        return out.reshape(b, s, heads * head_dim).astype(x.dtype)
+
+    return one(Q, q_norm_weight, num_heads), one(K, k_norm_weight, kv_num_heads)
+
+
+# Schema op name → reference; the keyword arguments are the op's attributes.
+REFERENCES = {
+    "SwiGLU": swiglu,
+    "QuantSwiGLU": quant_swiglu,
+    "MoE": moe,
+    "QMoE": qmoe,
+    "QKNormRotary": qk_norm_rotary,
+}

@@ -1,0 +1,190 @@
+// Runs the plain-C++ cores on cases written by numpy (tests/kernels/cases.py) and compares with the
+// reference outputs stored beside them. Used for cross builds run under qemu, where no ONNX Runtime
+// exists. Usage: kernel_test CASE_DIR...   Each CASE_DIR holds meta.txt ("key value" lines) and raw
+// little-endian arrays NAME.bin. Prints one line per case; exits 1 if any case fails.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cpu/moe.h"
+#include "../cpu/qk_norm_rotary.h"
+#include "../cpu/quant_swiglu.h"
+#include "../cpu/simd.h"
+#include "../cpu/swiglu.h"
+
+namespace {
+
+// Tasks spread over a few std::threads, so the threaded paths run under qemu too.
+class ThreadParallel : public qwd::Parallel {
+ public:
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
+    const int64_t workers = std::min<int64_t>(tasks, 4);
+    std::vector<std::thread> threads;
+    for (int64_t w = 0; w < workers; ++w)
+      threads.emplace_back([&, w] {
+        for (int64_t t = w; t < tasks; t += workers) fn(t);
+      });
+    for (auto& t : threads) t.join();
+  }
+};
+
+struct Case {
+  std::string dir;
+  std::map<std::string, std::string> meta;
+
+  int64_t i(const std::string& key) const { return std::stoll(meta.at(key)); }
+  float f(const std::string& key) const { return std::stof(meta.at(key)); }
+  bool has(const std::string& name) const { return std::ifstream(dir + "/" + name + ".bin").good(); }
+
+  template <class T>
+  std::vector<T> array(const std::string& name) const {
+    std::ifstream in(dir + "/" + name + ".bin", std::ios::binary);
+    if (!in) throw std::runtime_error("missing " + dir + "/" + name + ".bin");
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<T> out(bytes.size() / sizeof(T));
+    std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(out.data()));
+    return out;
+  }
+};
+
+Case load(const std::string& dir) {
+  Case c{dir, {}};
+  std::ifstream in(dir + "/meta.txt");
+  std::string key, value;
+  while (in >> key >> value) c.meta[key] = value;
+  if (c.meta.empty()) throw std::runtime_error("no meta.txt in " + dir);
+  return c;
+}
+
+// Largest |got - want| beyond atol + rtol*|want|; <= 0 means every element is within tolerance.
+float excess(const std::vector<float>& got, const std::vector<float>& want, float atol, float rtol) {
+  if (got.size() != want.size()) return INFINITY;
+  float worst = -INFINITY;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float err = std::fabs(got[i] - want[i]) - (atol + rtol * std::fabs(want[i]));
+    worst = std::isnan(got[i]) ? INFINITY : std::max(worst, err);
+  }
+  return worst;
+}
+
+qwd::Weights quant(const Case& c, const std::vector<uint8_t>& q, const std::vector<float>& s,
+                   const std::vector<uint8_t>* zp, int64_t rows, int64_t cols) {
+  return qwd::Weights::quantized(q.data(), s.data(), zp ? zp->data() : nullptr, rows, cols,
+                                 static_cast<int>(c.i("bits")), c.i("block_size"));
+}
+
+// Returns the outputs computed for the case, in the order its expected outputs are named.
+std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
+  const std::string op = c.meta.at("op");
+  if (op == "SwiGLU") {
+    const auto x = c.array<float>("gate_up");
+    const int64_t rows = c.i("rows"), inter = c.i("inter");
+    std::vector<float> y(rows * inter);
+    qwd::swiglu(x.data(), y.data(), rows, inter, par);
+    return {y};
+  }
+  if (op == "QuantSwiGLU") {
+    const auto x = c.array<float>("X"), s = c.array<float>("scales");
+    const auto q = c.array<uint8_t>("B");
+    const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
+    const int64_t tokens = c.i("tokens"), K = c.i("K"), N = c.i("N");
+    std::vector<float> y(tokens * N / 2);
+    qwd::quant_swiglu(x.data(), tokens, quant(c, q, s, c.has("zero_points") ? &zp : nullptr, N, K), y.data(), par);
+    return {y};
+  }
+  if (op == "MoE" || op == "QMoE") {
+    const bool quantized = op == "QMoE";
+    const int64_t T = c.i("tokens"), H = c.i("hidden"), E = c.i("experts"), I = c.i("inter");
+    const auto x = c.array<float>("X"), logits = c.array<float>("router_logits");
+    const auto gu = c.array<float>(quantized ? "gate_up_scales" : "gate_up_weights");
+    const auto dn = c.array<float>(quantized ? "down_scales" : "down_weights");
+    const auto gu_q = quantized ? c.array<uint8_t>("gate_up_weights") : std::vector<uint8_t>{};
+    const auto dn_q = quantized ? c.array<uint8_t>("down_weights") : std::vector<uint8_t>{};
+    const bool shared = c.has("shared_gate_up");
+    const auto sgu = shared ? c.array<float>("shared_gate_up") : std::vector<float>{};
+    const auto sd = shared ? c.array<float>("shared_down") : std::vector<float>{};
+    const auto sg = c.has("shared_gate") ? c.array<float>("shared_gate") : std::vector<float>{};
+    const qwd::Weights all_gu = quantized ? quant(c, gu_q, gu, nullptr, E * 2 * I, H) : qwd::Weights::fp32(gu.data(), E * 2 * I, H);
+    const qwd::Weights all_dn = quantized ? quant(c, dn_q, dn, nullptr, E * H, I) : qwd::Weights::fp32(dn.data(), E * H, I);
+    qwd::MoEProblem p;
+    p.x = x.data();
+    p.router_logits = logits.data();
+    p.tokens = T;
+    p.hidden = H;
+    p.top_k = c.i("top_k");
+    p.normalize_topk = c.i("normalize_topk") != 0;
+    for (int64_t e = 0; e < E; ++e) p.experts.push_back({all_gu.slice(e * 2 * I, 2 * I), all_dn.slice(e * H, H)});
+    qwd::Expert shared_expert;
+    if (shared) {
+      const int64_t S = c.i("shared_inter");
+      shared_expert = {qwd::Weights::fp32(sgu.data(), 2 * S, H), qwd::Weights::fp32(sd.data(), H, S)};
+      p.shared = &shared_expert;
+      p.shared_gate = sg.empty() ? nullptr : sg.data();
+    }
+    std::vector<float> y(T * H);
+    qwd::moe(p, y.data(), par);
+    return {y};
+  }
+  if (op == "QKNormRotary") {
+    const auto q = c.array<float>("Q"), k = c.array<float>("K"), qw = c.array<float>("q_norm_weight"),
+               kw = c.array<float>("k_norm_weight"), cos = c.array<float>("cos_cache"),
+               sin = c.array<float>("sin_cache");
+    const auto pos = c.array<int64_t>("position_ids");
+    qwd::QKNormRotaryProblem p;
+    p.batch = c.i("batch");
+    p.seq = c.i("seq");
+    p.num_heads = c.i("num_heads");
+    p.kv_num_heads = c.i("kv_num_heads");
+    p.head_dim = c.i("head_dim");
+    p.max_positions = c.i("max_positions");
+    p.epsilon = c.f("epsilon");
+    p.q = q.data();
+    p.k = k.data();
+    p.q_weight = qw.data();
+    p.k_weight = kw.data();
+    p.position_ids = pos.data();
+    p.cos = cos.data();
+    p.sin = sin.data();
+    std::vector<float> q_out(q.size()), k_out(k.size());
+    qwd::qk_norm_rotary(p, q_out.data(), k_out.data(), par);
+    return {q_out, k_out};
+  }
+  throw std::runtime_error("unknown op " + op);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::printf("isa %s\n", qwd::simd::kIsa);
+  const ThreadParallel par;
+  int failed = 0;
+  for (int a = 1; a < argc; ++a) {
+    try {
+      const Case c = load(argv[a]);
+      const auto outputs = run(c, par);
+      const std::string names = c.meta.at("outputs");  // comma-separated expected output names
+      float worst = -INFINITY;
+      size_t start = 0;
+      for (const auto& got : outputs) {
+        const size_t comma = names.find(',', start);
+        const std::string name = names.substr(start, comma - start);
+        start = comma + 1;
+        worst = std::max(worst, excess(got, c.array<float>(name), c.f("atol"), c.f("rtol")));
+      }
+      const bool ok = worst <= 0.0f;
+      failed += !ok;
+      std::printf("%s %s excess=%g\n", ok ? "PASS" : "FAIL", argv[a], worst);
+    } catch (const std::exception& e) {
+      ++failed;
+      std::printf("FAIL %s %s\n", argv[a], e.what());
+    }
+  }
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,44 @@
+"""group_query_attention and packed_qkv on the portable graph of the tiny Qwen2: fused op appears once per
+layer, logits equal the unfused graph's over prefill and cached decode; a changed softmax axis is rejected."""
+
+import numpy as np
+import onnx
+import pytest
+
+from qwdeploy.backends.ort.artifact import save_model
+from qwdeploy.backends.ort.fusions import group_query_attention, packed_qkv
+
+from backend_helpers import greedy_logits
+from backend_helpers import fuse as fuse_model
+
+
+@pytest.fixture(scope="module")
+def portable(exported):
+    return exported("qwen2")
+
+
+def _fused_folder(model, tmp_path):
+    save_model(model, tmp_path)
+    return tmp_path
+
+
+def test_gqa_and_packed_qkv_fuse_and_match(portable, tmp_path):
+    unfused = onnx.load(str(portable / "model.onnx"))
+    fused, (gqa, packed) = fuse_model(unfused, group_query_attention, packed_qkv)
+    assert (gqa.count, packed.count) == (2, 2)
+    nodes = [n for n in fused.graph.node if n.op_type == "GroupQueryAttention"]
+    assert len(nodes) == 2 and all(n.input[1] == "" and n.input[2] == "" for n in nodes)  # packed QKV
+    assert not any(n.op_type == "Softmax" for n in fused.graph.node)
+    ours, fed = greedy_logits(_fused_folder(fused, tmp_path), steps=3)
+    theirs, _ = greedy_logits(portable, steps=3, forced=fed)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_gqa_rejects_softmax_over_another_axis(portable):
+    unfused = onnx.load(str(portable / "model.onnx"), load_external_data=False)
+    for node in unfused.graph.node:
+        if node.op_type == "Softmax":
+            node.attribute[0].i = 1
+    _, (gqa,) = fuse_model(unfused, group_query_attention)
+    assert gqa.count == 0
+    assert [why for _, why in gqa.rejections] == ["softmax is not over the key axis"] * 2

@@ -1,0 +1,124 @@
+"""Random inputs for every op at several shapes (odd sizes on purpose: vector bodies plus scalar tails),
+their numpy reference outputs, and a writer for the C++ test driver's case folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qwdeploy.kernels.quantize import quantize_blocks
+from qwdeploy.kernels.reference import REFERENCES
+from qwdeploy.kernels.schemas import SCHEMAS
+
+
+@dataclass
+class Case:
+    op: str
+    name: str
+    inputs: dict[str, np.ndarray | None]
+    attributes: dict[str, int | float]
+    sizes: dict[str, int] = field(default_factory=dict)  # what the C++ driver needs besides the arrays
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+    def expected(self) -> list[np.ndarray]:
+        out = REFERENCES[self.op](**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes)
+        return list(out) if isinstance(out, tuple) else [out]
+
+
+def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def swiglu(rng: np.random.Generator, lead: tuple[int, ...], inter: int) -> Case:
+    gate_up = _normal(rng, *lead, 2 * inter, scale=3.0)
+    rows = int(np.prod(lead))
+    return Case("SwiGLU", f"swiglu-{'x'.join(map(str, lead))}-{inter}", {"gate_up": gate_up}, {},
+                {"rows": rows, "inter": inter})
+
+
+def quant_swiglu(rng: np.random.Generator, lead: tuple[int, ...], K: int, inter: int, bits: int, block_size: int,
+                 symmetric: bool) -> Case:
+    packed, scales, zero_points = quantize_blocks(_normal(rng, 2 * inter, K), bits, block_size, symmetric)
+    inputs = {"X": _normal(rng, *lead, K), "B": packed, "scales": scales.reshape(-1), "zero_points": zero_points}
+    attrs = {"K": K, "N": 2 * inter, "bits": bits, "block_size": block_size}
+    name = f"quant_swiglu-{'x'.join(map(str, lead))}-K{K}-I{inter}-int{bits}-b{block_size}-{'sym' if symmetric else 'zp'}"
+    return Case("QuantSwiGLU", name, inputs, attrs, {"tokens": int(np.prod(lead)), "K": K, "N": 2 * inter},
+                atol=2e-4, rtol=2e-4)
+
+
+def moe(rng: np.random.Generator, tokens: int, hidden: int, experts: int, inter: int, top_k: int, normalize: int,
+        shared: int = 0, shared_gate: bool = False, bits: int = 0, block_size: int = 0) -> Case:
+    gate_up = _normal(rng, experts, 2 * inter, hidden, scale=hidden ** -0.5)
+    down = _normal(rng, experts, hidden, inter, scale=inter ** -0.5)
+    inputs: dict[str, np.ndarray | None] = {"X": _normal(rng, tokens, hidden),
+                                            "router_logits": _normal(rng, tokens, experts, scale=2.0)}
+    if bits:
+        for name, w in (("gate_up", gate_up), ("down", down)):
+            packed = [quantize_blocks(w[e], bits, block_size) for e in range(experts)]
+            inputs[f"{name}_weights"] = np.stack([p for p, _, _ in packed])
+            inputs[f"{name}_scales"] = np.stack([s for _, s, _ in packed])
+    else:
+        inputs.update(gate_up_weights=gate_up, down_weights=down)
+    inputs["shared_gate_up"] = _normal(rng, 2 * shared, hidden, scale=hidden ** -0.5) if shared else None
+    inputs["shared_down"] = _normal(rng, hidden, shared, scale=shared ** -0.5) if shared else None
+    inputs["shared_gate"] = _normal(rng, 1, hidden, scale=hidden ** -0.5) if shared_gate else None
+    attrs = {"top_k": top_k, "normalize_topk": normalize}
+    op = "MoE"
+    if bits:
+        op = "QMoE"
+        attrs.update(bits=bits, block_size=block_size)
+    name = (f"{op.lower()}-T{tokens}-H{hidden}-E{experts}-I{inter}-k{top_k}-n{normalize}-S{shared}"
+            f"{'g' if shared_gate else ''}" + (f"-int{bits}-b{block_size}" if bits else ""))
+    sizes = {"tokens": tokens, "hidden": hidden, "experts": experts, "inter": inter, "shared_inter": shared}
+    return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
+
+
+def qk_norm_rotary(rng: np.random.Generator, batch: int, seq: int, heads: int, kv_heads: int, head_dim: int,
+                   max_positions: int = 64) -> Case:
+    inv_freq = 1.0 / 1e6 ** (np.arange(head_dim // 2) / (head_dim // 2))
+    angles = np.arange(max_positions)[:, None] * inv_freq  # [P, D/2]
+    inputs = {"Q": _normal(rng, batch, seq, heads * head_dim, scale=4.0),
+              "K": _normal(rng, batch, seq, kv_heads * head_dim, scale=4.0),
+              "q_norm_weight": _normal(rng, head_dim) + 1.0, "k_norm_weight": _normal(rng, head_dim) + 1.0,
+              "position_ids": rng.integers(0, max_positions, (batch, seq)).astype(np.int64),
+              "cos_cache": np.cos(angles).astype(np.float32), "sin_cache": np.sin(angles).astype(np.float32)}
+    attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "epsilon": 1e-6}
+    sizes = {"batch": batch, "seq": seq, "head_dim": head_dim, "max_positions": max_positions,
+             "num_heads": heads, "kv_num_heads": kv_heads}
+    return Case("QKNormRotary", f"qk_norm_rotary-B{batch}-S{seq}-h{heads}-kv{kv_heads}-D{head_dim}", inputs, attrs,
+                sizes)
+
+
+def all_cases(seed: int = 0) -> list[Case]:
+    rng = np.random.default_rng(seed)
+    return [
+        swiglu(rng, (1,), 1), swiglu(rng, (1, 1), 7), swiglu(rng, (2, 3), 37), swiglu(rng, (64,), 301),
+        quant_swiglu(rng, (1,), 70, 13, 4, 32, True), quant_swiglu(rng, (2, 3), 130, 9, 4, 16, False),
+        quant_swiglu(rng, (5,), 64, 17, 8, 64, True), quant_swiglu(rng, (1, 3), 200, 33, 8, 32, False),
+        quant_swiglu(rng, (17,), 96, 40, 4, 128, False),
+        moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
+        moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
+        moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),
+        moe(rng, 9, 48, 8, 40, 2, 0, shared=13, shared_gate=True, bits=4, block_size=16),
+        moe(rng, 5, 33, 4, 17, 2, 1, bits=8, block_size=16),
+        qk_norm_rotary(rng, 1, 1, 2, 1, 6), qk_norm_rotary(rng, 2, 3, 4, 2, 22),
+        qk_norm_rotary(rng, 1, 17, 16, 8, 128), qk_norm_rotary(rng, 3, 5, 5, 1, 34),
+    ]
+
+
+def write_case(case: Case, folder: Path) -> Path:
+    """meta.txt + raw little-endian arrays, the format kernels/tests/kernel_test.cc reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = [o.name for o in SCHEMAS[case.op].outputs]
+    for name, value in case.inputs.items():
+        if value is not None:
+            np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tofile(folder / f"{name}.bin")
+    for name, value in zip(outputs, case.expected()):
+        value.astype("<f4").tofile(folder / f"{name}.bin")
+    meta = {"op": case.op, "outputs": ",".join(outputs), "atol": case.atol, "rtol": case.rtol,
+            **case.sizes, **case.attributes}
+    (folder / "meta.txt").write_text("".join(f"{k} {v}\n" for k, v in meta.items()))
+    return folder

@@ -1,0 +1,48 @@
+"""The C++ cores outside ONNX Runtime: natively, and cross-compiled for aarch64 under qemu (NEON path)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kernel_cases import all_cases, write_case
+from qwdeploy.kernels.build import Build
+
+QEMU = "qemu-aarch64"
+AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")
+
+
+@pytest.fixture(scope="module")
+def case_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    root = tmp_path_factory.mktemp("kernel-cases")
+    return [str(write_case(case, root / case.name)) for case in all_cases(seed=1)]
+
+
+def _check(output: str, returncode: int, isa: str, count: int) -> None:
+    assert returncode == 0, output
+    lines = output.splitlines()
+    assert lines[0] == f"isa {isa}"
+    assert sum(line.startswith("PASS") for line in lines) == count, output
+
+
+def test_native_driver(host_build: Build, case_dirs: list[str]):
+    run = subprocess.run([str(host_build.test_driver), *case_dirs], capture_output=True, text=True, timeout=120)
+    isa = run.stdout.splitlines()[0].split()[1]
+    assert isa in ("avx512", "avx2", "scalar")
+    _check(run.stdout, run.returncode, isa, len(case_dirs))
+
+
+def test_aarch64_driver_under_qemu(aarch64_build: Build, case_dirs: list[str]):
+    if not shutil.which(QEMU) or not AARCH64_SYSROOT.is_dir():
+        pytest.skip(f"{QEMU} or {AARCH64_SYSROOT} missing: apt-get install qemu-user g++-aarch64-linux-gnu")
+    run = subprocess.run([QEMU, "-L", str(AARCH64_SYSROOT), str(aarch64_build.test_driver), *case_dirs],
+                         capture_output=True, text=True, timeout=300)
+    _check(run.stdout, run.returncode, "neon", len(case_dirs))
+
+
+def test_aarch64_library_is_arm(aarch64_build: Build):
+    header = aarch64_build.library.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64

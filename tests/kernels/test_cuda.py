@@ -1,0 +1,36 @@
+"""CUDA kernels: they compile for sm_87 and sm_90 with nvcc here; numbers are checked where a GPU
+and onnxruntime's CUDA execution provider exist."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kernel_cases import Case, all_cases
+from qwdeploy.kernels.build import Build
+from qwdeploy.kernels.graphs import run_node
+
+CASES = all_cases(seed=2)
+
+
+def test_cuda_library_builds_for_sm87_and_sm90(cuda_build: Build):
+    assert cuda_build.target.cuda_archs == ("87", "90")
+    data = cuda_build.library.read_bytes()
+    assert b"CUDAExecutionProvider" in data
+    for arch in (b"sm_87", b"sm_90"):  # the fatbin names the architectures it holds
+        assert arch in data
+
+
+def _cuda_provider_or_skip() -> None:
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("no CUDA execution provider in this onnxruntime (needs onnxruntime-gpu and a GPU)")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_cuda_op_matches_reference(case: Case, cuda_build: Build):
+    _cuda_provider_or_skip()
+    outputs = run_node(case.op, case.inputs, case.attributes, cuda_build.library,
+                       providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    for got, want in zip(outputs, case.expected(), strict=True):
+        np.testing.assert_allclose(got, want, atol=case.atol * 10, rtol=case.rtol * 10)  # __expf, other sum order

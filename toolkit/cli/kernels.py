@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import click
+
+from .table import print_rows
+
+
+@click.group()
+def kernels() -> None:
+    """Fused-op kernels (the `qwdeploy` ONNX Runtime custom-op domain): build and list."""
+
+
+@kernels.command("build")
+@click.option("--target", default="host", show_default=True,
+              help="'host' (this machine, -march=native) or a device profile name / .toml path")
+@click.option("--cuda-arch", default=None, help="CUDA architectures to build for, e.g. sm_87,sm_90 "
+              "(default: the profile's accelerator.cuda_arch; none for host)")
+@click.option("--ort-include", type=click.Path(file_okay=False), default=None,
+              help="folder holding onnxruntime_cxx_api.h (default: $QWDEPLOY_ORT_INCLUDE, else Debian's "
+                   "libonnxruntime-dev fetched into the cache)")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="parallel compile jobs [all cores]")
+@click.option("--force", is_flag=True, help="rebuild even when the cache holds this build")
+def build_cmd(target: str, cuda_arch: str | None, ort_include: str | None, jobs: int | None, force: bool) -> None:
+    """Compile the kernels for a target (cached by sources + target + compiler) and print the library path."""
+    from ...kernels.build import build
+    from ...kernels.targets import resolve_target
+
+    resolved = resolve_target(target, cuda_arch)
+    click.echo(f"building kernels for {resolved.describe()}", err=True)
+    if resolved.note:
+        click.echo(f"note: {resolved.note}", err=True)
+    result = build(resolved, ort_include, jobs, force)
+    click.echo(str(result.library))
+
+
+@kernels.command("list")
+def list_cmd() -> None:
+    """The ops with the devices they run on, then every build in the cache and whether it is current."""
+    from ...kernels.library import cached_builds, current_build
+    from ...kernels.schemas import SCHEMAS
+    from ...toolkit.errors import QwdeployError
+
+    print_rows(("op", "inputs", "attributes", "devices"),
+               [(name, str(len(s.inputs)), ", ".join(s.attributes) or "-", "cpu, cuda") for name, s in SCHEMAS.items()])
+    try:
+        current = {current_build("host").directory}
+    except QwdeployError as exc:  # no compiler: nothing can be current, the cache may still hold builds
+        click.echo(f"\nhost build state unknown: {exc}")
+        current = set()
+    rows = []
+    for cached in cached_builds():
+        target = cached.manifest["target"]
+        cuda = ",".join(f"sm_{a}" for a in target["cuda_archs"]) or "-"
+        is_current = cached.directory in current or _is_current(cached.directory, target)
+        rows.append((target["name"], target["arch"], cuda, "current" if is_current else "stale",
+                     str(cached.directory / cached.manifest["library"])))
+    click.echo("")
+    if rows:
+        print_rows(("target", "arch", "cuda", "state", "library"), rows)
+    else:
+        click.echo("no kernels built yet: qwdeploy kernels build [--target host|PROFILE]")
+
+
+def _is_current(directory, target: dict) -> bool:
+    """Whether the current sources and compilers would build into this same folder."""
+    from ...kernels.build import planned
+    from ...kernels.targets import Target
+    from ...toolkit.errors import QwdeployError
+
+    try:
+        return planned(Target(**target)).directory == directory
+    except QwdeployError:
+        return False

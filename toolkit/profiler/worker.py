@@ -1,0 +1,126 @@
+"""A session behind a uniform call interface, in this process or in a fresh child process.
+
+A fresh child (spawned, not forked) holds nothing but the runtime and the artifact, so its RSS
+high-water mark is the artifact's own; several children let `--compare` interleave runs.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import QwdeployError
+from . import memory
+from .collectors import collector_for
+from .contract import ArtifactInfo, OpReport, RunSample, Session
+
+
+@dataclass(frozen=True)
+class Target:
+    artifact: Path
+    kind: str
+    device: str
+    threads: int | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+class Measured:
+    """Wraps a session: every run records the process's RSS high-water mark during that run."""
+
+    def __init__(self, target: Target):
+        self.baseline_bytes = memory.rss_bytes()
+        collector = collector_for(target.kind, target.device)
+        self.session: Session = collector.open(target.artifact, target.threads, dict(target.options))
+        self.loaded_bytes = memory.rss_bytes()
+
+    def info(self) -> tuple[ArtifactInfo, int, int]:
+        return self.session.info, self.baseline_bytes, self.loaded_bytes
+
+    def run(self, prompt: np.ndarray, gen: int) -> RunSample:
+        memory.reset_peak()
+        sample = self.session.run(prompt, gen)
+        sample.host_peak_bytes = memory.peak_rss_bytes()
+        return sample
+
+    def instrument(self, prompt: np.ndarray, steps: int) -> OpReport:
+        return self.session.instrument(prompt, steps)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class InProcessWorker:
+    def __init__(self, target: Target):
+        self._measured = Measured(target)
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self._measured, method)(*args)
+
+    def close(self) -> None:
+        self._measured.close()
+
+
+def _serve(conn, target: Target) -> None:
+    try:
+        measured = Measured(target)
+        conn.send(("ok", None))
+    except BaseException as exc:  # reported to the parent, which raises it
+        conn.send(("error", _portable(exc)))
+        return
+    while True:
+        message = conn.recv()
+        if message is None:
+            measured.close()
+            return
+        method, args = message
+        try:
+            conn.send(("ok", getattr(measured, method)(*args)))
+        except BaseException as exc:
+            conn.send(("error", _portable(exc)))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    if isinstance(exc, QwdeployError):
+        return QwdeployError(str(exc))
+    return RuntimeError(f"profiling child failed: {exc!r}\n{traceback.format_exc()}")
+
+
+class ChildWorker:
+    def __init__(self, target: Target):
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, target), daemon=True)
+        self._process.start()
+        child.close()
+        self._receive()
+
+    def _receive(self) -> Any:
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            raise QwdeployError(f"the profiling process died (exit code {self._process.exitcode})") from None
+        if status == "error":
+            raise value
+        return value
+
+    def call(self, method: str, *args: Any) -> Any:
+        self._conn.send((method, args))
+        return self._receive()
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+            self._process.join(timeout=30)
+        self._conn.close()
+
+
+def start_worker(target: Target, isolate: bool) -> InProcessWorker | ChildWorker:
+    return ChildWorker(target) if isolate else InProcessWorker(target)
