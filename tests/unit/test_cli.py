@@ -37,12 +37,15 @@ def test_inspect_reports_the_numbers(tiny):
     assert doc["parameters"] == parameter_count(spec)
     assert doc["spec"]["num_layers"] == spec.num_layers and doc["spec"]["head_dim"] == spec.head_dim
     assert doc["chat_template"] is True
+    assert doc["exporters"]["gguf"]["supported"] and doc["exporters"]["onnx"]["supported"]
+    assert doc["backends"]["cpu"]["supported"] and doc["backends"]["cpu"]["available"]
     table = run("inspect", tiny)
     assert table.exit_code == 0
     assert f"{parameter_count(spec):,}" in table.output
     assert f"{spec.num_heads} / {spec.num_kv_heads} / {spec.head_dim}" in table.output
     if spec.moe:
         assert f"{spec.moe.num_experts} / {spec.moe.top_k}" in table.output
+    assert "backend cpu" in table.output and "export gguf" in table.output
 
 
 def _one_clean_line(result):

@@ -64,12 +64,14 @@ def inspect(model: str, as_json: bool, trust_pickle: bool) -> None:
     MODEL is a Hugging Face model directory. Every tensor the config implies is checked for
     presence and shape, so a checkpoint that would fail an export fails here.
     """
+    from ...backends import BACKENDS
     from ...exporters import EXPORTERS
 
     ckpt = open_checkpoint(model, trust_pickle=trust_pickle)
     ckpt.validate()
     spec, size = ckpt.spec, ckpt.size_on_disk()
     exporters = support_matrix(spec, EXPORTERS)
+    backends = _backends(BACKENDS, exporters.get("onnx"))
     if as_json:
         doc = {
             "path": str(ckpt.directory),
@@ -80,6 +82,7 @@ def inspect(model: str, as_json: bool, trust_pickle: bool) -> None:
             "tensors": len(ckpt.expected()),
             "chat_template": ckpt.chat_template is not None,
             "exporters": {k: {"supported": v is None, "reason": v} for k, v in exporters.items()},
+            "backends": backends,
         }
         click.echo(json.dumps(doc, indent=2))
         return
@@ -89,4 +92,20 @@ def inspect(model: str, as_json: bool, trust_pickle: bool) -> None:
     rows.append(("chat template", "yes" if ckpt.chat_template else "no"))
     for name, reason in exporters.items():
         rows.append((f"export {name}", "yes" if reason is None else f"no: {reason}"))
+    for name, state in backends.items():
+        if not state["supported"]:
+            rows.append((f"backend {name}", f"no: {state['reason']}"))
+        else:
+            where = "runs here" if state["available"] else f"not runnable here: {state['reason']}"
+            rows.append((f"backend {name}", f"yes ({where})"))
     print_rows(None, rows)
+
+
+def _backends(registry, onnx_reason: str | None) -> dict[str, dict]:
+    """Backends rewrite the portable ONNX graph: they support what the ONNX exporter supports."""
+    result = {}
+    for name in registry.names():
+        available, reason = registry.get(name).availability()
+        result[name] = {"supported": onnx_reason is None, "available": available,
+                        "reason": reason if onnx_reason is None else f"needs the ONNX graph: {onnx_reason}"}
+    return result
