@@ -1,6 +1,7 @@
 """Each qwdeploy kernel against the unfused ONNX Runtime subgraph it replaces, same inputs, one run.
 
-    python bench/kernels.py [--runs 20] [--experts 128] [--threads 0]
+    python bench/kernels.py [--runs 20] [--experts 128] [--threads 0] [--only QuantSwiGLU]
+                            [--block-size 32] [--zero-points]
 
 Shapes: Qwen2.5-0.5B's MLP (H 896, I 4864), Qwen3-0.6B's attention heads (16 q / 8 kv, head_dim 128),
 Qwen3-30B-A3B's MoE layer (H 2048, 128 experts, I 768, top-8, renormalised); decode (1 token) and
@@ -58,10 +59,11 @@ def unfused_swiglu(inputs: dict[str, np.ndarray], attrs: dict) -> bytes:
 
 
 def unfused_quant_swiglu(inputs: dict[str, np.ndarray], attrs: dict) -> bytes:
-    mm = helper.make_node("MatMulNBits", ["X", "B", "scales"], ["gate_up"], domain="com.microsoft", K=attrs["K"],
+    weights = tuple(n for n in ("B", "scales", "zero_points") if n in inputs)
+    mm = helper.make_node("MatMulNBits", ["X", *weights], ["gate_up"], domain="com.microsoft", K=attrs["K"],
                           N=attrs["N"], bits=attrs["bits"], block_size=attrs["block_size"])
     model = _model([mm, *_swiglu_nodes("gate_up", "Y")], inputs, ["Y"], {"": 18, "com.microsoft": 1},
-                   constants=("B", "scales"))
+                   constants=weights)
     return model, {"X": inputs["X"]}
 
 
@@ -152,16 +154,21 @@ def _time(model: bytes, feeds: dict[str, np.ndarray], runs: int, threads: int, l
     return statistics.median(times) * 1e3
 
 
-def _cases(experts: int) -> list[tuple[str, str, dict, dict, Callable]]:
+def _cases(experts: int, block_size: int, zero_points: bool) -> list[tuple[str, str, dict, dict, Callable]]:
     rng = np.random.default_rng(0)
     rand = lambda *s, scale=1.0: (rng.standard_normal(s) * scale).astype(np.float32)  # noqa: E731
     cases = []
     H, I = 896, 4864
-    w_q, w_s, _ = quantize_blocks(rand(2 * I, H, scale=H ** -0.5), 4, 32)
+    w = rand(2 * I, H, scale=H ** -0.5)
+    quantized = {bits: quantize_blocks(w, bits, block_size, symmetric=not zero_points) for bits in (4, 8)}
     for T in (1, 128):
         cases.append(("SwiGLU", f"0.5B T={T}", {"gate_up": rand(1, T, 2 * I)}, {}, unfused_swiglu))
-        cases.append(("QuantSwiGLU", f"0.5B int4 T={T}", {"X": rand(1, T, H), "B": w_q, "scales": w_s.reshape(-1)},
-                      {"K": H, "N": 2 * I, "bits": 4, "block_size": 32}, unfused_quant_swiglu))
+        x = rand(1, T, H)
+        for bits, (w_q, w_s, w_zp) in quantized.items():
+            zp = {} if w_zp is None else {"zero_points": w_zp}
+            cases.append(("QuantSwiGLU", f"0.5B int{bits} b{block_size}{' zp' if zp else ''} T={T}",
+                          {"X": x, "B": w_q, "scales": w_s.reshape(-1), **zp},
+                          {"K": H, "N": 2 * I, "bits": bits, "block_size": block_size}, unfused_quant_swiglu))
         inv = 1.0 / 1e6 ** (np.arange(64) / 64)
         ang = np.arange(4096)[:, None] * inv
         cases.append(("QKNormRotary", f"0.6B T={T}", {
@@ -193,12 +200,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--experts", type=int, default=128, help="fewer experts for a quicker run")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)")
+    parser.add_argument("--only", nargs="+", help="run only these kernels (e.g. QuantSwiGLU)")
+    parser.add_argument("--block-size", type=int, default=32, help="QuantSwiGLU weight block size")
+    parser.add_argument("--zero-points", action="store_true", help="QuantSwiGLU with asymmetric zero points")
     args = parser.parse_args()
     library = str(library_path(target="host", build_if_missing=True))
     print(machine(("onnxruntime", "onnx", "numpy")))
     print(f"library: {library}\n")
     print(f"{'kernel':<13} {'shape':<28} {'fused ms':>9} {'unfused ms':>11} {'ratio':>7}")
-    for op, label, inputs, attrs, unfused in _cases(args.experts):
+    for op, label, inputs, attrs, unfused in _cases(args.experts, args.block_size, args.zero_points):
+        if args.only and op not in args.only:
+            continue
         fused_ms = _time(node_model(op, inputs, attrs), inputs, args.runs, args.threads, library)
         model = unfused(inputs, attrs)
         model, feeds = model if isinstance(model, tuple) else (model, inputs)

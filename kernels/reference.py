@@ -113,6 +113,16 @@ def qk_norm_rotary(Q: np.ndarray, K: np.ndarray, q_norm_weight: np.ndarray, k_no
     return one(Q, q_norm_weight, num_heads), one(K, k_norm_weight, kv_num_heads)
 
 
+def qk_norm_rotary_packed(QKV: np.ndarray, q_norm_weight: np.ndarray, k_norm_weight: np.ndarray,
+                          position_ids: np.ndarray, cos_cache: np.ndarray, sin_cache: np.ndarray, *, num_heads: int,
+                          kv_num_heads: int, epsilon: float) -> np.ndarray:
+    head_dim = q_norm_weight.shape[0]
+    q_end, k_end = num_heads * head_dim, (num_heads + kv_num_heads) * head_dim
+    q, k = qk_norm_rotary(QKV[..., :q_end], QKV[..., q_end:k_end], q_norm_weight, k_norm_weight, position_ids,
+                          cos_cache, sin_cache, num_heads=num_heads, kv_num_heads=kv_num_heads, epsilon=epsilon)
+    return np.concatenate([q, k, QKV[..., k_end:]], axis=-1)  # [B, S, (H + 2*KV) * D]
+
+
 # Schema op name → reference; the keyword arguments are the op's attributes.
 REFERENCES = {
     "SwiGLU": swiglu,
@@ -120,4 +130,5 @@ REFERENCES = {
     "MoE": moe,
     "QMoE": qmoe,
     "QKNormRotary": qk_norm_rotary,
+    "QKNormRotaryPacked": qk_norm_rotary_packed,
 }

@@ -105,5 +105,21 @@ SCHEMAS = {
             doc="Qwen3's per-head RMSNorm of q and k (over head_dim) followed by rotary embedding "
             "(rotate-half layout, as transformers) at position_ids, in one pass over each head.",
         ),
+        OpSchema(
+            "QKNormRotaryPacked",
+            inputs=(
+                Arg("QKV", "[batch, seq, (num_heads + 2*kv_num_heads)*head_dim]", "T"),
+                Arg("q_norm_weight", "[head_dim]", "T"),
+                Arg("k_norm_weight", "[head_dim]", "T"),
+                Arg("position_ids", "[batch, seq]", "int64"),
+                Arg("cos_cache", "[max_positions, head_dim/2]", "T"),
+                Arg("sin_cache", "[max_positions, head_dim/2]", "T"),
+            ),
+            outputs=(Arg("QKV_out", "[batch, seq, (num_heads + 2*kv_num_heads)*head_dim]", "T"),),
+            attributes={"num_heads": "int", "kv_num_heads": "int", "epsilon": "float"},
+            doc="QKNormRotary on the q and k heads of a packed projection (q heads, then k, then v: "
+            "GroupQueryAttention's packed-QKV layout); v heads pass through unchanged, so one MatMul feeds "
+            "the norm and attention without a Split.",
+        ),
     )
 }

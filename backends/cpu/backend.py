@@ -20,7 +20,7 @@ class CpuBackend(OrtBackend):
     qk_norm = "separate"
     swiglu_domain = None
     # accuracy_level 4: the int4/int8 kernels quantize activations to int8 (what makes them fast on CPU).
-    OPTIONS = options(accuracy_level=4, custom_ops="off")
+    OPTIONS = options(accuracy_level=4, custom_ops="off", quant_swiglu=True)
 
     def availability(self) -> tuple[bool, str]:
         try:

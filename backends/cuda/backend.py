@@ -22,7 +22,7 @@ class CudaBackend(OrtBackend):
     provider_options = [{"cuda": {}}]
     qk_norm = "gqa"
     swiglu_domain = MS
-    OPTIONS = options(accuracy_level=0, custom_ops="off")
+    OPTIONS = options(accuracy_level=0, custom_ops="off", quant_swiglu=True)
 
     def availability(self) -> tuple[bool, str]:
         try:

@@ -46,7 +46,7 @@ class OrtBackend(Backend):
     def context(self, request: BuildRequest) -> Context:
         emit, _ = self.custom_ops(request.options)
         return Context(options={**request.options, "quant": quant_config(request.quant, request.options),
-                                "num_layers": request.spec.num_layers,
+                                "num_layers": request.spec.num_layers, "moe": request.spec.moe,
                                 "swiglu_domain": DOMAIN if emit else self.swiglu_domain,
                                 "qk_norm": "qwdeploy" if emit else self.qk_norm},
                        max_positions=request.spec.max_position_embeddings)
@@ -65,7 +65,7 @@ class OrtBackend(Backend):
             checked = check_artifact(tmp / MODEL_FILE, self.providers, library)
             write_manifest(tmp, {
                 "backend": self.name, "quant": request.quant, "options": _jsonable(request.options),
-                "custom_ops": {"domain": DOMAIN, "library": library.name if library else None} if emit else None,
+                "custom_ops": {"domain": DOMAIN, "library": str(library) if library else None} if emit else None,
                 "nodes_per_layer": per_layer, "graph_check": checked,
             }, reports)
         layers = sorted(set(per_layer.values()))

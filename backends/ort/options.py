@@ -27,10 +27,13 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t for t in text.split(",") if t)
 
 
-def options(accuracy_level: int, custom_ops: str) -> dict[str, Option]:
+def options(accuracy_level: int, custom_ops: str, quant_swiglu: bool) -> dict[str, Option]:
     return {
         "custom_ops": Option(_choice("off", "on", "auto"), custom_ops,
                              "emit qwdeploy-domain ops: on, off, auto (on when the kernel library is built)"),
+        "quant_swiglu": Option(_bool, quant_swiglu,
+                               "int4/int8 with custom ops: fuse the quantized gate/up MatMulNBits + SwiGLU into "
+                               "qwdeploy QuantSwiGLU (one node instead of two; off keeps MatMulNBits + SwiGLU)"),
         "block_size": Option(int, 32, "int4/int8 block size along K (power of two, 16-256)"),
         "symmetric": Option(_bool, True, "no zero points (true) or a zero point per block (false)"),
         "scale_dtype": Option(_choice("f32", "f16"), "f32", "precision of the block scales"),

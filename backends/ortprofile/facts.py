@@ -10,10 +10,11 @@ import onnx
 from onnx import helper
 
 from ...toolkit.errors import QwdeployError
+from ..ort.artifact import MANIFEST as BACKEND_MANIFEST
 
 MODEL_FILE = "model.onnx"
 GENAI_CONFIG = "genai_config.json"
-MANIFESTS = ("manifest.json", "qwdeploy.json")
+MANIFESTS = ("manifest.json", "qwdeploy.json", BACKEND_MANIFEST)  # the last: what `--target cpu|cuda` writes
 LIBRARY_SUFFIXES = (".so", ".dll", ".dylib")
 STANDARD_DOMAINS = ("", "ai.onnx", "com.microsoft")
 PAST_PREFIX = "past_key_values."

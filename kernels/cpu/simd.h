@@ -1,9 +1,12 @@
 // One float vector type per ISA, chosen at compile time; every kernel is written once against it.
 // Tails (sizes not a multiple of kWidth) are finished with the scalar lane, so odd sizes are exact.
+// load_u8 widens kWidth bytes to floats; load_u4 widens kWidth bytes of packed int4 to their low
+// nibbles (even columns) and high nibbles (odd columns), so the caller orders x to match.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(QWD_FORCE_SCALAR)
 #define QWD_SIMD_SCALAR 1
@@ -41,6 +44,12 @@ inline Vec pow2i(Vec n) {  // 2^n for integral n in [-126, 127]
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
 }
 inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
+inline Vec load_u8(const uint8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p))); }
+inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
+  const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p));
+  lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0xF)));
+  hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
+}
 #elif defined(QWD_SIMD_AVX2)
 inline constexpr const char* kIsa = "avx2";
 inline constexpr int kWidth = 8;
@@ -65,6 +74,12 @@ inline float hsum(Vec v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+inline Vec load_u8(const uint8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
+inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
+  const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p));
+  lo = _mm256_cvtepi32_ps(_mm256_and_si256(b, _mm256_set1_epi32(0xF)));
+  hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
+}
 #elif defined(QWD_SIMD_NEON)
 inline constexpr const char* kIsa = "neon";
 inline constexpr int kWidth = 4;
@@ -84,6 +99,17 @@ inline Vec pow2i(Vec n) {
   return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
 }
 inline float hsum(Vec v) { return vaddvq_f32(v); }
+inline uint32x4_t widen_u8(const uint8_t* p) {  // 4 bytes → 4 u32 lanes
+  uint32_t word;
+  std::memcpy(&word, p, 4);
+  return vmovl_u16(vget_low_u16(vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(word)))));
+}
+inline Vec load_u8(const uint8_t* p) { return vcvtq_f32_u32(widen_u8(p)); }
+inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
+  const uint32x4_t b = widen_u8(p);
+  lo = vcvtq_f32_u32(vandq_u32(b, vdupq_n_u32(0xF)));
+  hi = vcvtq_f32_u32(vshrq_n_u32(b, 4));
+}
 #else
 inline constexpr const char* kIsa = "scalar";
 inline constexpr int kWidth = 1;
@@ -101,6 +127,11 @@ inline Vec min(Vec a, Vec b) { return a < b ? a : b; }
 inline Vec round(Vec a) { return std::nearbyint(a); }
 inline Vec pow2i(Vec n) { return std::ldexp(1.0f, static_cast<int>(n)); }
 inline float hsum(Vec v) { return v; }
+inline Vec load_u8(const uint8_t* p) { return static_cast<float>(*p); }
+inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
+  lo = static_cast<float>(*p & 0xF);
+  hi = static_cast<float>(*p >> 4);
+}
 #endif
 
 // exp(x) to ~2 ulp: x = n*ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, 2^n through the exponent bits.

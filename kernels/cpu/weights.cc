@@ -37,25 +37,17 @@ Weights Weights::slice(int64_t first, int64_t count) const {
   return m;
 }
 
-static int zero_point(const uint8_t* zp_row, int64_t block, int bits) {
-  if (!zp_row) return 1 << (bits - 1);
-  if (bits == 8) return zp_row[block];
-  return (zp_row[block / 2] >> (4 * (block & 1))) & 0xF;
-}
-
 const float* Weights::row(int64_t r, float* scratch) const {
   if (bits == 0) return dense + r * cols;
   const int64_t nb = blocks();
-  const int64_t block_bytes = block_size * bits / 8;
-  const uint8_t* q = packed + r * nb * block_bytes;          // [nb, block_bytes]
-  const float* s = scales + r * nb;                          // [nb]
-  const uint8_t* zp = zero_points ? zero_points + r * ((nb * bits + 7) / 8) : nullptr;
+  const uint8_t* q = packed + r * nb * block_bytes();  // [nb, block_bytes]
+  const float* s = scales + r * nb;                    // [nb]
   for (int64_t b = 0; b < nb; ++b) {
     const float scale = s[b];
-    const float offset = -static_cast<float>(zero_point(zp, b, bits)) * scale;  // (q - zp) * s = q*s + offset
+    const float offset = -static_cast<float>(zero_point(r, b)) * scale;  // (q - zp) * s = q*s + offset
     const int64_t start = b * block_size;
     const int64_t n = cols - start < block_size ? cols - start : block_size;  // last block may be padding
-    const uint8_t* qb = q + b * block_bytes;
+    const uint8_t* qb = q + b * block_bytes();
     float* out = scratch + start;
     if (bits == 8) {
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(qb[i]) * scale + offset;

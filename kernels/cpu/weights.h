@@ -22,6 +22,14 @@ struct Weights {
                            int64_t cols, int bits, int64_t block_size);
 
   int64_t blocks() const { return (cols + block_size - 1) / block_size; }
+  int64_t block_bytes() const { return block_size * bits / 8; }
+  // Zero point of row r, block b (2^(bits-1) when there are none); inline: kernels call it per block.
+  int zero_point(int64_t r, int64_t b) const {
+    if (!zero_points) return 1 << (bits - 1);
+    const uint8_t* zp_row = zero_points + r * ((blocks() * bits + 7) / 8);
+    if (bits == 8) return zp_row[b];
+    return (zp_row[b / 2] >> (4 * (b & 1))) & 0xF;
+  }
   // Row r as floats: a pointer into `dense`, or dequantized into scratch[cols].
   const float* row(int64_t r, float* scratch) const;
   // The same matrix's rows [first, first + count) as a Weights view.

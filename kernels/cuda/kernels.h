@@ -31,7 +31,7 @@ struct MoEDevice {
 // y: [T, H]. Allocates its scratch with cudaMallocAsync on the stream.
 void moe(const MoEDevice& p, float* y, void* stream);
 
-// Positions outside the caches leave that head's output zero (the CPU kernel raises instead).
-void qk_norm_rotary(const QKNormRotaryProblem& p, float* q_out, float* k_out, void* stream);
+// As the CPU core; positions outside the caches leave that q/k head's output zero (the CPU core raises).
+void qk_norm_rotary(const QKNormRotaryProblem& p, void* stream);
 
 }  // namespace qwd::cuda

@@ -33,6 +33,8 @@ inline constexpr Port kQMoE[] = {{kFloat, false}, {kFloat, false}, {kUint8, fals
                                  {kFloat, false}, {kFloat, true},  {kFloat, true},  {kFloat, true}};
 inline constexpr Port kQKNormRotary[] = {{kFloat, false}, {kFloat, false}, {kFloat, false}, {kFloat, false},
                                          {kInt64, false}, {kFloat, false}, {kFloat, false}};
+inline constexpr Port kQKNormRotaryPacked[] = {{kFloat, false}, {kFloat, false}, {kFloat, false},
+                                               {kInt64, false}, {kFloat, false}, {kFloat, false}};
 }  // namespace io
 
 // Runs fn and converts any exception into a status ONNX Runtime reports with the node's name.

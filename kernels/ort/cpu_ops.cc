@@ -2,10 +2,10 @@
 #include <memory>
 
 #include "../cpu/moe.h"
-#include "../cpu/qk_norm_rotary.h"
 #include "../cpu/quant_swiglu.h"
 #include "../cpu/swiglu.h"
 #include "adapter.h"
+#include "qk_norm_rotary_io.h"
 #include "shapes.h"
 
 namespace qwd::ort {
@@ -123,43 +123,13 @@ struct MoEKernel : Kernel<MoEKernel<kQuantized>> {
   }
 };
 
-struct QKNormRotaryKernel : Kernel<QKNormRotaryKernel> {
-  static constexpr const char* kName = "QKNormRotary";
+template <bool kPacked>
+struct QKNormRotaryKernel : Kernel<QKNormRotaryKernel<kPacked>>, QKNormRotaryOp<kPacked> {
   static constexpr const char* kProvider = kCpu;
-  static constexpr const Port* kInputs = io::kQKNormRotary;
-  static constexpr size_t kInputCount = std::size(io::kQKNormRotary);
-  static constexpr size_t kOutputs = 2;
-  int64_t num_heads, kv_num_heads;
-  float epsilon;
-
-  explicit QKNormRotaryKernel(const Ort::ConstKernelInfo& info)
-      : num_heads(info.GetAttribute<int64_t>("num_heads")),
-        kv_num_heads(info.GetAttribute<int64_t>("kv_num_heads")),
-        epsilon(attr_float(info, "epsilon", 1e-6f)) {}
+  using QKNormRotaryOp<kPacked>::QKNormRotaryOp;
 
   void Compute(Ort::KernelContext& ctx) {
-    Ort::ConstValue in[7];
-    shapes::Shape sh[7];
-    for (size_t i = 0; i < 7; ++i) sh[i] = shape(in[i] = ctx.GetInput(i));
-    const auto s = shapes::qk_norm_rotary(sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], num_heads, kv_num_heads);
-    auto q_out = ctx.GetOutput(0, sh[0]);
-    auto k_out = ctx.GetOutput(1, sh[1]);
-    QKNormRotaryProblem p;
-    p.batch = s.batch;
-    p.seq = s.seq;
-    p.num_heads = num_heads;
-    p.kv_num_heads = kv_num_heads;
-    p.head_dim = s.head_dim;
-    p.max_positions = s.max_positions;
-    p.epsilon = epsilon;
-    p.q = in[0].GetTensorData<float>();
-    p.k = in[1].GetTensorData<float>();
-    p.q_weight = in[2].GetTensorData<float>();
-    p.k_weight = in[3].GetTensorData<float>();
-    p.position_ids = in[4].GetTensorData<int64_t>();
-    p.cos = in[5].GetTensorData<float>();
-    p.sin = in[6].GetTensorData<float>();
-    qk_norm_rotary(p, q_out.GetTensorMutableData<float>(), k_out.GetTensorMutableData<float>(), PoolParallel(ctx));
+    qk_norm_rotary(this->read(ctx), PoolParallel(ctx));
   }
 };
 
@@ -170,8 +140,9 @@ std::vector<OrtCustomOp*> cpu_ops() {
   static Op<QuantSwiGLUKernel> quant_swiglu_op;
   static Op<MoEKernel<false>> moe_op;
   static Op<MoEKernel<true>> qmoe_op;
-  static Op<QKNormRotaryKernel> qk_op;
-  return {&swiglu_op, &quant_swiglu_op, &moe_op, &qmoe_op, &qk_op};
+  static Op<QKNormRotaryKernel<false>> qk_op;
+  static Op<QKNormRotaryKernel<true>> qk_packed_op;
+  return {&swiglu_op, &quant_swiglu_op, &moe_op, &qmoe_op, &qk_op, &qk_packed_op};
 }
 
 }  // namespace qwd::ort

@@ -96,6 +96,22 @@ MoE moe(const Shape& x, const Shape& logits, const Shape& gate_up, const Shape& 
   return {T, H, E, I, S};
 }
 
+namespace {
+
+// What both q/k-norm ops check beyond their activations: even head_dim, weights, positions and caches.
+QKNormRotary norm_rotary_tables(const char* op, int64_t B, int64_t S, int64_t D, const Shape& q_weight,
+                                const Shape& k_weight, const Shape& position_ids, const Shape& cos, const Shape& sin) {
+  require(D % 2 == 0, op, "head_dim must be even, got " + std::to_string(D));
+  expect(op, "q_norm_weight", q_weight, {D});
+  expect(op, "k_norm_weight", k_weight, {D});
+  expect(op, "position_ids", position_ids, {B, S});
+  require(cos.size() == 2 && cos[1] == D / 2, op, "cos_cache must be [max_positions, head_dim/2], got " + str(cos));
+  expect(op, "sin_cache", sin, cos);
+  return {B, S, D, cos[0]};
+}
+
+}  // namespace
+
 QKNormRotary qk_norm_rotary(const Shape& q, const Shape& k, const Shape& q_weight, const Shape& k_weight,
                             const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
                             int64_t kv_num_heads) {
@@ -104,14 +120,19 @@ QKNormRotary qk_norm_rotary(const Shape& q, const Shape& k, const Shape& q_weigh
   require(q.size() == 3 && q[2] % num_heads == 0, op,
           "Q must be [batch, seq, num_heads*head_dim], got " + str(q));
   const int64_t B = q[0], S = q[1], D = q[2] / num_heads;
-  require(D % 2 == 0, op, "head_dim must be even, got " + std::to_string(D));
   expect(op, "K", k, {B, S, kv_num_heads * D});
-  expect(op, "q_norm_weight", q_weight, {D});
-  expect(op, "k_norm_weight", k_weight, {D});
-  expect(op, "position_ids", position_ids, {B, S});
-  require(cos.size() == 2 && cos[1] == D / 2, op, "cos_cache must be [max_positions, head_dim/2], got " + str(cos));
-  expect(op, "sin_cache", sin, cos);
-  return {B, S, D, cos[0]};
+  return norm_rotary_tables(op, B, S, D, q_weight, k_weight, position_ids, cos, sin);
+}
+
+QKNormRotary qk_norm_rotary_packed(const Shape& qkv, const Shape& q_weight, const Shape& k_weight,
+                                   const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
+                                   int64_t kv_num_heads) {
+  const char* op = "QKNormRotaryPacked";
+  require(num_heads > 0 && kv_num_heads > 0, op, "num_heads and kv_num_heads must be positive");
+  const int64_t heads = num_heads + 2 * kv_num_heads;
+  require(qkv.size() == 3 && qkv[2] % heads == 0, op,
+          "QKV must be [batch, seq, (num_heads + 2*kv_num_heads)*head_dim], got " + str(qkv));
+  return norm_rotary_tables(op, qkv[0], qkv[1], qkv[2] / heads, q_weight, k_weight, position_ids, cos, sin);
 }
 
 }  // namespace qwd::shapes

@@ -35,5 +35,9 @@ struct QKNormRotary {
 QKNormRotary qk_norm_rotary(const Shape& q, const Shape& k, const Shape& q_weight, const Shape& k_weight,
                             const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
                             int64_t kv_num_heads);
+// qkv: [batch, seq, (num_heads + 2*kv_num_heads)*head_dim], q heads then k heads then v heads.
+QKNormRotary qk_norm_rotary_packed(const Shape& qkv, const Shape& q_weight, const Shape& k_weight,
+                                   const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
+                                   int64_t kv_num_heads);
 
 }  // namespace qwd::shapes

@@ -132,10 +132,9 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     qwd::moe(p, y.data(), par);
     return {y};
   }
-  if (op == "QKNormRotary") {
-    const auto q = c.array<float>("Q"), k = c.array<float>("K"), qw = c.array<float>("q_norm_weight"),
-               kw = c.array<float>("k_norm_weight"), cos = c.array<float>("cos_cache"),
-               sin = c.array<float>("sin_cache");
+  if (op == "QKNormRotary" || op == "QKNormRotaryPacked") {
+    const auto qw = c.array<float>("q_norm_weight"), kw = c.array<float>("k_norm_weight"),
+               cos = c.array<float>("cos_cache"), sin = c.array<float>("sin_cache");
     const auto pos = c.array<int64_t>("position_ids");
     qwd::QKNormRotaryProblem p;
     p.batch = c.i("batch");
@@ -145,15 +144,22 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     p.head_dim = c.i("head_dim");
     p.max_positions = c.i("max_positions");
     p.epsilon = c.f("epsilon");
-    p.q = q.data();
-    p.k = k.data();
     p.q_weight = qw.data();
     p.k_weight = kw.data();
     p.position_ids = pos.data();
     p.cos = cos.data();
     p.sin = sin.data();
+    if (op == "QKNormRotaryPacked") {
+      const auto qkv = c.array<float>("QKV");
+      std::vector<float> out(qkv.size());
+      qwd::packed_rows(p, qkv.data(), out.data());
+      qwd::qk_norm_rotary(p, par);
+      return {out};
+    }
+    const auto q = c.array<float>("Q"), k = c.array<float>("K");
     std::vector<float> q_out(q.size()), k_out(k.size());
-    qwd::qk_norm_rotary(p, q_out.data(), k_out.data(), par);
+    qwd::dense_rows(p, q.data(), k.data(), q_out.data(), k_out.data());
+    qwd::qk_norm_rotary(p, par);
     return {q_out, k_out};
   }
   throw std::runtime_error("unknown op " + op);

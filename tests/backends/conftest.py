@@ -17,6 +17,19 @@ from qwdeploy.toolkit.checkpoint import open_checkpoint  # noqa: E402
 Exported = Callable[..., Path]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_library_built() -> None:
+    """Build the host kernel library first (cached by source hash), so the tests that run graphs with
+    our ops run them instead of skipping on a machine where tests/kernels has not built it yet."""
+    from qwdeploy.kernels import library_path
+    from qwdeploy.toolkit.errors import QwdeployError
+
+    try:
+        library_path("host", build_if_missing=True)
+    except QwdeployError:
+        pass  # no compiler or headers here: those tests skip with their own reason
+
+
 @pytest.fixture(scope="session")
 def exported(make_checkpoint, tmp_path_factory) -> Exported:
     """exported(arch, target=None, quant=None, **options) → folder, built once per session."""

@@ -55,25 +55,44 @@ def test_scale_search_agrees_with_fp32_more_closely_than_rtn(exported):
     assert kl["search"] < kl["rtn"], kl
 
 
-# Nodes per decoder layer, exact (the graph is deterministic). With our ops (custom_ops=on) dense
-# Qwen2/Qwen3 int4 reach 7 and 10; with ONNX Runtime's ops alone Qwen3 keeps its q/k norm chains on
-# CPU because GroupQueryAttention's CPU kernel has no q/k-norm inputs (CUDA: 8, see test_cuda.py).
+# Nodes per decoder layer, exact (the graph is deterministic), by our-ops setting: off, on (custom_ops=on,
+# which fuses int4/int8 gate/up + SwiGLU into QuantSwiGLU) and mnb (custom_ops=on, quant_swiglu=off:
+# MatMulNBits + SwiGLU). With our ops Qwen3's q/k norm and rotary are one QKNormRotaryPacked between the
+# packed QKV projection and GroupQueryAttention; Qwen2's q/k/v bias is one Add in fp32 and folds into
+# MatMulNBits in int4.
+# With ONNX Runtime's ops alone Qwen3 keeps its q/k norm chains on CPU because GroupQueryAttention's CPU
+# kernel has no q/k-norm inputs (CUDA: 8, see test_cuda_backend.py).
 NODES_PER_LAYER = {
     ("qwen2", "fp32", "off"): 11, ("qwen2", "int4", "off"): 10, ("qwen2", "fp32", "on"): 9, ("qwen2", "int4", "on"): 7,
-    ("qwen3", "fp32", "off"): 18, ("qwen3", "int4", "off"): 18, ("qwen3", "fp32", "on"): 11, ("qwen3", "int4", "on"): 10,
+    ("qwen2", "int4", "mnb"): 8,
+    ("qwen3", "fp32", "off"): 18, ("qwen3", "int4", "off"): 18, ("qwen3", "fp32", "on"): 9, ("qwen3", "int4", "on"): 8,
+    ("qwen3", "int4", "mnb"): 9,
 }
+OUR_OPS = {"off": {"custom_ops": "off"}, "on": {"custom_ops": "on"}, "mnb": {"custom_ops": "on", "quant_swiglu": "off"}}
 
 
 @pytest.mark.parametrize("key", NODES_PER_LAYER, ids="-".join)
 def test_nodes_per_layer(exported, key):
-    arch, quant, custom = key
-    manifest = json.loads((exported(arch, "cpu", quant, custom_ops=custom) / "qwdeploy_backend.json").read_text())
+    arch, quant, ours = key
+    manifest = json.loads((exported(arch, "cpu", quant, **OUR_OPS[ours]) / "qwdeploy_backend.json").read_text())
     assert set(manifest["nodes_per_layer"].values()) == {NODES_PER_LAYER[key]}
-    if key == ("qwen2", "int4", "on"):
-        assert NODES_PER_LAYER[key] <= 8
+    if ours == "on" and quant == "int4":
+        assert NODES_PER_LAYER[key] <= 8  # the issue's bound for dense Qwen2 and Qwen3 on CPU
 
 
-@pytest.mark.parametrize("arch_quant", [("qwen2", "fp32"), ("qwen3", "int4")], ids="-".join)
+def test_quant_swiglu_by_default_and_off_on_request(exported):
+    """CPU default with our ops: one QuantSwiGLU; -O quant_swiglu=off keeps MatMulNBits (packed gate/up) + SwiGLU."""
+    import onnx
+
+    def op_types(**options):
+        folder = exported("qwen2", "cpu", "int4", custom_ops="on", **options)
+        return [n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node]
+
+    assert op_types().count("QuantSwiGLU") == 2 and "SwiGLU" not in op_types()
+    assert "QuantSwiGLU" not in op_types(quant_swiglu="off") and "SwiGLU" in op_types(quant_swiglu="off")
+
+
+@pytest.mark.parametrize("arch_quant", [("qwen2", "fp32"), ("qwen3", "fp32"), ("qwen3", "int4")], ids="-".join)
 def test_custom_op_graph_records_its_library_and_matches(exported, arch_quant):
     arch, quant = arch_quant
     folder = exported(arch, "cpu", quant, custom_ops="on")

@@ -77,19 +77,24 @@ def moe(rng: np.random.Generator, tokens: int, hidden: int, experts: int, inter:
 
 
 def qk_norm_rotary(rng: np.random.Generator, batch: int, seq: int, heads: int, kv_heads: int, head_dim: int,
-                   max_positions: int = 64) -> Case:
+                   max_positions: int = 64, packed: bool = False) -> Case:
     inv_freq = 1.0 / 1e6 ** (np.arange(head_dim // 2) / (head_dim // 2))
     angles = np.arange(max_positions)[:, None] * inv_freq  # [P, D/2]
-    inputs = {"Q": _normal(rng, batch, seq, heads * head_dim, scale=4.0),
-              "K": _normal(rng, batch, seq, kv_heads * head_dim, scale=4.0),
+    if packed:
+        activations = {"QKV": _normal(rng, batch, seq, (heads + 2 * kv_heads) * head_dim, scale=4.0)}
+    else:
+        activations = {"Q": _normal(rng, batch, seq, heads * head_dim, scale=4.0),
+                       "K": _normal(rng, batch, seq, kv_heads * head_dim, scale=4.0)}
+    inputs = {**activations,
               "q_norm_weight": _normal(rng, head_dim) + 1.0, "k_norm_weight": _normal(rng, head_dim) + 1.0,
               "position_ids": rng.integers(0, max_positions, (batch, seq)).astype(np.int64),
               "cos_cache": np.cos(angles).astype(np.float32), "sin_cache": np.sin(angles).astype(np.float32)}
     attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "epsilon": 1e-6}
     sizes = {"batch": batch, "seq": seq, "head_dim": head_dim, "max_positions": max_positions,
              "num_heads": heads, "kv_num_heads": kv_heads}
-    return Case("QKNormRotary", f"qk_norm_rotary-B{batch}-S{seq}-h{heads}-kv{kv_heads}-D{head_dim}", inputs, attrs,
-                sizes)
+    op = "QKNormRotaryPacked" if packed else "QKNormRotary"
+    name = f"qk_norm_rotary{'_packed' if packed else ''}-B{batch}-S{seq}-h{heads}-kv{kv_heads}-D{head_dim}"
+    return Case(op, name, inputs, attrs, sizes)
 
 
 def all_cases(seed: int = 0) -> list[Case]:
@@ -106,6 +111,9 @@ def all_cases(seed: int = 0) -> list[Case]:
         moe(rng, 5, 33, 4, 17, 2, 1, bits=8, block_size=16),
         qk_norm_rotary(rng, 1, 1, 2, 1, 6), qk_norm_rotary(rng, 2, 3, 4, 2, 22),
         qk_norm_rotary(rng, 1, 17, 16, 8, 128), qk_norm_rotary(rng, 3, 5, 5, 1, 34),
+        qk_norm_rotary(rng, 1, 1, 2, 1, 6, packed=True), qk_norm_rotary(rng, 2, 3, 4, 2, 22, packed=True),
+        qk_norm_rotary(rng, 1, 17, 16, 8, 128, packed=True), qk_norm_rotary(rng, 3, 5, 5, 1, 34, packed=True),
+        qk_norm_rotary(rng, 2, 7, 3, 3, 2, packed=True),
     ]
 
 

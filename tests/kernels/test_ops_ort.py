@@ -38,10 +38,11 @@ def test_bad_shape_is_a_clear_error(host_build: Build):
         run_node(case.op, case.inputs, attrs, host_build.library)
 
 
-def test_position_outside_cache_is_refused(host_build: Build):
+@pytest.mark.parametrize("op", ["QKNormRotary", "QKNormRotaryPacked"])
+def test_position_outside_cache_is_refused(host_build: Build, op: str):
     import onnxruntime as ort
 
-    case = next(c for c in CASES if c.op == "QKNormRotary")
+    case = next(c for c in CASES if c.op == op)
     inputs = dict(case.inputs, position_ids=np.full_like(case.inputs["position_ids"], 10_000))
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="outside the cos/sin cache"):
         run_node(case.op, inputs, case.attributes, host_build.library)

@@ -12,6 +12,8 @@ from qwdeploy.toolkit.checkpoint import open_checkpoint
 
 ARCH = "qwen3"
 FAKE_BANDWIDTH = 10e9  # bytes/s: tests read the cache instead of streaming 512 MiB
+# Backend artifacts: name → (target, quant, backend options); they need the qwdeploy kernel library.
+BACKEND_ARTIFACTS = {"onnx_cpu_fused": ("cpu", "fp32", {"custom_ops": "on"})}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,12 +38,15 @@ def checkpoint(make_checkpoint) -> Path:
 
 @pytest.fixture(scope="session")
 def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    """artifacts(name) → path; names: hf, onnx_f32, onnx_f16, gguf_f16 (each exported on first use)."""
+    """artifacts(name) → path; names: hf, onnx_f32, onnx_f16, gguf_f16 and BACKEND_ARTIFACTS' (each exported
+    on first use)."""
     from qwdeploy.exporters.request import ExportRequest
 
     root, built = tmp_path_factory.mktemp("artifacts"), {"hf": checkpoint}
 
     def get(name: str) -> Path:
+        if name in BACKEND_ARTIFACTS and name not in built:
+            built[name] = _backend_artifact(checkpoint, root / name, *BACKEND_ARTIFACTS[name])
         if name not in built:
             fmt, quant = name.split("_")
             if fmt == "onnx":
@@ -56,3 +61,16 @@ def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
         return built[name]
 
     return get
+
+
+def _backend_artifact(checkpoint: Path, out: Path, target: str, quant: str, options: dict) -> Path:
+    pytest.importorskip("onnxruntime")
+    from qwdeploy.backends.ort.backend import kernel_library
+    from qwdeploy.exporters.onnx.exporter import export
+    from qwdeploy.exporters.request import ExportRequest
+
+    if kernel_library() is None:
+        pytest.skip("the qwdeploy kernel library is not built (qwdeploy kernels build)")
+    export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, target=target, show_progress=False,
+                         options=options))
+    return out

@@ -6,7 +6,8 @@ Pattern, anchored at the Softmax of the portable graph's attention:
     out = Reshape(Transpose(MatMul(Softmax(scale * q @ present_k^T + mask), present_v)))
 Rotary becomes do_rotary with cos/sin caches. Qwen3's per-head q/k norms, by ctx.options["qk_norm"]:
   "gqa":      GroupQueryAttention's q/k_norm_weight inputs (CUDA; its CPU kernel lacks them);
-  "qwdeploy": our QKNormRotary op normalizes and rotates, GroupQueryAttention only attends;
+  "qwdeploy": our QKNormRotary op normalizes and rotates, GroupQueryAttention only attends
+              (packed_qkv then makes it QKNormRotaryPacked on the packed projection);
   "separate": the norms stay as they are (a later pass fuses them) and a Reshape feeds GQA.
 Positions come from seqlens_k (right-padded batches), or from position_ids with QKNormRotary.
 """

@@ -1,0 +1,89 @@
+"""The MoE fusion on the tiny Qwen2-MoE (shared expert, no renormalisation) and Qwen3-MoE (renormalised) fixtures.
+
+Numbers need the kernel library (qwdeploy kernels build); without it only structure is checked.
+Measured: fused fp32 vs the unfused exporter graph, prefill + 4 decode steps (11 positions), max |diff|
+qwen2moe 8.6e-6, qwen3moe 9.8e-6 (the kernel sums the same products in another order).
+int4 QMoE graph vs the unfused fp32 graph: top-1 72.7% / KL 0.149 (qwen2moe), 54.5% / 0.509 (qwen3moe),
+bounded like the other int4 graphs (test_cpu_end_to_end.BOUNDS).
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from qwdeploy.backends.ort.backend import kernel_library
+from qwdeploy.backends.ort.fusions import moe
+from qwdeploy.toolkit.checkpoint import open_checkpoint
+from qwdeploy.toolkit.metrics import agreement
+
+from backend_helpers import fuse, greedy_logits, ops
+
+SPARSE_LAYERS = {"qwen2moe": 2, "qwen3moe": 3}
+ATOL = 5e-5
+INT4_BOUNDS = (0.35, 0.8)  # (min top-1, max mean KL) vs fused fp32, as test_cpu_end_to_end's int4
+
+
+def _library_session(folder):
+    library = kernel_library()
+    if library is None:
+        pytest.skip("the qwdeploy kernel library is not built (qwdeploy kernels build)")
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(library))
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("quant, op", [("fp32", "MoE"), ("int4", "QMoE")])
+@pytest.mark.parametrize("arch", SPARSE_LAYERS)
+def test_one_moe_node_per_sparse_layer(exported, arch, quant, op):
+    folder = exported(arch, "cpu", quant, custom_ops="on")
+    manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
+    assert {p["pass"]: p["count"] for p in manifest["passes"]}["moe"] == SPARSE_LAYERS[arch]
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    fused = [n for n in graph.node if n.op_type == op and n.domain == "qwdeploy"]
+    assert sorted(n.name for n in fused) == [f"/layers.{i}/moe/{op}" for i in range(SPARSE_LAYERS[arch])]
+    assert not {"NonZero", "ScatterND", "TopK"} & {n.op_type for n in graph.node}
+    shared = len(fused[0].input) == 7 + (op == "QMoE") * 2  # shared gate_up, down and gate given
+    assert shared == (arch == "qwen2moe")
+
+
+@pytest.mark.parametrize("arch", SPARSE_LAYERS)
+def test_fused_moe_matches_the_unfused_graph(exported, arch):
+    reference, fed = greedy_logits(exported(arch, "cpu", "fp32"), steps=4)  # custom ops off: exporter's MoE
+    folder = exported(arch, "cpu", "fp32", custom_ops="on")
+    ours, _ = greedy_logits(folder, steps=4, forced=fed, session=_library_session(folder))
+    np.testing.assert_allclose(ours, reference, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("arch", SPARSE_LAYERS)
+def test_int4_qmoe_agreement_with_fp32_is_bounded(exported, arch):
+    reference, fed = greedy_logits(exported(arch, "cpu", "fp32"), steps=4)
+    folder = exported(arch, "cpu", "int4", custom_ops="on")
+    quantized, _ = greedy_logits(folder, steps=4, forced=fed, session=_library_session(folder))
+    result = agreement(reference, quantized)
+    assert result.top1 >= INT4_BOUNDS[0] and result.kl_mean <= INT4_BOUNDS[1], result.summary()
+
+
+def test_rejects_routing_that_disagrees_with_the_spec(make_checkpoint, exported):
+    """Qwen3-MoE renormalises its top-k weights; a spec that says it must not is refused with the reason."""
+    spec = open_checkpoint(make_checkpoint("qwen3moe")).spec
+    portable = onnx.load(str(exported("qwen3moe") / "model.onnx"))
+    fused, (report,) = fuse(portable, moe, moe=spec.moe)
+    assert report.count == SPARSE_LAYERS["qwen3moe"]
+    wrong = dataclasses.replace(spec.moe, norm_topk_prob=False)
+    unfused, (report,) = fuse(portable, moe, moe=wrong)
+    assert report.count == 0 and "TopK" in ops(unfused)
+    assert len(report.rejections) == SPARSE_LAYERS["qwen3moe"]
+    assert all("the model spec says (8, 2, False)" in why for _, why in report.rejections), report.rejections
+
+
+def test_custom_ops_off_keeps_the_exporters_moe(exported):
+    folder = exported("qwen3moe", "cpu", "fp32")
+    manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
+    assert "moe" not in {p["pass"] for p in manifest["passes"]}
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    assert {"TopK", "NonZero", "ScatterND"} <= {n.op_type for n in graph.node}
