@@ -11,6 +11,7 @@ after the same prompt, in one run; tools that are missing or fail are reported a
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -19,21 +20,28 @@ from pathlib import Path
 import numpy as np
 from common import build_checkpoint, machine
 
+from qwdeploy.toolkit.checkpoint import open_checkpoint
+
 THREADS = 2
 PROMPT = [9707, 1879, 11, 358, 1079, 264, 3460, 315, 279, 1879, 13, 576, 6722, 315, 9625, 374]
 
 
-def _ort_decode(folder: Path, tokens: int) -> float:
+def _ort_decode(folder: Path, tokens: int, spec) -> float:
     """Greedy decode in onnxruntime on THREADS threads; returns decode tokens/s (prefill excluded)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    manifest = folder / "qwdeploy_backend.json"
+    custom_ops = json.loads(manifest.read_text()).get("custom_ops") if manifest.is_file() else None
+    library = custom_ops and custom_ops["library"]
+    if library:
+        options.register_custom_ops_library(library)
     session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
     inputs = {i.name: i for i in session.get_inputs()}
     past = [n for n in inputs if n.startswith("past_key_values")]
     dtype = np.float16 if "float16" in inputs[past[0]].type else np.float32
-    cache = {n: np.zeros((1, inputs[n].shape[1], 0, inputs[n].shape[3]), dtype) for n in past}
+    cache = {n: np.zeros((1, spec.num_kv_heads, 0, spec.head_dim), dtype) for n in past}  # genai's dims are symbolic
     ids, length, start = np.array([PROMPT], np.int64), 0, 0.0
     for step in range(tokens + 1):
         if step == 1:
@@ -76,16 +84,21 @@ def main() -> None:
 
     print(machine(("onnxruntime", "onnxruntime-genai", "llama-cpp-python")))
     checkpoint = build_checkpoint(args.work / f"qwen2-{args.size}", "qwen2", args.size)
+    spec = open_checkpoint(checkpoint).spec
     out = args.work / f"decode-{args.size}"
     print(f"checkpoint: qwen2/{args.size}; {len(PROMPT)}-token prompt, {args.tokens} greedy tokens, "
           f"{THREADS} threads\n")
     tools = {
         "qwdeploy cpu int4 (onnxruntime)": (
             ["qwdeploy", "export", str(checkpoint), "--format", "onnx", "--target", "cpu", "--quant", "int4",
-             "-o", str(out / "qwdeploy"), "--force"], lambda: _ort_decode(out / "qwdeploy", args.tokens)),
+             "-o", str(out / "qwdeploy"), "--force"], lambda: _ort_decode(out / "qwdeploy", args.tokens, spec)),
+        "qwdeploy cpu int4, our ops (onnxruntime)": (
+            ["qwdeploy", "export", str(checkpoint), "--format", "onnx", "--target", "cpu", "--quant", "int4",
+             "-O", "custom_ops=on", "-o", str(out / "qwdeploy-ops"), "--force"],
+            lambda: _ort_decode(out / "qwdeploy-ops", args.tokens, spec)),
         "genai builder int4 (onnxruntime)": (
             [args.genai_python, "-m", "onnxruntime_genai.models.builder", "-i", str(checkpoint), "-o",
-             str(out / "genai"), "-p", "int4", "-e", "cpu"], lambda: _ort_decode(out / "genai", args.tokens)),
+             str(out / "genai"), "-p", "int4", "-e", "cpu"], lambda: _ort_decode(out / "genai", args.tokens, spec)),
         "llama.cpp Q4_0": (
             ["qwdeploy", "export", str(checkpoint), "--format", "gguf", "--quant", "q4_0", "-o",
              str(out / "model-q4_0.gguf"), "--force"], lambda: _llama_decode(out / "model-q4_0.gguf", args.tokens)),
