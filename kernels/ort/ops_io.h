@@ -1,0 +1,122 @@
+// SwiGLU, QuantSwiGLU, MoE and QMoE read once for every provider: schema, attributes, shape checks and
+// weight views (pointers are wherever the provider keeps tensors). Device kernels derive from these
+// and add kProvider and Compute.
+#pragma once
+
+#include "../cpu/weights.h"
+#include "adapter.h"
+#include "shapes.h"
+
+namespace qwd::ort {
+
+inline shapes::Shape optional_shape(const Ort::ConstValue& v) { return v ? shape(v) : shapes::Shape{}; }
+
+struct SwiGLUOp {
+  static constexpr const char* kName = "SwiGLU";
+  static constexpr const Port* kInputs = io::kSwiGLU;
+  static constexpr size_t kInputCount = std::size(io::kSwiGLU);
+  static constexpr size_t kOutputs = 1;
+
+  struct Args {
+    const float* gate_up;  // [rows, 2*inter]
+    float* y;              // [rows, inter]
+    int64_t rows, inter;
+  };
+
+  explicit SwiGLUOp(const Ort::ConstKernelInfo&) {}
+
+  Args read(Ort::KernelContext& ctx) const {
+    auto gate_up = ctx.GetInput(0);
+    const auto s = shapes::swiglu(shape(gate_up));
+    return {gate_up.GetTensorData<float>(), ctx.GetOutput(0, s.out).GetTensorMutableData<float>(), s.rows, s.inter};
+  }
+};
+
+struct QuantSwiGLUOp {
+  static constexpr const char* kName = "QuantSwiGLU";
+  static constexpr const Port* kInputs = io::kQuantSwiGLU;
+  static constexpr size_t kInputCount = std::size(io::kQuantSwiGLU);
+  static constexpr size_t kOutputs = 1;
+  int64_t K, N, bits, block_size;
+
+  struct Args {
+    const float* x;  // [tokens, K]
+    int64_t tokens;
+    Weights w;  // [N = 2*I, K], MatMulNBits layout
+    float* y;   // [tokens, I]
+  };
+
+  explicit QuantSwiGLUOp(const Ort::ConstKernelInfo& info)
+      : K(info.GetAttribute<int64_t>("K")),
+        N(info.GetAttribute<int64_t>("N")),
+        bits(info.GetAttribute<int64_t>("bits")),
+        block_size(info.GetAttribute<int64_t>("block_size")) {}
+
+  Args read(Ort::KernelContext& ctx) const {
+    auto x = ctx.GetInput(0), b = ctx.GetInput(1), scales = ctx.GetInput(2), zp = input(ctx, 3);
+    const auto zp_shape = optional_shape(zp);
+    const auto s = shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N, bits,
+                                        block_size);
+    const Weights w = Weights::quantized(b.GetTensorData<uint8_t>(), scales.GetTensorData<float>(),
+                                         data_or_null<uint8_t>(zp), N, K, static_cast<int>(bits), block_size);
+    return {x.GetTensorData<float>(), s.tokens, w, ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
+  }
+};
+
+// MoE and QMoE share everything but how expert weights are read; kQuantized picks the input layout.
+template <bool kQuantized>
+struct MoEOp {
+  static constexpr const char* kName = kQuantized ? "QMoE" : "MoE";
+  static constexpr const Port* kInputs = kQuantized ? io::kQMoE : io::kMoE;
+  static constexpr size_t kInputCount = kQuantized ? std::size(io::kQMoE) : std::size(io::kMoE);
+  static constexpr size_t kOutputs = 1;
+  static constexpr size_t kShared = kQuantized ? 6 : 4;  // index of shared_gate_up
+  int64_t top_k, normalize, bits, block_size;
+
+  struct Args {
+    shapes::MoE s;
+    const float* x;              // [tokens, hidden]
+    const float* router_logits;  // [tokens, experts]
+    Weights gate_up, down;       // every expert stacked: [E*2I, H], [E*H, I]
+    const float* shared_gate_up;  // [2S, H] or null
+    const float* shared_down;     // [H, S] or null
+    const float* shared_gate;     // [1, H] or null
+    float* y;                     // [tokens, hidden]
+  };
+
+  explicit MoEOp(const Ort::ConstKernelInfo& info)
+      : top_k(info.GetAttribute<int64_t>("top_k")),
+        normalize(attr_int(info, "normalize_topk", 0)),
+        bits(kQuantized ? info.GetAttribute<int64_t>("bits") : 0),
+        block_size(kQuantized ? info.GetAttribute<int64_t>("block_size") : 0) {}
+
+  Args read(Ort::KernelContext& ctx) const {
+    auto x = ctx.GetInput(0), logits = ctx.GetInput(1);
+    auto gate_up = ctx.GetInput(2), down = ctx.GetInput(kQuantized ? 4 : 3);
+    auto sgu = input(ctx, kShared), sd = input(ctx, kShared + 1), sg = input(ctx, kShared + 2);
+    const auto sgu_s = optional_shape(sgu), sd_s = optional_shape(sd), sg_s = optional_shape(sg);
+    Args a{};
+    a.s = shapes::moe(shape(x), shape(logits), shape(gate_up), shape(down), sgu ? &sgu_s : nullptr,
+                      sd ? &sd_s : nullptr, sg ? &sg_s : nullptr, top_k, bits, block_size);
+    const int64_t E = a.s.experts, H = a.s.hidden, I = a.s.inter;
+    if constexpr (kQuantized) {
+      const int b = static_cast<int>(bits);
+      a.gate_up = Weights::quantized(gate_up.GetTensorData<uint8_t>(), ctx.GetInput(3).GetTensorData<float>(),
+                                     nullptr, E * 2 * I, H, b, block_size);
+      a.down = Weights::quantized(down.GetTensorData<uint8_t>(), ctx.GetInput(5).GetTensorData<float>(), nullptr,
+                                  E * H, I, b, block_size);
+    } else {
+      a.gate_up = Weights::fp32(gate_up.GetTensorData<float>(), E * 2 * I, H);
+      a.down = Weights::fp32(down.GetTensorData<float>(), E * H, I);
+    }
+    a.x = x.GetTensorData<float>();
+    a.router_logits = logits.GetTensorData<float>();
+    a.shared_gate_up = data_or_null<float>(sgu);
+    a.shared_down = data_or_null<float>(sd);
+    a.shared_gate = data_or_null<float>(sg);
+    a.y = ctx.GetOutput(0, {a.s.tokens, H}).template GetTensorMutableData<float>();
+    return a;
+  }
+};
+
+}  // namespace qwd::ort
