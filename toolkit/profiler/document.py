@@ -16,7 +16,7 @@ from .stats import summary
 from .sweeps import Budget, fit, fits, kv_cache_bytes, usd_per_million_tokens
 
 SCHEMA_ID = "qwdeploy.profile"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,10 @@ def build_document(m: Measurement, s: Settings, host: Host, budget: Budget, usd_
                      "per_step": list(launches), "method": m.report.method},
         "ops": _ops(m.report),
         "memory": {"host_baseline_bytes": m.baseline_rss_bytes, "host_loaded_bytes": m.loaded_rss_bytes,
-                   "host_peak_bytes": max(r["host_peak_bytes"] for r in runs),
+                   "host_load_peak_bytes": m.load_peak_rss_bytes,
+                   # A run can peak below what loading held (load-time garbage freed since), so the
+                   # process peak a device must provide is the larger of the two.
+                   "host_peak_bytes": max([m.load_peak_rss_bytes] + [r["host_peak_bytes"] for r in runs]),
                    "device_peak_bytes": _max_or_none(r["device_peak_bytes"] for r in runs),
                    "weight_bytes": m.info.weight_bytes,
                    "kv_cache_bytes": kv_cache_bytes(m.info, s.batch, context)},

@@ -45,6 +45,7 @@ class Measurement:
     info: ArtifactInfo
     baseline_rss_bytes: int  # before the runtime and artifact were loaded
     loaded_rss_bytes: int  # right after loading
+    load_peak_rss_bytes: int  # high-water mark while loading
     samples: list[RunSample] = field(default_factory=list)
     report: OpReport | None = None
     sweep: list[tuple[Point, list[RunSample]]] = field(default_factory=list)
@@ -93,10 +94,10 @@ def measure(targets: list[Target], s: Settings, isolate: bool = True, progress: 
             bar.set_postfix_str(f"loading {target.artifact.name}")
             worker = start_worker(target, isolate)
             stack.callback(worker.close)
-            info, baseline, loaded = worker.call("info")
+            info, baseline, loaded, load_peak = worker.call("info")
             check_fits(info, s, target)
             workers.append(worker)
-            results.append(Measurement(target, info, baseline, loaded))
+            results.append(Measurement(target, info, baseline, loaded, load_peak))
 
         def prompt(m: Measurement, batch: int, length: int) -> np.ndarray:
             return prompt_ids(m.info.vocab_size, batch, length, s.seed)

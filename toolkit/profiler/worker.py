@@ -37,9 +37,11 @@ class Measured:
         collector = collector_for(target.kind, target.device)
         self.session: Session = collector.open(target.artifact, target.threads, dict(target.options))
         self.loaded_bytes = memory.rss_bytes()
+        # Read after loaded_bytes and before any reset, so it covers loading's transient peak and is >= loaded.
+        self.load_peak_bytes = memory.peak_rss_bytes()
 
-    def info(self) -> tuple[ArtifactInfo, int, int]:
-        return self.session.info, self.baseline_bytes, self.loaded_bytes
+    def info(self) -> tuple[ArtifactInfo, int, int, int]:
+        return self.session.info, self.baseline_bytes, self.loaded_bytes, self.load_peak_bytes
 
     def run(self, prompt: np.ndarray, gen: int) -> RunSample:
         memory.reset_peak()
