@@ -1,17 +1,19 @@
 """Decode tokens/s of the ~0.5B Qwen-shaped checkpoint at int4 on 2 CPU threads, next to the tools people use.
 
-    python bench/decode_cpu_int4.py [--tokens 64] [--genai-python PY]
+    python bench/decode_cpu_int4.py [--tokens 64] [--runs 3] [--genai-python PY]
 
 Rows: qwdeploy `--target cpu --quant int4` in onnxruntime; onnxruntime-genai's builder int4 export
 (needs transformers 5: point --genai-python at such an environment) in onnxruntime; llama.cpp Q4_0
 of the same checkpoint through llama-cpp-python. Each decodes the same greedy continuation length
-after the same prompt, in one run; tools that are missing or fail are reported as skipped.
+after the same prompt; the runs visit the tools in turn (so drift hits all alike) and the median is
+reported with the artifact's size on disk. Tools that are missing or fail are reported as skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -68,6 +70,11 @@ def _llama_decode(gguf: Path, tokens: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+def _size_mib(path: Path) -> float:
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
 def _run(cmd: list[str]) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
@@ -77,6 +84,7 @@ def _run(cmd: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--size", default="small")
     parser.add_argument("--genai-python", default=sys.executable)
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "qwdeploy" / "bench")
@@ -87,7 +95,7 @@ def main() -> None:
     spec = open_checkpoint(checkpoint).spec
     out = args.work / f"decode-{args.size}"
     print(f"checkpoint: qwen2/{args.size}; {len(PROMPT)}-token prompt, {args.tokens} greedy tokens, "
-          f"{THREADS} threads\n")
+          f"{THREADS} threads, median of {args.runs} runs\n")
     tools = {
         "qwdeploy cpu int4 (onnxruntime)": (
             ["qwdeploy", "export", str(checkpoint), "--format", "onnx", "--target", "cpu", "--quant", "int4",
@@ -103,18 +111,24 @@ def main() -> None:
             ["qwdeploy", "export", str(checkpoint), "--format", "gguf", "--quant", "q4_0", "-o",
              str(out / "model-q4_0.gguf"), "--force"], lambda: _llama_decode(out / "model-q4_0.gguf", args.tokens)),
     }
-    results = {}
+    decoders, sizes = {}, {}
     for name, (export, decode) in tools.items():
         try:
             _run(export)
-            results[name] = decode()
+            decode()  # warm-up: page the weights in, let the runtime pack them
         except (RuntimeError, ImportError, OSError) as exc:
-            print(f"{name:34s} skipped: {exc}")
+            print(f"{name:40s} skipped: {exc}")
+            continue
+        decoders[name], sizes[name] = decode, _size_mib(Path(export[export.index("-o") + 1]))
+    rates: dict[str, list[float]] = {name: [] for name in decoders}
+    for _ in range(args.runs):
+        for name, decode in decoders.items():
+            rates[name].append(decode())
+    results = {name: statistics.median(r) for name, r in rates.items()}
     ours = results.get("qwdeploy cpu int4 (onnxruntime)")
     for name, rate in results.items():
         ratio = f"   qwdeploy/this x{ours / rate:.2f}" if ours and not name.startswith("qwdeploy") else ""
-        print(f"{name:34s} {rate:8.1f} tokens/s{ratio}")
-
+        print(f"{name:40s} {rate:8.1f} tokens/s {sizes[name]:8.0f} MiB{ratio}")
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,8 @@
 SwiGLU and MoE (QMoE after quantization) are our own `qwdeploy` ops: only when custom ops are on;
 otherwise SiLU becomes ONNX Runtime's QuickGelu(alpha=1), since its SwiGLU has no CPU kernel.
 Quantized gate/up projections fuse with SwiGLU into our QuantSwiGLU (about as fast as MatMulNBits +
-SwiGLU on CPU, one node fewer); -O quant_swiglu=off keeps the two.
+SwiGLU on CPU, one node fewer); -O quant_swiglu=off keeps the two. Quantizing also moves the
+embedding lookup onto an int4/int8 table, shared with a tied LM head (-O keep=embed keeps it float).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from ...toolkit.profiles import DeviceProfile
 from ..ort.fold import fold_weight_casts
 from ..ort.fusions import group_query_attention, moe, packed_qkv, quant_swiglu, rms_norm, skip_rms_norm, swiglu
+from ..ort.quant import embedding
 from ..ort.quant.matmul_nbits import quantize_matmuls
 from ..passes import Fusion, GraphPass, Phase
 from .fusions import silu_quick_gelu
@@ -25,6 +27,6 @@ def cpu_pipeline(profile: DeviceProfile | None, options: dict[str, Any], custom_
         ("attention", [Fusion(group_query_attention), Fusion(packed_qkv)]),
         ("norms", [Fusion(rms_norm), Fusion(skip_rms_norm)]),
         ("mlp", [Fusion(moe), Fusion(swiglu)] if custom_ops else [Fusion(silu_quick_gelu)]),
-        ("quantize", [GraphPass("matmul_nbits", quantize_matmuls)] if quantized else []),
+        ("quantize", [GraphPass("matmul_nbits", quantize_matmuls), Fusion(embedding)] if quantized else []),
         ("quantized fusions", [Fusion(quant_swiglu)] if quantized and custom_ops and options["quant_swiglu"] else []),
     ]

@@ -39,7 +39,7 @@ def options(accuracy_level: int, custom_ops: str, quant_swiglu: bool) -> dict[st
         "scale_dtype": Option(_choice("f32", "f16"), "f32", "precision of the block scales"),
         "accuracy_level": Option(int, accuracy_level, "MatMulNBits accuracy_level (4: int8 activations on CPU)"),
         "method": Option(_choice("rtn", "search"), "search", "scale choice: round-to-nearest or error search"),
-        "keep": Option(_names, (), f"projections kept in float, comma-separated: {', '.join(KEEP_CHOICES)}"),
+        "keep": Option(_names, (), f"weights kept in float, comma-separated: {', '.join(KEEP_CHOICES)}"),
         "explain": Option(_bool, False, "list every fusion candidate that was rejected, and why"),
     }
 

@@ -2,8 +2,10 @@
 
 Tolerances: fused fp32 vs transformers fp32 differs only by summation order (measured ~1e-5).
 int8/int4 are judged against the fused fp32 graph on the same ids (prompt + greedy continuation):
-measured over 11 positions, int8 top-1 82-100% and KL 2-3e-3 (near-tied logits flip); int4 top-1 45-82% and KL 0.2-0.51 (Qwen3-MoE worst)
-(hidden size 64 with random weights is the hardest case for 4 bits; real checkpoints do far better).
+measured over 11 positions with the embedding table quantized too (the default), int8 top-1 91-100% and
+KL 2-9e-3 (near-tied logits flip); int4 top-1 18-73% and KL 0.21-0.74, Qwen3-MoE worst (with
+-O keep=embed: 45-73%, KL 0.17-0.52). Hidden size 64 with random weights is the hardest case for
+4 bits; real checkpoints do far better.
 """
 
 import json
@@ -20,7 +22,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-4
-BOUNDS = {"int8": (0.75, 0.02), "int4": (0.35, 0.8)}  # (min top-1, max mean KL) vs fused fp32
+BOUNDS = {"int8": (0.75, 0.02), "int4": (0.15, 0.9)}  # (min top-1, max mean KL) vs fused fp32
 
 
 def test_fused_fp32_matches_transformers(tiny, exported, arch):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KEEP_CHOICES = ("lm_head", "first", "last")  # layers that may stay in the graph's float type
+KEEP_CHOICES = ("embed", "lm_head", "first", "last")  # weights that may stay in the graph's float type
 LAYER = re.compile(r"layers\.(\d+)[./]")
 
 

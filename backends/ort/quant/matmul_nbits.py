@@ -12,16 +12,17 @@ from onnx import NodeProto
 from ...graph import Graph, Reject
 from ...passes import Context
 from ..fusions import MS
-from .blockwise import quantize
 from .config import QuantConfig
+from .store import quantized_inputs
 
 # Narrower projections (MoE routers, the shared-expert gate) stay float: they are tiny, and a
 # routing decision flipped by rounding costs more than their bytes.
 MIN_ROWS = 32
 
 
-def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, NodeProto | None]:
-    """(W as [N, K], bias Add or None) for a MatMul by a constant, or a Gemm(x, E, transB=1)."""
+def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, bool, NodeProto | None]:
+    """(W as [N, K], whether that is the constant transposed, bias Add or None) for a MatMul by a
+    constant, or a Gemm(x, E, transB=1)."""
     if node.op_type == "Gemm":
         attrs = {a.name: a for a in node.attribute}
         if len(node.input) > 2 or "transB" not in attrs or attrs["transB"].i != 1 or "transA" in attrs and attrs[
@@ -35,7 +36,7 @@ def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, NodeProto | None]
     users = g.consumers.get(node.output[0], [])
     bias = users[0] if len(users) == 1 and users[0].op_type == "Add" and any(
         g.is_const(i) and g.const(i).shape == (weight.shape[0],) for i in users[0].input) else None
-    return weight, bias
+    return weight, node.op_type == "MatMul", bias
 
 
 def quantize_matmuls(g: Graph, ctx: Context) -> int:
@@ -46,18 +47,13 @@ def quantize_matmuls(g: Graph, ctx: Context) -> int:
         if config.keeps(node.name, layers):
             continue
         try:
-            weight, bias_add = _candidate(g, node)
+            weight, transposed, bias_add = _candidate(g, node)
         except Reject:
             continue
         n, k = weight.shape
         if n < MIN_ROWS:
             continue
-        qw = quantize(weight, config.bits, config.block_size, config.symmetric, config.method, config.scale_numpy)
-        float_type = weight.dtype
-        prefix = node.name
-        inputs = [node.input[0], g.add_const(f"{prefix}.qweight", qw.packed),
-                  g.add_const(f"{prefix}.scales", qw.scales.astype(float_type)),
-                  g.add_const(f"{prefix}.zero_points", qw.zero_points) if qw.zero_points is not None else ""]
+        inputs = [node.input[0], *quantized_inputs(g, ctx, node.input[1], weight, transposed)]
         old, output = [node], node.output[0]
         if bias_add is not None:
             bias = next(i for i in bias_add.input if g.is_const(i))

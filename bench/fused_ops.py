@@ -1,7 +1,7 @@
 """Each qwdeploy kernel against the unfused ONNX Runtime subgraph it replaces, same inputs, one run.
 
-    python bench/kernels.py [--runs 20] [--experts 128] [--threads 0] [--only QuantSwiGLU]
-                            [--block-size 32] [--zero-points]
+    python bench/fused_ops.py [--runs 20] [--experts 128] [--threads 0] [--only QuantSwiGLU]
+                              [--block-size 32] [--zero-points]
 
 Shapes: Qwen2.5-0.5B's MLP (H 896, I 4864), Qwen3-0.6B's attention heads (16 q / 8 kv, head_dim 128),
 Qwen3-30B-A3B's MoE layer (H 2048, 128 experts, I 768, top-8, renormalised); decode (1 token) and
