@@ -9,11 +9,14 @@ block gets one scale (and a zero point unless symmetric). Two ways to pick the s
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 RATIOS = np.linspace(0.70, 1.0, 16, dtype=np.float32)  # clipping ratios the search tries
+CHUNK_ELEMENTS = 2 ** 18  # per slice of rows the search works on: its temporaries fit in L2
 
 
 @dataclass(frozen=True)
@@ -28,53 +31,79 @@ class Quantized:
 
 def _blocks(w: np.ndarray, block: int) -> np.ndarray:
     n, k = w.shape
+    # Row-major first: a transposed view would reshape into blocks strided across memory.
+    w = np.ascontiguousarray(w, dtype=np.float32)
     pad = -k % block
-    w = np.pad(w.astype(np.float32), ((0, 0), (0, pad))) if pad else w.astype(np.float32)
-    return w.reshape(n, -1, block)  # [N, blocks, block]
+    return (np.pad(w, ((0, 0), (0, pad))) if pad else w).reshape(n, -1, block)  # [N, blocks, block]
 
 
-def _symmetric(b: np.ndarray, bits: int, ratio: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """(q in [-2^(bits-1), 2^(bits-1) - 1], scale [N, blocks, 1]); the largest |w| maps to -2^(bits-1)."""
-    qmax = 2 ** (bits - 1)
-    idx = np.abs(b).argmax(-1)[..., None]
-    peak = np.take_along_axis(b, idx, -1) * ratio  # [N, blocks, 1] signed
-    scale = peak / -qmax
-    scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
-    return np.clip(np.rint(b / scale), -qmax, qmax - 1), scale
+def _params(b: np.ndarray, bits: int, symmetric: bool, ratio: float,
+            peak: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point), both [N, blocks, 1], for the block ranges shrunk by `ratio`.
 
-
-def _asymmetric(b: np.ndarray, bits: int, ratio: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q in [0, 2^bits - 1], scale, zero point), both [N, blocks, 1]; the range always contains 0."""
-    top = 2 ** bits - 1
-    lo, hi = np.minimum(b.min(-1, keepdims=True), 0) * ratio, np.maximum(b.max(-1, keepdims=True), 0) * ratio
-    scale = ((hi - lo) / top).astype(np.float32)
-    scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
-    zero = np.clip(np.rint(-lo / scale), 0, top)
-    return np.clip(np.rint(b / scale) + zero, 0, top), scale, zero
-
-
-def _fit(b: np.ndarray, bits: int, symmetric: bool, ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(q stored unsigned, scale, zero point) for one clipping ratio."""
+    Symmetric: the signed value of largest magnitude maps to -2^(bits-1), the zero point is fixed at
+    2^(bits-1). Asymmetric: [min, max] (always containing 0) maps onto [0, 2^bits - 1]."""
     if symmetric:
-        q, scale = _symmetric(b, bits, ratio)
-        return q + 2 ** (bits - 1), scale, np.full_like(scale, 2 ** (bits - 1))
-    return _asymmetric(b, bits, ratio)
+        half = 2 ** (bits - 1)
+        scale = peak * np.float32(ratio / -half)
+        scale[scale == 0] = 1.0
+        return scale, np.full_like(scale, half)
+    lo, hi = np.minimum(b.min(-1, keepdims=True), 0) * ratio, np.maximum(b.max(-1, keepdims=True), 0) * ratio
+    scale = ((hi - lo) / (2 ** bits - 1)).astype(np.float32)
+    scale[scale == 0] = 1.0
+    return scale, np.clip(np.rint(-lo / scale), 0, 2 ** bits - 1)
+
+
+def _codes(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """Unsigned integer codes (as float) of b for these scales and zero points, [N, blocks, block]."""
+    q = b / scale
+    np.rint(q, out=q)
+    q += zero
+    return np.clip(q, 0, 2 ** bits - 1, out=q)
+
+
+def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """Squared reconstruction error per block, [N, blocks, 1], computed in one buffer."""
+    t = _codes(b, bits, scale, zero)
+    t -= zero
+    t *= scale
+    t -= b
+    t *= t
+    return t.sum(-1, keepdims=True)
 
 
 def _search(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    best_q, best_s, best_z = _fit(b, bits, symmetric, 1.0)
-    best_err = (((best_q - best_z) * best_s - b) ** 2).sum(-1, keepdims=True)  # [N, blocks, 1]
+    peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1) if symmetric else None  # [N, blocks, 1]
+    best_s, best_z = _params(b, bits, symmetric, 1.0, peak)
+    best_err = _error(b, bits, best_s, best_z)
     for ratio in RATIOS[:-1]:
-        q, s, z = _fit(b, bits, symmetric, float(ratio))
-        err = (((q - z) * s - b) ** 2).sum(-1, keepdims=True)
+        s, z = _params(b, bits, symmetric, float(ratio), peak)
+        err = _error(b, bits, s, z)
         better = err < best_err
-        best_q, best_s, best_z = np.where(better, q, best_q), np.where(better, s, best_s), np.where(better, z, best_z)
-        best_err = np.minimum(err, best_err)
-    centered = best_q - best_z  # least-squares scale for the chosen integers
+        best_s, best_z, best_err = np.where(better, s, best_s), np.where(better, z, best_z), np.minimum(err, best_err)
+    q = _codes(b, bits, best_s, best_z)
+    centered = q - best_z  # least-squares scale for the chosen integers
     denom = (centered ** 2).sum(-1, keepdims=True)
     refit = np.where(denom > 0, (centered * b).sum(-1, keepdims=True) / np.maximum(denom, 1e-30), best_s)
     err = ((centered * refit - b) ** 2).sum(-1, keepdims=True)
-    return best_q, np.where(err < best_err, refit, best_s).astype(np.float32), best_z
+    return q, np.where(err < best_err, refit, best_s).astype(np.float32), best_z
+
+
+def _nearest(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1) if symmetric else None
+    scale, zero = _params(b, bits, symmetric, 1.0, peak)
+    return _codes(b, bits, scale, zero), scale, zero
+
+
+def _in_row_chunks(fn, b: np.ndarray, *args) -> tuple[np.ndarray, ...]:
+    """fn over slices of rows on every core; numpy releases the GIL inside its loops."""
+    rows = max(1, CHUNK_ELEMENTS // (b.shape[1] * b.shape[2]))
+    chunks = [b[i:i + rows] for i in range(0, b.shape[0], rows)]
+    if len(chunks) == 1:
+        return fn(b, *args)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        parts = list(pool.map(lambda chunk: fn(chunk, *args), chunks))
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def _pack(values: np.ndarray, bits: int) -> np.ndarray:
@@ -93,7 +122,7 @@ def quantize(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = Tr
     if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
         raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
     b = _blocks(w, block)  # [N, blocks, block]
-    q, scale, zero = _search(b, bits, symmetric) if method == "search" else _fit(b, bits, symmetric, 1.0)
+    q, scale, zero = _in_row_chunks(_search if method == "search" else _nearest, b, bits, symmetric)
     scale = scale.astype(scale_dtype).astype(np.float32)  # fp16 scales: round the same way the runtime will
     zero_points = None if symmetric else _pack(zero[..., 0], bits)
     return Quantized(_pack(q, bits), scale[..., 0], zero_points, bits, block, w.shape[1])
