@@ -6,10 +6,13 @@ Passes look nodes up through this index and never scan the node list by hand; `e
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
+
+from .external import external_array, is_external
 
 
 class Reject(Exception):
@@ -17,8 +20,10 @@ class Reject(Exception):
 
 
 class Graph:
-    def __init__(self, model: ModelProto):
+    def __init__(self, model: ModelProto, base_dir: Path | None = None):
+        """`base_dir`: where the external data files of a model loaded without its data live."""
         self.model = model
+        self.base_dir = base_dir
         self.graph = model.graph
         # Passes edit this plain list (protobuf's repeated-field wrappers are not stable objects);
         # `commit` writes it back into the model.
@@ -80,6 +85,11 @@ class Graph:
         return value in self._init or (value in self.producer and self.producer[value].op_type == "Constant")
 
     def const(self, value: str) -> np.ndarray:
+        tensor = self._init.get(value)
+        if tensor is not None and is_external(tensor):
+            if self.base_dir is None:
+                raise ValueError(f"'{value}' is in an external data file and the graph was given no base_dir")
+            return external_array(tensor, self.base_dir)  # not cached: a weight is read once, then let go
         if value not in self._arrays:
             if value in self._init:
                 self._arrays[value] = numpy_helper.to_array(self._init[value])

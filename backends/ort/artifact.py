@@ -8,14 +8,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
+from ...exporters.onnx.weights import ExternalDataWriter
+from ..external import external_slices, is_external
 from ..passes import PassReport
 from .quant.config import LAYER
 
 MODEL_FILE = "model.onnx"
 GENAI_CONFIG = "genai_config.json"
 MANIFEST = "qwdeploy_backend.json"
+INLINE_BYTES = 1024  # smaller tensors stay in model.onnx
 CUSTOM_OPS_KEY = "custom_ops_library"  # onnxruntime-genai's session option for a custom-op library
 
 
@@ -24,9 +28,25 @@ def nodes_per_layer(model: onnx.ModelProto) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
-def save_model(model: onnx.ModelProto, folder: Path) -> None:
-    onnx.save_model(model, str(folder / MODEL_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
-                     location=MODEL_FILE + ".data", size_threshold=1024)
+def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> None:
+    """model.onnx plus one data file. Weights the passes left alone are copied slice by slice from the
+    portable graph's data files in `source`; new ones (quantized, packed) are written from memory."""
+    data_name = MODEL_FILE + ".data"
+    tensors = []
+    with open(folder / data_name, "wb") as data:
+        writer = ExternalDataWriter(data, data_name)
+        for tensor in model.graph.initializer:
+            if is_external(tensor):
+                slices = external_slices(tensor, source)
+            elif len(tensor.raw_data) >= INLINE_BYTES:
+                slices = iter([np.frombuffer(tensor.raw_data, np.uint8)])
+            else:
+                tensors.append(tensor)
+                continue
+            tensors.append(writer.write(tensor.name, tuple(tensor.dims), tensor.data_type, slices))
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(tensors)
+    onnx.save_model(model, str(folder / MODEL_FILE))
 
 
 def copy_side_files(portable: Path, folder: Path) -> None:

@@ -53,13 +53,15 @@ class OrtBackend(Backend):
 
     def build(self, request: BuildRequest) -> BuildResult:
         emit, library = self.custom_ops(request.options)
-        model = onnx.load(str(request.portable / MODEL_FILE))
-        graph = Graph(model)
+        # The weights stay in the portable graph's data file until a pass reads one or the writer copies it.
+        model = onnx.load(str(request.portable / MODEL_FILE), load_external_data=False)
+        graph = Graph(model, request.portable)
         phases = self.pipeline(request.profile, {**request.options, "quant": request.quant})
         reports = run_phases(graph, phases, self.context(request))
         per_layer = nodes_per_layer(graph.model)
         with atomic_directory(request.out, force=request.force) as tmp:
-            save_model(graph.model, tmp)
+            save_model(graph.model, tmp, request.portable)
+            del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)
             write_genai_config(request.portable, tmp, self.provider_options, library)
             checked = check_artifact(tmp / MODEL_FILE, self.providers, library)

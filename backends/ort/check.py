@@ -92,6 +92,7 @@ def check_artifact(path: Path, providers: list[str], custom_library: Path | None
         return f"{done}; no session ({', '.join(missing)} not available here)"
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.add_session_config_entry("session.disable_prepacking", "1")  # a second packed copy proves nothing
     if custom_library is not None:
         options.register_custom_ops_library(str(custom_library))
     try:

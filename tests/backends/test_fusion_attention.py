@@ -21,7 +21,7 @@ def portable(exported):
 
 
 def _fused_folder(model, tmp_path):
-    save_model(model, tmp_path)
+    save_model(model, tmp_path, source=tmp_path)  # loaded with its data: nothing is read from source
     return tmp_path
 
 

@@ -95,14 +95,22 @@ def _nearest(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.
     return _codes(b, bits, scale, zero), scale, zero
 
 
-def _in_row_chunks(fn, b: np.ndarray, *args) -> tuple[np.ndarray, ...]:
-    """fn over slices of rows on every core; numpy releases the GIL inside its loops."""
-    rows = max(1, CHUNK_ELEMENTS // (b.shape[1] * b.shape[2]))
-    chunks = [b[i:i + rows] for i in range(0, b.shape[0], rows)]
-    if len(chunks) == 1:
-        return fn(b, *args)
+def _in_row_slices(w: np.ndarray, block: int, bits: int, symmetric: bool,
+                   method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(packed codes, scales, zero points) made slice by slice of rows on every core: only a slice is
+    ever in float32 (w may be a memory map or a transposed view), and numpy releases the GIL in its loops."""
+    fit = _search if method == "search" else _nearest
+
+    def one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q, scale, zero = fit(_blocks(rows, block), bits, symmetric)
+        return _pack(q, bits), scale, zero
+
+    step = max(1, CHUNK_ELEMENTS // (w.shape[1] + block))
+    slices = [w[i:i + step] for i in range(0, w.shape[0], step)]
+    if len(slices) == 1:
+        return one(w)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        parts = list(pool.map(lambda chunk: fn(chunk, *args), chunks))
+        parts = list(pool.map(one, slices))
     return tuple(np.concatenate(column) for column in zip(*parts))
 
 
@@ -121,11 +129,10 @@ def quantize(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = Tr
     """w: [N, K] float → MatMulNBits B, scales and zero points."""
     if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
         raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
-    b = _blocks(w, block)  # [N, blocks, block]
-    q, scale, zero = _in_row_chunks(_search if method == "search" else _nearest, b, bits, symmetric)
+    packed, scale, zero = _in_row_slices(w, block, bits, symmetric, method)  # [N, blocks, ...]
     scale = scale.astype(scale_dtype).astype(np.float32)  # fp16 scales: round the same way the runtime will
     zero_points = None if symmetric else _pack(zero[..., 0], bits)
-    return Quantized(_pack(q, bits), scale[..., 0], zero_points, bits, block, w.shape[1])
+    return Quantized(packed, scale[..., 0], zero_points, bits, block, w.shape[1])
 
 
 def dequantize(qw: Quantized) -> np.ndarray:

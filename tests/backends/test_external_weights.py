@@ -1,0 +1,38 @@
+"""Backends read the portable graph's weights through memory maps and copy untouched ones across in slices."""
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from qwdeploy.backends import external
+from qwdeploy.backends.graph import Graph
+from qwdeploy.backends.ort.artifact import MODEL_FILE, save_model
+from qwdeploy.exporters.onnx.weights import ExternalDataWriter
+
+
+def test_weights_stay_on_disk_until_read_and_are_copied_exactly(tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((300, 70)).astype(np.float32)  # [K, N]
+    source, out = tmp_path / "portable", tmp_path / "out"
+    source.mkdir(), out.mkdir()
+    with open(source / "weights.bin", "wb") as data:
+        tensor = ExternalDataWriter(data, "weights.bin").write("W", w.shape, TensorProto.FLOAT, [w[:100], w[100:]])
+    node = helper.make_node("MatMul", ["x", "W"], ["y"], name="/mm")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 300])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [tensor])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source / MODEL_FILE))
+
+    g = Graph(onnx.load(str(source / MODEL_FILE), load_external_data=False), source)
+    read = g.const("W")
+    assert isinstance(read, np.memmap) and np.array_equal(read, w)
+    g.add_const("extra", rng.standard_normal((64, 64)).astype(np.float32))  # a new weight, held in memory
+    monkeypatch.setattr(external, "SLICE_BYTES", 4096)  # several slices per tensor
+    save_model(g.commit(), out, source)
+
+    saved = onnx.load(str(out / MODEL_FILE))
+    arrays = {t.name: numpy_helper.to_array(t) for t in saved.graph.initializer}
+    assert np.array_equal(arrays["W"], w) and np.array_equal(arrays["extra"], g.const("extra"))
+    x = rng.standard_normal((2, 300)).astype(np.float32)
+    y = ort.InferenceSession(str(out / MODEL_FILE), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, x @ w, rtol=1e-5, atol=1e-4)
