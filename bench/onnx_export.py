@@ -1,11 +1,12 @@
 """Export the ~0.5B Qwen-shaped checkpoint to ONNX with qwdeploy and with the tools people use today.
 
-    python bench/onnx_export.py [--runs 3] [--optimum-python PY] [--genai-python PY]
+    python bench/onnx_export.py [--runs 3] [--quant f32|int4] [--optimum-python PY] [--genai-python PY]
 
 Each tool runs in a child process, interleaved run by run so drift hits all alike; wall time and
 peak RSS are medians, printed with ratios against qwdeploy. Tools that are not installed are
 reported as skipped. onnxruntime-genai's builder needs transformers 5 and optimum needs 4.57, so
-point --genai-python / --optimum-python at other environments' interpreters.
+point --genai-python / --optimum-python at other environments' interpreters. `--quant int4` compares
+the CPU int4 exports (qwdeploy `--target cpu`, the genai builder's `-p int4 -e cpu`); optimum has none.
 """
 
 from __future__ import annotations
@@ -33,17 +34,20 @@ class Tool:
 
 
 def _tools(args: argparse.Namespace) -> list[Tool]:
-    return [
+    int4 = args.quant == "int4"
+    ours = ["--target", "cpu", "--quant", "int4"] if int4 else ["--quant", "f32"]
+    tools = [
         Tool("qwdeploy", sys.executable, "qwdeploy.exporters.onnx.exporter",
-             lambda ckpt, out: ["qwdeploy", "export", str(ckpt), "--format", "onnx", "-o", str(out),
-                                "--quant", "f32"]),
-        Tool("optimum", args.optimum_python, "optimum.exporters.onnx",
-             lambda ckpt, out: [args.optimum_python, "-m", "optimum.exporters.onnx", "--model", str(ckpt),
-                                "--task", "text-generation-with-past", str(out)]),
+             lambda ckpt, out: ["qwdeploy", "export", str(ckpt), "--format", "onnx", "-o", str(out), *ours]),
         Tool("onnxruntime-genai builder", args.genai_python, "onnxruntime_genai.models.builder",
              lambda ckpt, out: [args.genai_python, "-m", "onnxruntime_genai.models.builder", "-i", str(ckpt),
-                                "-o", str(out), "-p", "fp32", "-e", "cpu"]),
+                                "-o", str(out), "-p", args.quant.replace("f32", "fp32"), "-e", "cpu"]),
     ]
+    if not int4:
+        tools.insert(1, Tool("optimum", args.optimum_python, "optimum.exporters.onnx",
+                             lambda ckpt, out: [args.optimum_python, "-m", "optimum.exporters.onnx", "--model",
+                                                str(ckpt), "--task", "text-generation-with-past", str(out)]))
+    return tools
 
 
 def _missing(tool: Tool) -> str | None:
@@ -54,6 +58,7 @@ def _missing(tool: Tool) -> str | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quant", choices=("f32", "int4"), default="f32")
     parser.add_argument("--arch", default="qwen2")
     parser.add_argument("--size", default="small")
     parser.add_argument("--optimum-python", default=sys.executable)
@@ -63,8 +68,9 @@ def main() -> None:
 
     print(machine(("onnx", "onnxruntime", "onnxruntime-genai", "torch", "transformers", "optimum", "optimum-onnx")))
     checkpoint = build_checkpoint(args.work / f"{args.arch}-{args.size}", args.arch, args.size)
+    target = "CPU int4" if args.quant == "int4" else "fp32 (optimum's only CPU dtype)"
     print(f"checkpoint: {args.arch}/{args.size}, {safetensors_gib(checkpoint):.2f} GiB bf16 safetensors; export to "
-          f"fp32 (optimum's only CPU dtype); median of {args.runs} interleaved runs\n")
+          f"{target}; median of {args.runs} interleaved runs\n")
     tools = []
     for tool in _tools(args):
         missing = _missing(tool)
