@@ -72,8 +72,13 @@ def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray) -> np.
     return t.sum(-1, keepdims=True)
 
 
+def _peak(b: np.ndarray, symmetric: bool) -> np.ndarray | None:
+    """The signed value of largest magnitude per block, [N, blocks, 1] (symmetric ranges only)."""
+    return np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1) if symmetric else None
+
+
 def _search(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1) if symmetric else None  # [N, blocks, 1]
+    peak = _peak(b, symmetric)
     best_s, best_z = _params(b, bits, symmetric, 1.0, peak)
     best_err = _error(b, bits, best_s, best_z)
     for ratio in RATIOS[:-1]:
@@ -90,7 +95,7 @@ def _search(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.n
 
 
 def _nearest(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    peak = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1) if symmetric else None
+    peak = _peak(b, symmetric)
     scale, zero = _params(b, bits, symmetric, 1.0, peak)
     return _codes(b, bits, scale, zero), scale, zero
 
