@@ -57,7 +57,7 @@ def test_each_kind_profiles_into_a_valid_document(profiled, name):
     memory = doc["memory"]
     # Peak RSS: positive, covers what the process held once loaded, far below anything a tiny model needs.
     assert memory["host_loaded_bytes"] <= memory["host_load_peak_bytes"] <= memory["host_peak_bytes"] < 8 * 2**30
-    assert all(memory["host_baseline_bytes"] < r["host_peak_bytes"] <= memory["host_peak_bytes"] for r in doc["runs"])
+    assert all(0 < r["host_peak_bytes"] <= memory["host_peak_bytes"] for r in doc["runs"])
     assert memory["kv_cache_bytes"] == doc["artifact"]["kv_bytes_per_token"] * (SMALL.prompt_len + SMALL.gen - 1)
 
 
