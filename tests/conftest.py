@@ -44,3 +44,12 @@ def tiny(make_checkpoint: CheckpointFactory, arch: str) -> Path:
 def tiny_copy(tiny: Path, tmp_path: Path) -> Path:
     """A private copy a test may damage."""
     return Path(shutil.copytree(tiny, tmp_path / tiny.name))
+
+
+@pytest.fixture(scope="session")
+def kernel_library() -> Path:
+    """The host build of qwdeploy's kernel library, built once (or found in the cache). A missing compiler
+    or a failed build fails the tests that need it: scripts/install-system-deps.sh provides the tools."""
+    from qwdeploy.kernels import library_path
+
+    return Path(library_path("host", build_if_missing=True))

@@ -15,7 +15,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from qwdeploy.backends.ort.backend import kernel_library
 from qwdeploy.backends.ort.fusions import moe
 from qwdeploy.toolkit.checkpoint import open_checkpoint
 from qwdeploy.toolkit.metrics import agreement
@@ -27,10 +26,7 @@ ATOL = 5e-5
 INT4_BOUNDS = (0.15, 0.9)  # (min top-1, max mean KL) vs fused fp32, as test_cpu_end_to_end's int4
 
 
-def _library_session(folder):
-    library = kernel_library()
-    if library is None:
-        pytest.skip("the qwdeploy kernel library is not built (qwdeploy kernels build)")
+def _library_session(folder, library):
     options = ort.SessionOptions()
     options.register_custom_ops_library(str(library))
     options.intra_op_num_threads = 1
@@ -52,18 +48,18 @@ def test_one_moe_node_per_sparse_layer(exported, arch, quant, op):
 
 
 @pytest.mark.parametrize("arch", SPARSE_LAYERS)
-def test_fused_moe_matches_the_unfused_graph(exported, arch):
+def test_fused_moe_matches_the_unfused_graph(exported, arch, kernel_library):
     reference, fed = greedy_logits(exported(arch, "cpu", "fp32"), steps=4)  # custom ops off: exporter's MoE
     folder = exported(arch, "cpu", "fp32", custom_ops="on")
-    ours, _ = greedy_logits(folder, steps=4, forced=fed, session=_library_session(folder))
+    ours, _ = greedy_logits(folder, steps=4, forced=fed, session=_library_session(folder, kernel_library))
     np.testing.assert_allclose(ours, reference, atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("arch", SPARSE_LAYERS)
-def test_int4_qmoe_agreement_with_fp32_is_bounded(exported, arch):
+def test_int4_qmoe_agreement_with_fp32_is_bounded(exported, arch, kernel_library):
     reference, fed = greedy_logits(exported(arch, "cpu", "fp32"), steps=4)
     folder = exported(arch, "cpu", "int4", custom_ops="on")
-    quantized, _ = greedy_logits(folder, steps=4, forced=fed, session=_library_session(folder))
+    quantized, _ = greedy_logits(folder, steps=4, forced=fed, session=_library_session(folder, kernel_library))
     result = agreement(reference, quantized)
     assert result.top1 >= INT4_BOUNDS[0] and result.kl_mean <= INT4_BOUNDS[1], result.summary()
 

@@ -37,7 +37,7 @@ def checkpoint(make_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="session")
-def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, kernel_library: Path):
     """artifacts(name) → path; names: hf, onnx_f32, onnx_f16, gguf_f16 and BACKEND_ARTIFACTS' (each exported
     on first use)."""
     from qwdeploy.exporters.request import ExportRequest
@@ -65,12 +65,9 @@ def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def _backend_artifact(checkpoint: Path, out: Path, target: str, quant: str, options: dict) -> Path:
     pytest.importorskip("onnxruntime")
-    from qwdeploy.backends.ort.backend import kernel_library
     from qwdeploy.exporters.onnx.exporter import export
     from qwdeploy.exporters.request import ExportRequest
 
-    if kernel_library() is None:
-        pytest.skip("the qwdeploy kernel library is not built (qwdeploy kernels build)")
     export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, target=target, show_progress=False,
                          options=options))
     return out

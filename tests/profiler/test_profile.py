@@ -156,14 +156,13 @@ def test_kernel_library_comes_from_the_folders_manifest(artifacts, tmp_path):
         custom_op_libraries(folder, needs_kernels)
 
 
-def test_cpu_backend_folder_registers_the_library_its_manifest_names(artifacts):
-    from qwdeploy.backends.ort.backend import kernel_library
+def test_cpu_backend_folder_registers_the_library_its_manifest_names(artifacts, kernel_library):
     from qwdeploy.backends.ortprofile.facts import custom_op_libraries, read_graph
 
     folder = artifacts("onnx_cpu_fused")
     facts = read_graph(folder)
     assert facts.custom_domains == ("qwdeploy",)
-    assert custom_op_libraries(folder, facts) == [kernel_library().resolve()]
+    assert custom_op_libraries(folder, facts) == [kernel_library.resolve()]
     doc, _ = _profile(folder)
     validate(doc)
     assert doc["launches"]["per_decode_step"] > 0
