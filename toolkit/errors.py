@@ -38,3 +38,13 @@ class MissingDependencyError(QwdeployError):
 
 class OutputError(QwdeployError):
     """The output path cannot be written (exists, not writable, disk full)."""
+
+
+class EngineError(QwdeployError):
+    """A native engine (llama.cpp, ONNX Runtime, our kernels) crashed or failed on an artifact."""
+
+    exit_code = 4
+
+
+class ArtifactError(QwdeployError):
+    """An artifact file (GGUF/ONNX) that is corrupt or incomplete."""

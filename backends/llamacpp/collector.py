@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .native import llama_cpp, llama_cpp_installed
+from .native import llama_cpp, llama_cpp_installed, note_workarounds
 from .session import LlamaSession
 
 ALL_LAYERS = 999
@@ -21,6 +21,7 @@ class LlamaCollector:
             return "llama-cpp-python is not installed (pip install 'qwdeploy[llama]')"
         if self.gpu_layers and not llama_cpp().llama_supports_gpu_offload():
             return "this llama-cpp-python was built without GPU offload (rebuild with CMAKE_ARGS=-DGGML_CUDA=on)"
+        note_workarounds()  # asked in the parent, before any child loads the file
         return None
 
     def open(self, artifact: Path, threads: int | None, options: dict[str, str]) -> LlamaSession:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import sys
 from pathlib import Path
 
 from ...toolkit.errors import MissingDependencyError
@@ -47,6 +48,48 @@ class Ggml:
     def name(tensor: int) -> str:
         raw = ctypes.string_at(tensor + TENSOR_NAME_OFFSET, TENSOR_NAME_BYTES)
         return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+AMX_CPU_FLAG = "amx_int8"
+AMX_BUILD_FEATURE = "AMX_INT8 = 1"
+AMX_NOTE = ("llama.cpp: this build's AMX repack of quantized weights crashes on this CPU "
+            "(SIGSEGV in ggml_backend_amx_mul_mat); loading without extra buffer types instead (slower, correct)")
+_amx_noted = False
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def amx_repack_crashes(flags: frozenset[str], system_info: str) -> bool:
+    """llama-cpp-python 0.3.36 built natively on an AMX CPU faults in its AMX matmul on quantized types."""
+    return AMX_CPU_FLAG in flags and AMX_BUILD_FEATURE in system_info
+
+
+def needs_amx_workaround() -> bool:
+    return amx_repack_crashes(cpu_flags(), llama_cpp().llama_print_system_info().decode(errors="replace"))
+
+
+def note_workarounds() -> None:
+    """Say once per process, on stderr, that llama.cpp runs with a workaround (callers in the parent)."""
+    global _amx_noted
+    if not _amx_noted and needs_amx_workaround():
+        print(AMX_NOTE, file=sys.stderr)
+        _amx_noted = True
+
+
+def model_params(gpu_layers: int = 0):
+    """llama_model_params with the known-crash workaround applied."""
+    params = llama_cpp().llama_model_default_params()
+    params.n_gpu_layers = gpu_layers
+    if needs_amx_workaround():
+        params.use_extra_bufts = False
+    return params
 
 
 _SILENT = None

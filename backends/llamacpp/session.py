@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from ...exporters.gguf.reader import GGUFFile
-from ...exporters.gguf.verify import quiet_native_output
+from ...toolkit.engines import quiet_native_output
 from ...toolkit.errors import QwdeployError
 from ...toolkit.profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
-from .native import EMPTY_OPS, Ggml, llama_cpp, silence_logs
+from .native import EMPTY_OPS, Ggml, llama_cpp, model_params, silence_logs
 
 KV_BYTES = 2  # llama.cpp's default f16 KV cache
 CTX_ROUND = 256
@@ -46,10 +46,8 @@ class LlamaSession:
         silence_logs()
         self.path, self.threads = Path(path), threads or os.cpu_count() or 1
         read_per_token, kv_per_token, context = _gguf_facts(self.path)
-        params = self.lib.llama_model_default_params()
-        params.n_gpu_layers = gpu_layers
         with quiet_native_output():
-            self.model = self.lib.llama_model_load_from_file(str(self.path).encode(), params)
+            self.model = self.lib.llama_model_load_from_file(str(self.path).encode(), model_params(gpu_layers))
         if not self.model:
             raise QwdeployError("llama.cpp could not load this GGUF file", self.path)
         self.vocab = self.lib.llama_vocab_n_tokens(self.lib.llama_model_get_vocab(self.model))

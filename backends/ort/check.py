@@ -16,6 +16,7 @@ from pathlib import Path
 import onnx
 
 from ...kernels.schemas import DOMAIN, SCHEMAS
+from ...toolkit.engines import run_isolated
 from ...toolkit.errors import QwdeployError
 from .fusions import MS
 
@@ -90,6 +91,18 @@ def check_artifact(path: Path, providers: list[str], custom_library: Path | None
     missing = [p for p in providers if p not in ort.get_available_providers()]
     if missing:
         return f"{done}; no session ({', '.join(missing)} not available here)"
+    if custom_library is None:
+        open_session(path, providers, None)
+    else:  # our kernel library is native code: a fault in it must not take the export down
+        run_isolated("ONNX Runtime with the qwdeploy kernel library", path, f"opening {path.name}",
+                     "rebuild the kernels (qwdeploy kernels build --force) or export with -O custom_ops=off",
+                     open_session, path, providers, custom_library)
+    return f"{done}, ONNX Runtime session on {', '.join(providers)}"
+
+
+def open_session(path: Path, providers: list[str], custom_library: Path | None) -> None:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.add_session_config_entry("session.disable_prepacking", "1")  # a second packed copy proves nothing
@@ -99,4 +112,3 @@ def check_artifact(path: Path, providers: list[str], custom_library: Path | None
         ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for graph errors
         raise QwdeployError(f"ONNX Runtime refuses the fused graph: {str(exc).splitlines()[0]}", path) from None
-    return f"{done}, ONNX Runtime session on {', '.join(providers)}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...exporters.gguf.verify import quiet_native_output
+from ...toolkit.engines import quiet_native_output
 from ...toolkit.errors import MissingDependencyError, QwdeployError
 from ...toolkit.profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +9,7 @@ from tqdm import tqdm
 
 from ...toolkit.atomic import atomic_file
 from ...toolkit.checkpoint import Checkpoint
-from ...toolkit.errors import MissingDependencyError, QwdeployError
+from ...toolkit.errors import QwdeployError
 from ...toolkit.spec import ModelSpec
 from ...toolkit.tensors import parameter_count
 from ..request import ExportRequest, ExportResult
@@ -18,7 +17,7 @@ from .metadata import general_metadata, model_metadata
 from .names import ARCHITECTURES
 from .plan import PlannedTensor, encoded_chunks, plan_tensors
 from .quant import QUANT_TYPES, QuantType, quant_type
-from .verify import compare_with_transformers, llama_available, quiet_native_output
+from .verify import compare_with_transformers, llama_available, llama_quantize
 from .vocab import vocab_metadata
 from .writer import write_gguf
 
@@ -71,21 +70,6 @@ def _write(ckpt: Checkpoint, path: Path, quant: QuantType, show_progress: bool) 
     return tensors
 
 
-def _llama_quantize(source: Path, out: Path, quant: QuantType) -> None:
-    try:
-        import llama_cpp
-    except ImportError:
-        raise MissingDependencyError(f"{quant.name} is a llama.cpp K-quant: pip install 'qwdeploy[llama]' "
-                                     "(or pick q8_0/q4_0/q5_0 which need only gguf)") from None
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = int(quant.file_type)
-    params.nthread = os.cpu_count() or 1
-    with quiet_native_output():
-        status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
-    if status != 0:
-        raise QwdeployError(f"llama.cpp failed to quantize {source.name} to {quant.name}")
-
-
 def export(request: ExportRequest) -> ExportResult:
     ckpt = request.checkpoint
     quant = quant_type(_default_quant(request))
@@ -101,7 +85,7 @@ def export(request: ExportRequest) -> ExportResult:
             try:
                 base = QUANT_TYPES[INTERMEDIATE.get(ckpt.spec.torch_dtype, "f32")]
                 _write(ckpt, source, base, request.show_progress)
-                _llama_quantize(source, tmp, quant)
+                llama_quantize(source, tmp, int(quant.file_type), quant.name)
             finally:
                 source.unlink(missing_ok=True)
             types = None

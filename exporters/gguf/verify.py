@@ -1,61 +1,52 @@
-"""Load a GGUF with llama.cpp (through llama-cpp-python) and compare its logits with transformers'."""
+"""Load a GGUF with llama.cpp (in a child process) and compare its logits with transformers'."""
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ...toolkit.engines import run_isolated
 from ...toolkit.errors import MissingDependencyError
 from ...toolkit.metrics import Agreement, agreement
 from ...toolkit.reference import prompt_ids, transformers_logits
 
+VERIFY_ADVICE = ("the GGUF file itself may be fine: pass --no-verify to skip llama.cpp, or rebuild "
+                 "llama-cpp-python without native CPU features (see README, 'llama.cpp crashes')")
+
 
 def llama_available() -> bool:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("llama_cpp") is not None
 
 
-def _llama():
-    try:
-        import llama_cpp
-    except ImportError:
-        raise MissingDependencyError("GGUF verification needs llama.cpp: pip install 'qwdeploy[llama]'") from None
-    return llama_cpp
+def _llama_backend():
+    if not llama_available():
+        raise MissingDependencyError("GGUF verification needs llama.cpp: pip install 'qwdeploy[llama]'")
+    from ...backends.llamacpp import evaluate, native
 
-
-@contextlib.contextmanager
-def quiet_native_output():
-    """llama.cpp logs from C straight to fds 1 and 2; keep the terminal for our own output."""
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
-        for fd in (1, 2):
-            os.dup2(null.fileno(), fd)
-        try:
-            yield
-        finally:
-            for fd, copy in zip((1, 2), saved):
-                os.dup2(copy, fd)
-                os.close(copy)
+    native.note_workarounds()
+    return evaluate
 
 
 def llama_logits(gguf_path: Path, ids: list[int], threads: int | None = None) -> np.ndarray:
-    """llama.cpp's logits [seq, vocab] for one sequence, evaluated in a single batch."""
-    llama_cpp = _llama()
-    with quiet_native_output():
-        # An f32 KV cache: the default f16 one would blur an f32 file's parity with transformers.
-        llm = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=max(64, len(ids)), n_batch=max(64, len(ids)),
-                              logits_all=True, verbose=False, n_threads=threads or os.cpu_count(),
-                              n_gpu_layers=0, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
-        llm.eval(ids)
-        logits = np.array(llm.scores[: len(ids)], dtype=np.float32)
-        llm.close()
-    return logits
+    """llama.cpp's logits [seq, vocab] for one sequence, computed in a child process."""
+    evaluate = _llama_backend()
+    return run_isolated(evaluate.ENGINE, gguf_path, f"evaluating {Path(gguf_path).name}", VERIFY_ADVICE,
+                        evaluate.all_logits, Path(gguf_path), list(ids), threads or os.cpu_count())
+
+
+def llama_quantize(source: Path, out: Path, file_type: int, type_name: str) -> None:
+    """llama.cpp's quantizer, in a child process."""
+    if not llama_available():
+        raise MissingDependencyError(f"{type_name} is a llama.cpp K-quant: pip install 'qwdeploy[llama]' "
+                                     "(or pick q8_0/q4_0/q5_0 which need only gguf)")
+    from ...backends.llamacpp import evaluate
+
+    run_isolated(evaluate.ENGINE, out, f"quantizing to {type_name}",
+                 "try another --quant, or a llama-cpp-python built without native CPU features",
+                 evaluate.quantize, Path(source), Path(out), file_type)
 
 
 def compare_with_transformers(gguf_path: Path, checkpoint_dir: Path) -> Agreement:

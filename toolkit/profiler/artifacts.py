@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import QwdeployError
 
-KINDS = ("onnx", "gguf", "hf")
+ENGINES = {"onnx": "ONNX Runtime", "gguf": "llama.cpp", "hf": "transformers"}  # what runs each kind
 GGUF_MAGIC = b"GGUF"
 
 

@@ -7,17 +7,21 @@ high-water mark is the artifact's own; several children let `--compare` interlea
 from __future__ import annotations
 
 import multiprocessing
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import QwdeployError
+from ..engines import death_message, one_line
+from ..errors import EngineError, QwdeployError
 from . import memory
+from .artifacts import ENGINES
 from .collectors import collector_for
 from .contract import ArtifactInfo, OpReport, RunSample, Session
+
+
+DOING = {"info": "loading", "run": "running", "instrument": "instrumenting"}  # for "... while <doing> <artifact>"
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,8 @@ def _serve(conn, target: Target) -> None:
 
 def _portable(exc: BaseException) -> BaseException:
     if isinstance(exc, QwdeployError):
-        return QwdeployError(str(exc))
-    return RuntimeError(f"profiling child failed: {exc!r}\n{traceback.format_exc()}")
+        return type(exc)(str(exc))
+    return EngineError(f"profiling failed in the child process: {one_line(exc)}")
 
 
 class ChildWorker:
@@ -98,21 +102,26 @@ class ChildWorker:
         self._conn, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, target), daemon=True)
         self._process.start()
+        self._target = target
         child.close()
-        self._receive()
+        self._receive(DOING["info"])
 
-    def _receive(self) -> Any:
+    def _receive(self, doing: str) -> Any:
         try:
             status, value = self._conn.recv()
         except EOFError:
-            raise QwdeployError(f"the profiling process died (exit code {self._process.exitcode})") from None
+            self._process.join()
+            engine = ENGINES[self._target.kind]
+            raise EngineError(death_message(engine, self._process.exitcode, f"{doing} {self._target.artifact.name}",
+                                            "profile it with another runtime, or report this engine fault"),
+                              self._target.artifact) from None
         if status == "error":
             raise value
         return value
 
     def call(self, method: str, *args: Any) -> Any:
         self._conn.send((method, args))
-        return self._receive()
+        return self._receive(DOING[method])
 
     def close(self) -> None:
         if self._process.is_alive():
