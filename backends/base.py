@@ -42,6 +42,7 @@ class BuildRequest:
     options: dict[str, Any]  # already resolved by `resolve_options`
     profile: DeviceProfile | None = None
     force: bool = False
+    inputs: tuple[Path, ...] = ()  # what the output must never overlap
 
 
 @dataclass

@@ -22,6 +22,11 @@ class ExportRequest:
     show_progress: bool = True
     options: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def inputs(self) -> list[Path]:
+        """What the output must never overlap: the checkpoint folder and the files its weights live in."""
+        return [self.checkpoint.directory, *self.checkpoint.weights.files()]
+
 
 @dataclass
 class ExportResult:

@@ -59,7 +59,7 @@ class OrtBackend(Backend):
         phases = self.pipeline(request.profile, {**request.options, "quant": request.quant})
         reports = run_phases(graph, phases, self.context(request))
         per_layer = nodes_per_layer(graph.model)
-        with atomic_directory(request.out, force=request.force) as tmp:
+        with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
             save_model(graph.model, tmp, request.portable)
             del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)

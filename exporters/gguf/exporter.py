@@ -79,7 +79,7 @@ def export(request: ExportRequest) -> ExportResult:
     verify = request.verify
     if verify is None:
         verify = parameter_count(ckpt.spec) <= VERIFY_MAX_PARAMETERS and llama_available()
-    with atomic_file(request.out, force=request.force) as tmp:
+    with atomic_file(request.out, force=request.force, inputs=request.inputs) as tmp:
         if quant.by_llama:
             source = tmp.with_name(tmp.name + ".source")
             try:

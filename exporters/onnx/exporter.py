@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ...toolkit.atomic import atomic_directory
+from ...toolkit.atomic import atomic_directory, check_output, scratch_directory
 from ...toolkit.errors import QwdeployError, UnsupportedModelError
 from ...toolkit.profiles import DeviceProfile
 from ...toolkit.spec import ModelSpec
@@ -56,14 +55,13 @@ def _export_for_target(request: ExportRequest) -> ExportResult:
     backend = BACKENDS.get(request.target)
     quant = backend.resolve_quant(request.quant, request.profile)
     options = backend.resolve_options(request.options)
-    out = Path(request.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.portable-", dir=out.parent) as tmp:
-        portable = replace(request, out=Path(tmp) / "portable", target=None,
+    out = check_output(request.out, request.inputs)
+    with scratch_directory(out) as tmp:
+        portable = replace(request, out=tmp / "portable", target=None,
                            quant=backend.portable_precision(quant), force=False, options={})
         export(portable)
         built = backend.build(BuildRequest(portable.out, out, request.checkpoint.spec, quant, options,
-                                           request.profile, request.force))
+                                           request.profile, request.force, tuple(request.inputs)))
     return ExportResult(built.path, built.summary)
 
 
@@ -81,7 +79,7 @@ def export(request: ExportRequest) -> ExportResult:
     reason = unsupported_reason(checkpoint.spec)
     if reason:
         raise UnsupportedModelError(f"cannot export to onnx: {reason}", checkpoint.directory)
-    with atomic_directory(request.out, force=request.force) as tmp:
+    with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
         written = write_onnx(checkpoint, precision, opset, tmp / MODEL_FILE, request.show_progress)
         for source in checkpoint.tokenizer_files():
             shutil.copy2(source, tmp / source.name)

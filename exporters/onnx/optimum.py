@@ -26,7 +26,7 @@ def export_with_optimum(request: ExportRequest, precision: Precision, opset: int
         raise QwdeployError(f"--via optimum --quant {precision.name}: only f32 is supported on CPU; "
                             "use the native builder for f16/bf16")
     checkpoint = request.checkpoint
-    with atomic_directory(request.out, force=request.force) as tmp:
+    with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
         main_export(str(checkpoint.directory), output=tmp, task=TASK, opset=opset, device="cpu",
                     do_validation=False)
         write_genai_config(tmp / GENAI_CONFIG, checkpoint, MODEL_FILE)

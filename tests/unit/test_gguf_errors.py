@@ -102,4 +102,4 @@ def test_disk_full_leaves_nothing(make_checkpoint, out_dir, monkeypatch):
 
     monkeypatch.setattr(writer, "_write_all", fill_disk)
     result = run(make_checkpoint("qwen3"), "--format", "gguf", "--quant", "q8_0", "-o", out_dir / "m.gguf")
-    _fails_cleanly(result, "disk full", out_dir)
+    _fails_cleanly(result, "no space left", out_dir)

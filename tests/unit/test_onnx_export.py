@@ -135,7 +135,7 @@ def test_write_failure_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypa
 
     real_write = weights_module.ExternalDataWriter.write
     monkeypatch.setattr(weights_module.ExternalDataWriter, "write", failing_write)
-    with pytest.raises(OutputError, match="disk full"):
+    with pytest.raises(OutputError, match="no space left"):
         _export(make_checkpoint("qwen2"), tmp_path / "onnx")
     assert list(tmp_path.iterdir()) == []
 

@@ -18,7 +18,7 @@ from ..tensors import parameter_count
               help="tiny: 2-3 layers for tests; small: a real 0.5B-class shape.")
 @click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default="bfloat16", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--max-shard-size", type=int, default=DEFAULT_SHARD_BYTES, show_default=True,
+@click.option("--max-shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_BYTES, show_default=True,
               help="Bytes per safetensors shard; larger checkpoints are split with an index.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def demo_checkpoint(out: Path, arch: str, size: str, dtype: str, seed: int, max_shard_size: int, force: bool) -> None:

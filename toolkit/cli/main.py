@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import sys
 
 import click
@@ -23,6 +24,24 @@ COMMANDS = LazyRegistry[click.Command](
 )
 
 
+# A closed terminal, `timeout` or a cancelled job: unwind like Ctrl-C so every partial output is removed.
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by a terminating signal; BaseException so no `except Exception` eats it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    for other in TERMINATING:  # a second signal must not interrupt the cleanup the first one started
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS.names())
@@ -38,7 +57,10 @@ class LazyGroup(click.Group):
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; nothing was left behind", err=True)
-            sys.exit(130)
+            sys.exit(128 + signal.SIGINT)
+        except Terminated as exc:
+            click.echo(f"stopped by {signal.Signals(exc.signum).name}; nothing was left behind", err=True)
+            sys.exit(128 + exc.signum)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,4 +70,6 @@ def cli() -> None:
 
 
 def main() -> None:
+    for signum in TERMINATING:
+        signal.signal(signum, _terminate)
     cli()

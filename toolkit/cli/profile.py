@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ..atomic import check_output
 from ..errors import QwdeployError
 from ..profiles import load_profile
 from .table import print_rows
@@ -61,8 +62,10 @@ def profile(artifacts: tuple[Path, ...], compare: bool, device: str, prompt_len:
     settings = Settings(prompt_len=prompt_len, gen=gen, runs=runs, batch=batches[0] if batches else 1,
                         batches=batches if len(batches) > 1 else (), contexts=contexts)
     device_profile = load_profile(profile_name) if profile_name else None
-    if out is not None and out.exists() and not force and (out.is_file() or any(out.iterdir())):
-        raise QwdeployError("exists and is not empty (pass --force to replace it)", out)
+    if out is not None:
+        check_output(out, artifacts)
+        if out.exists() and not force and (out.is_file() or any(out.iterdir())):
+            raise QwdeployError("exists and is not empty (pass --force to replace it)", out)
     docs, measurements = run_profile(list(artifacts), device, settings, threads, _options(options), device_profile,
                                      usd_per_hour, isolate=isolate, progress=True)
     for doc in docs:
@@ -79,5 +82,5 @@ def profile(artifacts: tuple[Path, ...], compare: bool, device: str, prompt_len:
     if out is not None:
         from ..profiler.outputs.write import write_outputs
 
-        for path in write_outputs(out, docs, measurements, force=force):
+        for path in write_outputs(out, docs, measurements, force=force, inputs=artifacts):
             click.echo(f"wrote {path}")

@@ -18,12 +18,12 @@ def _json(path: Path, data: dict) -> None:
 
 
 def write_outputs(out: Path, docs: list[dict], measurements: list[Measurement], force: bool = False,
-                  png: bool = True) -> list[Path]:
+                  png: bool = True, inputs: tuple[Path, ...] = ()) -> list[Path]:
     """profile.json, trace.json, profile.png (one profile); profile-N.json/png and compare.json (several)."""
     for doc in docs:
         validate(doc)
     names = ["profile"] if len(docs) == 1 else [f"profile-{i + 1}" for i in range(len(docs))]
-    with atomic_directory(out, force=force) as tmp:
+    with atomic_directory(out, force=force, inputs=inputs) as tmp:
         for name, doc in zip(names, docs):
             _json(tmp / f"{name}.json", doc)
             if png:
