@@ -28,9 +28,10 @@ def nodes_per_layer(model: onnx.ModelProto) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
-def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> None:
+def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> dict[str, str]:
     """model.onnx plus one data file. Weights the passes left alone are copied slice by slice from the
-    portable graph's data files in `source`; new ones (quantized, packed) are written from memory."""
+    portable graph's data files in `source`; new ones (quantized, packed) are written from memory.
+    Returns the data file's sha256, computed while writing."""
     data_name = MODEL_FILE + ".data"
     tensors = []
     with open(folder / data_name, "wb") as data:
@@ -47,6 +48,7 @@ def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> None:
     del model.graph.initializer[:]
     model.graph.initializer.extend(tensors)
     onnx.save_model(model, str(folder / MODEL_FILE))
+    return {data_name: writer.sha256()}
 
 
 def copy_side_files(portable: Path, folder: Path) -> None:

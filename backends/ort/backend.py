@@ -9,6 +9,7 @@ import onnx
 
 from ...kernels.schemas import DOMAIN
 from ...toolkit.atomic import atomic_directory
+from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import QwdeployError
 from ..base import Backend, BuildRequest, BuildResult
 from ..graph import Graph
@@ -60,7 +61,7 @@ class OrtBackend(Backend):
         reports = run_phases(graph, phases, self.context(request))
         per_layer = nodes_per_layer(graph.model)
         with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
-            save_model(graph.model, tmp, request.portable)
+            digests = save_model(graph.model, tmp, request.portable)
             del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)
             write_genai_config(request.portable, tmp, self.provider_options, library)
@@ -70,6 +71,7 @@ class OrtBackend(Backend):
                 "custom_ops": {"domain": DOMAIN, "library": str(library) if library else None} if emit else None,
                 "nodes_per_layer": per_layer, "graph_check": checked,
             }, reports)
+            seal_folder(tmp, digests)
         layers = sorted(set(per_layer.values()))
         summary = [("backend", f"{self.name}, {request.quant}"),
                    ("nodes per layer", ", ".join(map(str, layers)) or "-"),

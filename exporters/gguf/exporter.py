@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from ...toolkit.atomic import atomic_file
 from ...toolkit.checkpoint import Checkpoint
+from ...toolkit.checksums import seal_gguf
 from ...toolkit.errors import QwdeployError
 from ...toolkit.spec import ModelSpec
 from ...toolkit.tensors import parameter_count
@@ -86,6 +87,7 @@ def export(request: ExportRequest) -> ExportResult:
                 base = QUANT_TYPES[INTERMEDIATE.get(ckpt.spec.torch_dtype, "f32")]
                 _write(ckpt, source, base, request.show_progress)
                 llama_quantize(source, tmp, int(quant.file_type), quant.name)
+                seal_gguf(tmp)  # llama.cpp copied the intermediate's digest; this file needs its own
             finally:
                 source.unlink(missing_ok=True)
             types = None

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from gguf import GGUFValueType as V, GGUFWriter
 
+from ...toolkit.checksums import GGUF_KEY, PLACEHOLDER, HashingWriter
 from .metadata import KeyValue
 from .plan import PlannedTensor
 
@@ -20,8 +21,11 @@ def write_gguf(
     chunks: Callable[[PlannedTensor], Iterator[np.ndarray]],
     progress: Callable[[int], object] = lambda n: None,
 ) -> None:
-    """`chunks(t)` yields t's encoded bytes in order; their total must equal t.nbytes."""
+    """`chunks(t)` yields t's encoded bytes in order; their total must equal t.nbytes.
+
+    The file's sha256 is computed as it is written and stored in its GGUF_KEY (see toolkit/checksums.py)."""
     writer = GGUFWriter(path=None, arch=arch)
+    writer.add_key_value(GGUF_KEY, PLACEHOLDER.decode(), V.STRING)  # early, so readers find it in the first bytes
     for key, value, vtype in metadata:
         if vtype == V.ARRAY:
             writer.add_array(key, value)
@@ -33,7 +37,7 @@ def write_gguf(
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    out = writer.fout[0]
+    out = HashingWriter(writer.fout[0], path)
     try:
         for t in tensors:
             writer.write_padding(out, out.tell())
@@ -41,6 +45,7 @@ def write_gguf(
             if written != t.nbytes:
                 raise AssertionError(f"{t.name}: planned {t.nbytes} bytes, encoded {written}")
             writer.write_padding(out, written)
+        out.seal()
     finally:
         writer.close()
 

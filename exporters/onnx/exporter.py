@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ...toolkit.atomic import atomic_directory, check_output, scratch_directory
+from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import QwdeployError, UnsupportedModelError
 from ...toolkit.profiles import DeviceProfile
 from ...toolkit.spec import ModelSpec
@@ -86,6 +87,7 @@ def export(request: ExportRequest) -> ExportResult:
         if (checkpoint.directory / GENERATION_CONFIG).is_file():
             shutil.copy2(checkpoint.directory / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
         write_genai_config(tmp / GENAI_CONFIG, checkpoint, MODEL_FILE)
+        seal_folder(tmp, written.digests)
     return ExportResult(request.out, [
         ("graph", f"{MODEL_FILE}: {written.nodes} nodes, opset {opset}, standard ops only"),
         ("weights", f"{precision.name}, {written.weight_bytes / 2**20:.1f} MiB in {MODEL_FILE}.data"),

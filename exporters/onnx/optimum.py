@@ -7,6 +7,7 @@ past_key_values.N.key/value → logits, present.N.key/value), so the same genai_
 from __future__ import annotations
 
 from ...toolkit.atomic import atomic_directory
+from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import MissingDependencyError, QwdeployError
 from ..request import ExportRequest, ExportResult
 from .dtypes import Precision
@@ -30,5 +31,6 @@ def export_with_optimum(request: ExportRequest, precision: Precision, opset: int
         main_export(str(checkpoint.directory), output=tmp, task=TASK, opset=opset, device="cpu",
                     do_validation=False)
         write_genai_config(tmp / GENAI_CONFIG, checkpoint, MODEL_FILE)
+        seal_folder(tmp)
     return ExportResult(request.out, [("graph", f"{MODEL_FILE} traced by optimum, opset {opset}"),
                                       ("runtime config", GENAI_CONFIG)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -22,16 +23,24 @@ class ExternalDataWriter:
         self._file = data_file
         self._location = location
         self._offset = 0
+        self._hash = hashlib.sha256()  # while writing, so sealing the folder needs no second pass
+
+    def _append(self, data) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
 
     def write(self, name: str, shape: tuple[int, ...], elem_type: int, chunks: Iterable[np.ndarray]) -> TensorProto:
         """Append a tensor given as consecutive row blocks of its (row-major) data."""
         pad = -self._offset % ALIGNMENT
         if pad:
-            self._file.write(b"\0" * pad)
+            self._append(b"\0" * pad)
             self._offset += pad
         start = self._offset
         for chunk in chunks:
-            self._file.write(memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)))
+            self._append(memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)))
             self._offset += chunk.nbytes
         tensor = TensorProto(name=name, data_type=elem_type, dims=list(shape))
         tensor.data_location = TensorProto.EXTERNAL

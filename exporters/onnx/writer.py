@@ -22,6 +22,7 @@ MODEL_FILE = "model.onnx"
 class WrittenGraph:
     nodes: int
     weight_bytes: int
+    digests: dict[str, str]  # file name → sha256, for seal_folder
 
 
 def write_onnx(checkpoint: Checkpoint, precision: Precision, opset: int, path: Path,
@@ -32,9 +33,10 @@ def write_onnx(checkpoint: Checkpoint, precision: Precision, opset: int, path: P
     data = data_path(path)
     with open(data, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc="onnx weights",
                                       disable=None if show_progress else True) as bar:
-        store = WeightStore(checkpoint, precision, ExternalDataWriter(f, data.name), bar.update)
+        writer = ExternalDataWriter(f, data.name)
+        store = WeightStore(checkpoint, precision, writer, bar.update)
         g = GraphBuilder(opset)
         graph = build_decoder(checkpoint.spec, Params(g, store, precision, expected), g, precision)
     model = make_model(graph, [*store.initializers, *g.constants], opset)
     onnx.save_model(model, str(path))
-    return WrittenGraph(nodes=len(g.nodes), weight_bytes=data.stat().st_size)
+    return WrittenGraph(nodes=len(g.nodes), weight_bytes=data.stat().st_size, digests={data.name: writer.sha256()})

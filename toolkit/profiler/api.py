@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..profiles import DeviceProfile
-from .artifacts import artifact_kind
+from .artifacts import artifact_kind, preflight
 from .bandwidth import host_bandwidth
 from .collectors import collector_for
 from .document import build_document, host_memory_bytes, this_host
@@ -30,7 +30,8 @@ def profile(artifacts: list[Path], device: str = "cpu", settings: Settings = Set
     for path in artifacts:
         kind = artifact_kind(Path(path))
         collector_for(kind, device)  # fail here, before any child starts, when the device is absent
-        targets.append(Target(Path(path), kind, device, threads, tuple(sorted((options or {}).items()))))
+        integrity = preflight(Path(path), kind)
+        targets.append(Target(Path(path), kind, device, threads, tuple(sorted((options or {}).items())), integrity))
     if usd_per_hour is None and device_profile is not None and device_profile.deploy.usd_per_hour > 0:
         usd_per_hour = device_profile.deploy.usd_per_hour
     measurements = measure(targets, settings, isolate=isolate, progress=progress)

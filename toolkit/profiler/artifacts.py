@@ -1,13 +1,15 @@
-"""Which kind of artifact a path is: an ONNX folder, a GGUF file or a Hugging Face checkpoint."""
+"""Which kind of artifact a path is, and whether it is whole, checked before any engine opens it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import QwdeployError
+from ..checksums import check_folder, check_gguf
+from ..errors import ArtifactError, QwdeployError
 
 ENGINES = {"onnx": "ONNX Runtime", "gguf": "llama.cpp", "hf": "transformers"}  # what runs each kind
 GGUF_MAGIC = b"GGUF"
+ONNX_MODEL = "model.onnx"
 
 
 def artifact_kind(path: Path) -> str:
@@ -18,9 +20,55 @@ def artifact_kind(path: Path) -> str:
         with open(path, "rb") as f:
             if f.read(4) == GGUF_MAGIC:
                 return "gguf"
-    elif (path / "model.onnx").is_file():
+    elif (path / ONNX_MODEL).is_file():
         return "onnx"
     elif (path / "config.json").is_file() and any(path.glob("*.safetensors")):
         return "hf"
     raise QwdeployError("not an artifact qwdeploy can profile: expected an ONNX folder (model.onnx), "
                         "a GGUF file, or a Hugging Face checkpoint folder (config.json + *.safetensors)", path)
+
+
+def _onnx_whole(folder: Path) -> None:
+    """model.onnx parses and every external tensor lies inside a data file of this folder."""
+    import onnx
+
+    model_path = folder / ONNX_MODEL
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends for damaged bytes
+        raise ArtifactError(f"not a readable ONNX model ({type(exc).__name__})", model_path) from None
+    sizes: dict[str, int] = {}
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entry = {e.key: e.value for e in tensor.external_data}
+        location = entry.get("location", "")
+        if not location or Path(location).is_absolute() or ".." in Path(location).parts:
+            raise ArtifactError(f"tensor {tensor.name!r} points outside the folder ({location!r})", model_path)
+        if location not in sizes:
+            data = folder / location
+            if not data.is_file():
+                raise ArtifactError(f"{location} is missing (model.onnx keeps its weights there)", folder)
+            sizes[location] = data.stat().st_size
+        end = int(entry.get("offset", 0)) + int(entry.get("length", 0))
+        if end > sizes[location]:
+            raise ArtifactError(f"{location} is truncated: tensor {tensor.name!r} ends at byte {end}, "
+                                f"the file has {sizes[location]}", folder)
+
+
+def preflight(path: Path, kind: str) -> str:
+    """Refuse an artifact that is damaged or not what qwdeploy wrote; say how it was checked."""
+    path = Path(path)
+    if kind == "gguf":
+        from ...exporters.gguf.reader import GGUFFile
+
+        GGUFFile(path)
+        return "sha256 verified" if check_gguf(path) else "header checked (no qwdeploy checksum)"
+    if kind == "onnx":
+        verified = check_folder(path)
+        _onnx_whole(path)
+        return "sha256 verified" if verified else "graph and data files checked (no qwdeploy checksums)"
+    from ..checkpoint import open_checkpoint
+
+    open_checkpoint(path).validate()
+    return "checkpoint validated"

@@ -127,7 +127,7 @@ def build_document(m: Measurement, s: Settings, host: Host, budget: Budget, usd_
                      "weight_bytes": m.info.weight_bytes,
                      "weight_bytes_read_per_token": m.info.weight_bytes_read_per_token,
                      "kv_bytes_per_token": m.info.kv_bytes_per_token, "context_length": m.info.context_length,
-                     "vocab_size": m.info.vocab_size, "details": dict(m.info.details)},
+                     "vocab_size": m.info.vocab_size, "details": {**m.info.details, "integrity": m.target.integrity}},
         "device": m.target.device,
         "settings": {"prompt_len": s.prompt_len, "gen": s.gen, "runs": s.runs, "warmup_runs": 1, "batch": s.batch,
                      "threads": m.target.threads, "seed": s.seed, "options": dict(m.target.options)},

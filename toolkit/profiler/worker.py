@@ -31,6 +31,7 @@ class Target:
     device: str
     threads: int | None = None
     options: tuple[tuple[str, str], ...] = ()
+    integrity: str = ""  # how the artifact was checked before loading (artifacts.preflight)
 
 
 class Measured:
