@@ -14,7 +14,7 @@ from ...toolkit.spec import ModelSpec
 from ..request import ExportRequest, ExportResult
 from .builder import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .dtypes import PRECISIONS, Precision, precision_for
-from .genai_config import GENAI_CONFIG, write_genai_config
+from .genai_config import GENAI_CONFIG, genai_config, write_genai_config
 from .rope import SUPPORTED_ROPE
 from .writer import MODEL_FILE, write_onnx
 
@@ -80,13 +80,14 @@ def export(request: ExportRequest) -> ExportResult:
     reason = unsupported_reason(checkpoint.spec)
     if reason:
         raise UnsupportedModelError(f"cannot export to onnx: {reason}", checkpoint.directory)
+    runtime_config = genai_config(checkpoint, MODEL_FILE)  # tokenizer and special ids checked before any work
     with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
         written = write_onnx(checkpoint, precision, opset, tmp / MODEL_FILE, request.show_progress)
         for source in checkpoint.tokenizer_files():
             shutil.copy2(source, tmp / source.name)
         if (checkpoint.directory / GENERATION_CONFIG).is_file():
             shutil.copy2(checkpoint.directory / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
-        write_genai_config(tmp / GENAI_CONFIG, checkpoint, MODEL_FILE)
+        write_genai_config(tmp / GENAI_CONFIG, runtime_config)
         seal_folder(tmp, written.digests)
     return ExportResult(request.out, [
         ("graph", f"{MODEL_FILE}: {written.nodes} nodes, opset {opset}, standard ops only"),

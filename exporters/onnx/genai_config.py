@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from ...toolkit.checkpoint import Checkpoint
+from ...toolkit.errors import CheckpointError
+from ...toolkit.vocabulary import read_vocabulary, special_tokens
 from .decoder import ATTENTION_MASK, INPUT_IDS, LOGITS, PAST_KEY, PAST_VALUE, POSITION_IDS, PRESENT_KEY, PRESENT_VALUE
 
 GENAI_CONFIG = "genai_config.json"
@@ -25,12 +27,12 @@ def _layer_pattern(template: str) -> str:
 
 
 def _token_ids(checkpoint: Checkpoint) -> tuple[int, list[int], int]:
-    gen, spec = checkpoint.generation_config, checkpoint.spec
-    eos = gen.get("eos_token_id", list(spec.eos_token_id))
-    eos = eos if isinstance(eos, list) else [eos]
-    bos = gen.get("bos_token_id", spec.bos_token_id)
-    pad = gen.get("pad_token_id", checkpoint.config.get("pad_token_id"))
-    return (bos if bos is not None else eos[0]), eos, (pad if pad is not None else eos[0])
+    ids = special_tokens(checkpoint, read_vocabulary(checkpoint))
+    if not ids.eos:
+        raise CheckpointError("no end-of-sequence token: none of config.json, generation_config.json and "
+                              "tokenizer_config.json names one, and onnxruntime-genai needs it", checkpoint.directory)
+    eos = list(ids.eos)
+    return (ids.bos if ids.bos is not None else eos[0]), eos, (ids.pad if ids.pad is not None else eos[0])
 
 
 def genai_config(checkpoint: Checkpoint, model_file: str) -> dict:
@@ -59,5 +61,5 @@ def genai_config(checkpoint: Checkpoint, model_file: str) -> dict:
     return {"model": model, "search": search}
 
 
-def write_genai_config(path: Path, checkpoint: Checkpoint, model_file: str) -> None:
-    path.write_text(json.dumps(genai_config(checkpoint, model_file), indent=4) + "\n", encoding="utf-8")
+def write_genai_config(path: Path, config: dict) -> None:
+    path.write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")

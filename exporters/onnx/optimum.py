@@ -11,7 +11,7 @@ from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import MissingDependencyError, QwdeployError
 from ..request import ExportRequest, ExportResult
 from .dtypes import Precision
-from .genai_config import GENAI_CONFIG, write_genai_config
+from .genai_config import GENAI_CONFIG, genai_config, write_genai_config
 from .writer import MODEL_FILE
 
 TASK = "text-generation-with-past"
@@ -27,10 +27,11 @@ def export_with_optimum(request: ExportRequest, precision: Precision, opset: int
         raise QwdeployError(f"--via optimum --quant {precision.name}: only f32 is supported on CPU; "
                             "use the native builder for f16/bf16")
     checkpoint = request.checkpoint
+    runtime_config = genai_config(checkpoint, MODEL_FILE)  # tokenizer and special ids checked before any work
     with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
         main_export(str(checkpoint.directory), output=tmp, task=TASK, opset=opset, device="cpu",
                     do_validation=False)
-        write_genai_config(tmp / GENAI_CONFIG, checkpoint, MODEL_FILE)
+        write_genai_config(tmp / GENAI_CONFIG, runtime_config)
         seal_folder(tmp)
     return ExportResult(request.out, [("graph", f"{MODEL_FILE} traced by optimum, opset {opset}"),
                                       ("runtime config", GENAI_CONFIG)])
