@@ -9,6 +9,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 
 from ...toolkit.checkpoint import Checkpoint
+from ...toolkit.finite import require_finite
 from ...toolkit.tensors import ExpectedTensor
 from .names import SQUEEZED_ROLES, TENSOR_NAMES
 from .quant import encode, nbytes, tensor_type
@@ -65,5 +66,6 @@ def encoded_chunks(ckpt: Checkpoint, tensor: PlannedTensor) -> Iterator[np.ndarr
         rows = ckpt.read(source).reshape(-1, cols)  # [rows, cols], memory-mapped
         row_bytes = cols * rows.dtype.itemsize
         for start in range(0, len(rows), step):
-            yield encode(np.asarray(rows[start:start + step], dtype=np.float32), tensor.qtype)
+            block = np.asarray(rows[start:start + step], dtype=np.float32)  # [step, cols]
+            yield encode(require_finite(block, source, ckpt.directory, start), tensor.qtype)
             ckpt.release(source, start * row_bytes, (start + step) * row_bytes)

@@ -10,6 +10,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ...toolkit.checkpoint import Checkpoint
+from ...toolkit.finite import require_finite
 from .dtypes import Precision
 
 ALIGNMENT = 4096  # page-aligned offsets let runtimes memory-map each tensor
@@ -71,19 +72,23 @@ class WeightStore:
         # Untransposed row blocks are contiguous in the file: their pages can go as soon as they are written.
         row_bytes = stored[:1].nbytes
         release = None if transpose else (lambda a, b: self._checkpoint.release(name, a * row_bytes, b * row_bytes))
-        chunks = self._chunks(view, release)
+        chunks = self._chunks(name, view, release, transpose)
         self.initializers.append(self._writer.write(name, view.shape, self._precision.weight, chunks))
         self._checkpoint.release(name)
         self._names.add(name)
         return name
 
-    def _chunks(self, view: np.ndarray, release: Callable[[int, int], None] | None) -> Iterator[np.ndarray]:
+    def _chunks(self, name: str, view: np.ndarray, release: Callable[[int, int], None] | None,
+                transposed: bool) -> Iterator[np.ndarray]:
         """Row blocks of `view` cast to the weight dtype: a big embedding is never copied whole."""
         dtype = self._precision.weight_numpy
         row_bytes = view.size // max(len(view), 1) * dtype.itemsize
         step = max(1, CHUNK_BYTES // max(row_bytes, 1))
         for start in range(0, len(view), step):
-            block = view[start:start + step].astype(dtype, order="C")
+            rows = view[start:start + step]
+            with np.errstate(over="ignore"):  # an overflow is reported by require_finite, by name
+                block = rows.astype(dtype, order="C")
+            require_finite(block, name, self._checkpoint.directory, start, rows, transposed)
             self._on_written(block.nbytes)
             yield block
             if release is not None:
