@@ -14,4 +14,6 @@ BACKENDS = LazyRegistry(
         "cpu": "qwdeploy.backends.cpu.backend:BACKEND",
         "cuda": "qwdeploy.backends.cuda.backend:BACKEND",
     },
+    planned={"cann": "the Huawei Ascend backend is being built; export --format gguf or onnx without --target "
+                     "for now"},
 )

@@ -31,6 +31,7 @@ class Option:
     parse: Callable[[str], Any]  # from the CLI's KEY=VALUE text
     default: Any
     help: str
+    quants: tuple[str, ...] = ()  # the --quant values it applies to; empty: all
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,18 @@ class Backend(ABC):
             raise QwdeployError(f"--target {self.name} --quant {quant}: use one of {', '.join(self.quants)}")
         return name
 
-    def resolve_options(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Defaults for every option, overridden by `raw` (strings are parsed); unknown keys refused."""
+    def resolve_options(self, raw: dict[str, Any], quant: str | None = None) -> dict[str, Any]:
+        """Defaults for every option, overridden by `raw` (strings are parsed); unknown keys refused, and
+        (given `quant`) keys that do nothing for that quant type."""
         unknown = sorted(set(raw) - set(self.OPTIONS))
         if unknown:
             raise QwdeployError(f"--target {self.name}: unknown option '{unknown[0]}'; known: "
                                 f"{', '.join(self.OPTIONS)}")
+        idle = [key for key in raw if quant and self.OPTIONS[key].quants and quant not in self.OPTIONS[key].quants]
+        if idle:
+            option = self.OPTIONS[idle[0]]
+            raise QwdeployError(f"-O {idle[0]} applies to --quant {'/'.join(option.quants)}; "
+                                f"--quant {quant} has no weights it would change")
         resolved = {}
         for key, option in self.OPTIONS.items():
             value = raw.get(key, option.default)

@@ -101,6 +101,8 @@ def build(target: Target, ort_include_dir: str | Path | None = None, jobs: int |
           force: bool = False) -> Build:
     """Configures and builds into a temporary folder beside the cache entry, renamed into place when complete."""
     result = planned(target)
+    if ort_include_dir is not None:
+        ort_include(ort_include_dir)  # a wrong folder is an error even when a cached build would do
     if result.exists() and not force:
         return result
     tools = toolchain(target)

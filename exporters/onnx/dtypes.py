@@ -34,17 +34,19 @@ PRECISIONS = {
     )
 }
 ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "bfloat16": "bf16"}
-LATER = ("int4", "int8", "q4", "q8")  # quantized ONNX weights come from a backend pass
+BACKEND_QUANTS = ("int4", "int8", "q4", "q8")  # quantized ONNX weights come from a backend pass
 
 
 def precision_for(quant: str | None) -> Precision:
-    """The precision `--quant` names (default f32); int types are refused until backends exist."""
+    """The precision `--quant` names for the portable graph (default f32)."""
     name = ALIASES.get((quant or "f32").lower(), (quant or "f32").lower())
     if name in PRECISIONS:
         return PRECISIONS[name]
-    if name in LATER:
+    if name in BACKEND_QUANTS:
+        from ...backends import BACKENDS
+
         raise QwdeployError(
-            f"--quant {quant}: quantized ONNX weights come from a backend (--target), which is not available yet; "
-            f"use one of {', '.join(PRECISIONS)}"
+            f"--quant {quant}: integer ONNX weights are made for a device; add --target "
+            f"({' or '.join(BACKENDS.names())}), or use one of {', '.join(PRECISIONS)} for the portable graph"
         )
     raise QwdeployError(f"--quant {quant}: unknown ONNX weight type; use one of {', '.join(PRECISIONS)}")

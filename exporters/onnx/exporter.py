@@ -55,7 +55,7 @@ def _export_for_target(request: ExportRequest) -> ExportResult:
 
     backend = BACKENDS.get(request.target)
     quant = backend.resolve_quant(request.quant, request.profile)
-    options = backend.resolve_options(request.options)
+    options = backend.resolve_options(request.options, quant)
     out = check_output(request.out, request.inputs)
     with scratch_directory(out) as tmp:
         portable = replace(request, out=tmp / "portable", target=None,

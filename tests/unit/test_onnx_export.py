@@ -100,7 +100,7 @@ def test_genai_config_maps_our_io(make_checkpoint, tmp_path):
 
 
 @pytest.mark.parametrize("quant, message", [
-    ("int4", "backend"), ("q4_k_m", "unknown ONNX weight type"),
+    ("int4", r"add --target \(cpu or cuda\)"), ("q4_k_m", "unknown ONNX weight type"),
 ])
 def test_unsupported_quant_is_refused(make_checkpoint, tmp_path, quant, message):
     with pytest.raises(QwdeployError, match=message):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from ...backends import BACKENDS
 from ..checkpoint import open_checkpoint
 from ..errors import QwdeployError, UnsupportedModelError
 from ..profiles import load_profile
@@ -16,7 +17,7 @@ from .table import print_rows
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output file (gguf) or folder (onnx).")
 @click.option("--quant", help="Weight type, e.g. f16, q8_0, q4_k_m (gguf); f32, f16, bf16, int4, int8 (onnx).")
 @click.option("--profile", help="Device profile name or TOML path; picks defaults for the target.")
-@click.option("--target", help="ONNX: hand the portable graph to this backend (cpu, cuda, cann).")
+@click.option("--target", help=f"ONNX: hand the portable graph to this device backend ({', '.join(BACKENDS.names())}).")
 @click.option("--via", type=click.Choice(["native", "optimum"]), default="native", show_default=True,
               help="ONNX: build the graph natively or trace it with optimum.")
 @click.option("--verify/--no-verify", default=None,

@@ -23,8 +23,11 @@ def kernels() -> None:
 def build_cmd(target: str, cuda_arch: str | None, ort_include: str | None, jobs: int | None, force: bool) -> None:
     """Compile the kernels for a target (cached by sources + target + compiler) and print the library path."""
     from ...kernels.build import build
+    from ...kernels.ort_headers import ort_include as headers
     from ...kernels.targets import resolve_target
 
+    if ort_include is not None:
+        headers(ort_include)  # checked before anything is said to be building
     resolved = resolve_target(target, cuda_arch)
     click.echo(f"building kernels for {resolved.describe()}", err=True)
     if resolved.note:

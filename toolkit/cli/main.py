@@ -49,6 +49,24 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return COMMANDS.get(name) if name in COMMANDS.names() else None
 
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Click's own usage errors as one line too (click prints usage, a hint and the error on three)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "qwdeploy"
+            click.secho(f"error: {exc.format_message()} (see '{command} --help')", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted; nothing was left behind", err=True)
+            sys.exit(128 + signal.SIGINT)
+        except click.ClickException as exc:
+            click.secho(f"error: {exc.format_message()}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -63,7 +81,7 @@ class LazyGroup(click.Group):
             sys.exit(128 + exc.signum)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("qwdeploy", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="qwdeploy")
 def cli() -> None:
     """Turn Qwen checkpoints into fast, verified artifacts for CPU, CUDA, Ascend and Arm boards."""

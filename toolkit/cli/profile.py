@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from ..atomic import check_output
 from ..errors import QwdeployError
+from ..profiler.collectors import DEVICES
 from ..profiles import load_profile
 from .table import print_rows
 
@@ -22,6 +24,12 @@ def _ints(value: str | None, flag: str) -> tuple[int, ...]:
     return numbers
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def _options(pairs: tuple[str, ...]) -> dict[str, str]:
     bad = [p for p in pairs if "=" not in p]
     if bad:
@@ -32,15 +40,19 @@ def _options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.command()
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--compare", is_flag=True, help="Profile several artifacts, runs interleaved, and print ratios to the first.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "cann"]), default="cpu", show_default=True)
-@click.option("--prompt-len", type=int, default=128, show_default=True, help="Prompt tokens per sequence.")
-@click.option("--gen", type=int, default=64, show_default=True, help="Generated tokens per sequence (first from prefill).")
-@click.option("--runs", type=int, default=5, show_default=True, help="Counted runs, after one warm-up run.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--prompt-len", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Prompt tokens per sequence.")
+@click.option("--gen", type=click.IntRange(min=2), default=64, show_default=True,
+              help="Generated tokens per sequence (first from prefill).")
+@click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Counted runs, after one warm-up run.")
 @click.option("--batch", "batch", help="Sweep batch sizes, e.g. 1,4,8 (the first is also the main run's batch).")
 @click.option("--context", "context", help="Sweep KV lengths reached at the end of generation, e.g. 128,1024,4096.")
-@click.option("--threads", type=int, help="Runtime threads (default: the runtime's own choice).")
+@click.option("--threads", type=click.IntRange(min=1), help="Runtime threads (default: the runtime's own choice).")
 @click.option("--profile", "profile_name", help="Device profile (name or TOML): memory budget and price per hour.")
-@click.option("--usd-per-hour", type=float, help="Price of the machine; overrides the profile's.")
+@click.option("--usd-per-hour", type=click.FloatRange(min=0, min_open=True), callback=_finite,
+              help="Price of the machine; overrides the profile's.")
 @click.option("--option", "options", multiple=True, help="Collector option KEY=VALUE, e.g. graph_optimization=disabled (ONNX).")
 @click.option("--out", type=click.Path(path_type=Path), help="Write profile.json, trace.json and profile.png here.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
