@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import struct
 from pathlib import Path
 from typing import Callable
 
@@ -53,3 +54,49 @@ def kernel_library() -> Path:
     from qwdeploy.kernels import library_path
 
     return Path(library_path("host", build_if_missing=True))
+
+
+GGUFTensorSpec = tuple[str, tuple[int, ...], int, int, bytes]  # name, dims (ne0 first), ggml type, offset, data
+
+
+def _gguf_string(text: str) -> bytes:
+    return struct.pack("<Q", len(text.encode())) + text.encode()
+
+
+def build_gguf(kvs: list[tuple[str, int, bytes]], tensors: list[GGUFTensorSpec], *, magic: bytes = b"GGUF",
+               version: int = 3, n_kv: int | None = None, n_tensors: int | None = None, alignment: int = 32) -> bytes:
+    """GGUF bytes laid out by hand, so a test can make any field lie: each kv is (key, value type id,
+    encoded value); each tensor's data lands at its offset in the aligned data section."""
+    n_tensors = len(tensors) if n_tensors is None else n_tensors
+    out = bytearray(magic + struct.pack("<IQQ", version, n_tensors, len(kvs) if n_kv is None else n_kv))
+    for key, vtype, value in kvs:
+        out += _gguf_string(key) + struct.pack("<I", vtype) + value
+    for name, dims, qtype, offset, _ in tensors:
+        out += _gguf_string(name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims, qtype, offset)
+    data_start = -(-len(out) // alignment) * alignment
+    out += bytes(data_start - len(out))
+    for _, _, _, offset, data in (t for t in tensors if t[4]):  # a tensor without data may claim any offset
+        end = data_start + offset + len(data)
+        out += bytes(max(0, end - len(out)))
+        out[data_start + offset:end] = data
+    return bytes(out)
+
+
+@pytest.fixture(scope="session")
+def make_gguf() -> Callable[..., bytes]:
+    """build_gguf, for the reader tests (session-scoped: hypothesis tests may use it)."""
+    return build_gguf
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fuzz: long property-based fuzzing of the untrusted-input readers (-m fuzz)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long fuzz runs stay out of the default suite (deselected, not skipped); `-m fuzz` selects them."""
+    if "fuzz" in (config.getoption("markexpr") or ""):
+        return
+    fuzz = [item for item in items if "fuzz" in item.keywords]
+    if fuzz:
+        config.hook.pytest_deselected(items=fuzz)
+        items[:] = [item for item in items if "fuzz" not in item.keywords]

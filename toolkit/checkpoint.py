@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from .errors import CheckpointError, MissingDependencyError
-from .safetensors_io import DTYPES, SafetensorsFile
+from .files import MAX_JSON_BYTES, brief, parse_json_object, read_regular
+from .safetensors_io import DTYPE_NAMES, DTYPES, SafetensorsFile
 from .spec import ModelSpec, load_config, spec_from_config
 from .tensors import IGNORABLE, TIED_OUTPUT, ExpectedTensor, expected_tensors
 
@@ -43,9 +44,10 @@ class WeightSource:
     def _locate(self, trust_pickle: bool) -> None:
         index = self.directory / INDEX_FILE
         single = self.directory / SINGLE_FILE
-        if index.is_file():
+        # lexists, not is_file: a FIFO or unreadable file by these names must be refused, not skipped.
+        if os.path.lexists(index):
             self._from_index(index)
-        elif single.is_file():
+        elif os.path.lexists(single):
             self._add_file(single)
         else:
             shards = sorted(self.directory.glob("*.safetensors"))
@@ -65,26 +67,26 @@ class WeightSource:
             self._load_pickles(pickles)
 
     def _from_index(self, index: Path) -> None:
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            assert isinstance(weight_map, dict)
-        except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError):
-            raise CheckpointError("not a valid safetensors index (needs a 'weight_map' object)", index) from None
+        weight_map = _read_json(index, "safetensors index").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError("not a valid safetensors index (needs a 'weight_map' object)", index)
+        for name, shard_name in weight_map.items():
+            _check_shard_name(name, shard_name, index)
         for shard_name in sorted(set(weight_map.values())):
             shard = self.directory / shard_name
-            if not shard.is_file():
-                raise CheckpointError(f"shard '{shard_name}' named by the index is missing", index)
+            if not os.path.lexists(shard):
+                raise CheckpointError(f"shard {brief(shard_name)} named by the index is missing", index)
             self._add_file(shard)
         for name, shard_name in weight_map.items():
             if self._where.get(name) != self.directory / shard_name:
-                raise CheckpointError(f"index maps '{name}' to '{shard_name}', which does not hold it", index)
+                raise CheckpointError(f"index maps {brief(name)} to {brief(shard_name)}, which does not hold it", index)
 
     def _add_file(self, path: Path) -> None:
         st = SafetensorsFile(path)
         self._files[path] = st
         for name in st.headers:
             if name in self._where:
-                raise CheckpointError(f"tensor '{name}' appears in two files ({self._where[name].name})", path)
+                raise CheckpointError(f"tensor {brief(name)} appears in two files ({self._where[name].name})", path)
             self._where[name] = path
 
     def _load_pickles(self, paths: list[Path]) -> None:
@@ -98,8 +100,10 @@ class WeightSource:
                 state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
             except Exception as exc:  # torch raises many types for a bad file
                 raise CheckpointError(f"cannot load pickle weights ({type(exc).__name__})", path) from None
+            if not isinstance(state, dict):
+                raise CheckpointError(f"pickle weights hold a {type(state).__name__}, not a dict of tensors", path)
             for name, value in state.items():
-                self._pickle[name] = value.float().numpy() if value.dtype == torch.bfloat16 else value.numpy()
+                self._pickle[name] = _pickled_array(torch, name, value, path)
                 self._where[name] = path
 
     def names(self) -> list[str]:
@@ -134,8 +138,7 @@ class Checkpoint:
 
     def __init__(self, directory: Path, trust_pickle: bool = False):
         self.directory = Path(directory)
-        if not self.directory.is_dir():
-            raise CheckpointError("not a directory", self.directory)
+        _check_folder(self.directory)
         self.config_path = self.directory / "config.json"
         self.config = load_config(self.config_path)
         self.spec: ModelSpec = spec_from_config(self.config, self.config_path)
@@ -145,18 +148,16 @@ class Checkpoint:
 
     def _optional_json(self, name: str) -> dict:
         path = self.directory / name
-        if not path.is_file():
-            return {}
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"not valid JSON ({exc})", path) from None
+        return _read_json(path) if os.path.lexists(path) else {}
 
     @property
     def chat_template(self) -> str | None:
         standalone = self.directory / "chat_template.jinja"
-        if standalone.is_file():
-            return standalone.read_text(encoding="utf-8")
+        if os.path.lexists(standalone):
+            try:
+                return read_regular(standalone, MAX_JSON_BYTES).decode("utf-8")
+            except UnicodeDecodeError:
+                raise CheckpointError("not UTF-8 text", standalone) from None
         template = self.tokenizer_config.get("chat_template")
         return template if isinstance(template, str) else None
 
@@ -189,7 +190,7 @@ class Checkpoint:
         if extra:
             more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
             raise CheckpointError(
-                f"tensor '{extra[0]}'{more} is not described by config.json "
+                f"tensor {brief(extra[0])}{more} is not described by config.json "
                 f"({self.spec.architecture}, {self.spec.num_layers} layers)",
                 self.directory,
             )
@@ -215,10 +216,51 @@ class Checkpoint:
         return sum(p.stat().st_size for p in self.weights.files())
 
 
+def _check_shard_name(name: str, shard_name: object, index: Path) -> None:
+    # Judged by name, before touching the disk: a downloaded index must not make us read any file the
+    # user can (a symlink inside the folder is the user's own doing and is followed).
+    if not isinstance(shard_name, str) or not shard_name or "\0" in shard_name:
+        raise CheckpointError(f"index maps {brief(name)} to {brief(shard_name)}, which is not a file name", index)
+    if Path(shard_name).is_absolute() or ".." in Path(shard_name).parts:
+        raise CheckpointError(f"index maps {brief(name)} to {brief(shard_name)}, which leaves the checkpoint folder "
+                              "(absolute or '..' shard paths are refused)", index)
+
+
+def _pickled_array(torch: Any, name: object, value: object, path: Path) -> np.ndarray:
+    """One trusted-pickle entry as an array of a dtype the rest of qwdeploy reads, or one line."""
+    if not isinstance(name, str) or not isinstance(value, torch.Tensor) or value.layout != torch.strided:
+        raise CheckpointError(f"pickle weights map {brief(name)} to a {type(value).__name__}, not a dense tensor", path)
+    try:
+        array = value.float().numpy() if value.dtype == torch.bfloat16 else value.numpy()
+    except (TypeError, RuntimeError):  # dtypes numpy has no match for (float8, quantized, complex32)
+        array = None
+    if array is None or array.dtype not in DTYPE_NAMES:
+        raise CheckpointError(f"pickle tensor {brief(name)} has unsupported dtype {value.dtype}", path)
+    return array
+
+
+def _read_json(path: Path, what: str | None = None) -> dict:
+    return parse_json_object(read_regular(path, MAX_JSON_BYTES), path, what)
+
+
+def _check_folder(directory: Path) -> None:
+    try:
+        if not directory.is_dir():
+            raise CheckpointError("not a directory", directory)
+        os.listdir(directory)  # the glob fallbacks need to list it,
+        os.stat(os.path.join(directory, "."))  # and opening its files needs search permission
+    except OSError as exc:
+        raise CheckpointError(f"cannot read folder ({exc.strerror or exc})", directory) from None
+
+
 def open_checkpoint(model: str | Path, trust_pickle: bool = False) -> Checkpoint:
     """Open a local directory, or a hub id when huggingface_hub and a network are available."""
     path = Path(model).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a parent folder without search permission
+        raise CheckpointError(f"cannot read ({exc.strerror or exc})", path) from None
+    if exists:
         return Checkpoint(path, trust_pickle)
     if _looks_like_hub_id(str(model)):
         return Checkpoint(_download(str(model)), trust_pickle)

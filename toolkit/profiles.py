@@ -6,6 +6,8 @@ the type the TOML value must have, CHOICES the allowed values where the set is c
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
@@ -18,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ProfileError
+from .files import brief, read_regular
 
 DTYPES = ("f32", "f16", "bf16", "int8", "int4", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
 
@@ -80,6 +83,18 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("deploy", "onnx_quant"): ("f32", "f16", "int8", "int4"),
 }
 
+# Inclusive bounds of numeric keys. Tools size buffers from, divide by and bill with these values,
+# so zero, negative and absurd ones are refused on load, as is NaN/inf in any float.
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("memory", "total_gib"): (1e-3, 1e6),
+    ("memory", "budget_gib"): (1e-3, 1e6),
+    ("cpu", "cores"): (1, 65536),
+    ("accelerator", "memory_gib"): (0.0, 1e6),
+    ("deploy", "onnx_opset"): (11, 30),
+    ("deploy", "usd_per_hour"): (0.0, 1e6),
+}
+MAX_PROFILE_BYTES = 1024 * 1024
+
 SECTIONS = {"memory": Memory, "cpu": CPU, "accelerator": Accelerator, "deploy": Deploy}
 TOP_LEVEL = {"description": str}
 
@@ -95,12 +110,22 @@ def _check_value(where: str, key: str, value: Any, kind: Any, source: Path) -> N
         ok = isinstance(value, kind)
     if not ok:
         type_name = "a list of strings" if kind == list[str] else f"a {kind.__name__}"
-        raise ProfileError(f"[{where}] '{key}' must be {type_name}, got {value!r}", source)
+        raise ProfileError(f"[{where}] '{key}' must be {type_name}, got {brief(value)}", source)
+    _check_range(where, key, value, source)
     allowed = CHOICES.get((where, key))
     values = value if isinstance(value, list) else [value]
     bad = [v for v in values if allowed and v not in allowed]
     if bad:
-        raise ProfileError(f"[{where}] '{key}' has unknown value {bad[0]!r}; allowed: {', '.join(allowed)}", source)
+        raise ProfileError(f"[{where}] '{key}' has unknown value {brief(bad[0])}; allowed: {', '.join(allowed)}",
+                           source)
+
+
+def _check_range(where: str, key: str, value: Any, source: Path) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProfileError(f"[{where}] '{key}' must be a finite number, got {value}", source)
+    low, high = RANGES.get((where, key), (-math.inf, math.inf))
+    if isinstance(value, (int, float)) and not low <= value <= high:
+        raise ProfileError(f"[{where}] '{key}' must be from {low:g} to {high:g}, got {value}", source)
 
 
 def _section(name: str, cls: type, data: Any, source: Path) -> Any:
@@ -110,7 +135,7 @@ def _section(name: str, cls: type, data: Any, source: Path) -> Any:
     known = {f.name: f for f in fields(cls)}
     for key, value in data.items():
         if key not in known:
-            raise ProfileError(f"[{name}] has unknown key '{key}'; known: {', '.join(known)}", source)
+            raise ProfileError(f"[{name}] has unknown key {brief(key)}; known: {', '.join(known)}", source)
         _check_value(name, key, value, hints[key], source)
     for key, f in known.items():
         if key not in data and f.default is MISSING and f.default_factory is MISSING:
@@ -121,7 +146,7 @@ def _section(name: str, cls: type, data: Any, source: Path) -> Any:
 def parse_profile(data: dict, name: str, source: Path) -> DeviceProfile:
     for key in data:
         if key not in SECTIONS and key not in TOP_LEVEL:
-            raise ProfileError(f"unknown key '{key}'; known: {', '.join([*TOP_LEVEL, *SECTIONS])}", source)
+            raise ProfileError(f"unknown key {brief(key)}; known: {', '.join([*TOP_LEVEL, *SECTIONS])}", source)
     description = data.get("description", "")
     _check_value("profile", "description", description, str, source)
     sections = {key: _section(key, cls, data.get(key, {}), source) for key, cls in SECTIONS.items()}
@@ -160,10 +185,14 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
         path = _builtin_dir() / f"{name_or_path}.toml"
         if not path.is_file():
             raise ProfileError(f"unknown profile '{name_or_path}'; known: {', '.join(profile_names())}")
-    elif not path.is_file():
+    elif not os.path.lexists(path):
         raise ProfileError("no such profile file", path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_regular(path, MAX_PROFILE_BYTES, ProfileError).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProfileError("not valid TOML (not UTF-8 text)", path) from None
+    except RecursionError:
+        raise ProfileError("not valid TOML (nested too deeply)", path) from None
+    except ValueError as exc:  # TOMLDecodeError, and integers beyond Python's digit limit
         raise ProfileError(f"not valid TOML ({exc})", path) from None
     return parse_profile(data, path.stem, path)

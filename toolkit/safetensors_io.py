@@ -8,7 +8,9 @@ nothing but numpy.
 from __future__ import annotations
 
 import json
+import math
 import mmap
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import ml_dtypes
 import numpy as np
 
 from .errors import CheckpointError
+from .files import brief, is_int, open_regular, parse_json_object
 
 DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype(np.float64),
@@ -34,8 +37,8 @@ DTYPES: dict[str, np.dtype] = {
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
+MAX_DIMS = 32  # numpy's own limit on dimensions is 64; no weight has more than a handful
+INT64_MAX = 2**63 - 1
 @dataclass(frozen=True)
 class TensorHeader:
     name: str
@@ -59,8 +62,8 @@ class SafetensorsFile:
 
     def _parse(self) -> tuple[dict[str, TensorHeader], dict[str, str], int]:
         try:
-            size = self.path.stat().st_size
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
+                size = os.fstat(f.fileno()).st_size
                 prefix = f.read(8)
                 if len(prefix) < 8:
                     raise CheckpointError(f"truncated: {size} bytes, too short for a safetensors header", self.path)
@@ -71,50 +74,55 @@ class SafetensorsFile:
                     )
                 raw = f.read(header_len)
         except OSError as exc:
-            raise CheckpointError(f"cannot read ({exc.strerror})", self.path) from None
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise CheckpointError("corrupt safetensors header (not valid JSON)", self.path) from None
-        if not isinstance(header, dict):
-            raise CheckpointError("corrupt safetensors header (not a JSON object)", self.path)
+            raise CheckpointError(f"cannot read ({exc.strerror or exc})", self.path) from None
+        header = parse_json_object(raw, self.path, "safetensors header")
         metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise CheckpointError("corrupt safetensors header ('__metadata__' must map names to strings)", self.path)
         data_len = size - 8 - header_len
         headers = {name: self._check_entry(name, entry, data_len) for name, entry in header.items()}
         self._check_overlaps(headers)
         return headers, metadata, 8 + header_len
 
     def _check_entry(self, name: str, entry: object, data_len: int) -> TensorHeader:
-        try:
-            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"corrupt header entry for tensor '{name}'", self.path) from None
-        if dtype not in DTYPES:
-            raise CheckpointError(f"tensor '{name}' has unsupported dtype '{dtype}'", self.path)
-        if not all(isinstance(d, int) and d >= 0 for d in shape) or not 0 <= begin <= end:
-            raise CheckpointError(f"corrupt header entry for tensor '{name}'", self.path)
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
+        if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= entry.keys():
+            raise CheckpointError(f"corrupt header entry for tensor {brief(name)}", self.path)
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise CheckpointError(f"tensor {brief(name)} has unsupported dtype {brief(dtype)}", self.path)
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise CheckpointError(f"tensor {brief(name)} has corrupt data_offsets {brief(offsets)} "
+                                  "(need two non-negative integers, begin <= end)", self.path)
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(is_int(d) and d >= 0 for d in shape)):
+            raise CheckpointError(f"tensor {brief(name)} has corrupt shape {brief(shape)} "
+                                  f"(need at most {MAX_DIMS} non-negative integers)", self.path)
+        # numpy indexes with int64: a shape beyond it can neither be mapped nor be honest.
+        if math.prod(d for d in shape if d) * DTYPES[dtype].itemsize > INT64_MAX:
+            raise CheckpointError(f"tensor {brief(name)} has shape {shape} whose size overflows int64", self.path)
+        begin, end = offsets
+        expected = math.prod(shape) * DTYPES[dtype].itemsize
         if end - begin != expected:
             raise CheckpointError(
-                f"header lies about tensor '{name}': shape {list(shape)} {dtype} needs {expected} bytes, "
+                f"header lies about tensor {brief(name)}: shape {list(shape)} {dtype} needs {expected} bytes, "
                 f"offsets span {end - begin}",
                 self.path,
             )
         if end > data_len:
             raise CheckpointError(
-                f"truncated: tensor '{name}' ends at data byte {end} but the file holds {data_len}", self.path
+                f"truncated: tensor {brief(name)} ends at data byte {end} but the file holds {data_len}", self.path
             )
-        return TensorHeader(name, dtype, shape, begin, end)
+        return TensorHeader(name, dtype, tuple(shape), begin, end)
 
     def _check_overlaps(self, headers: dict[str, TensorHeader]) -> None:
         spans = sorted((h.begin, h.end, h.name) for h in headers.values() if h.nbytes)
         for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
             if begin < end:
-                raise CheckpointError(f"corrupt: tensors '{first}' and '{second}' overlap", self.path)
+                raise CheckpointError(f"corrupt: tensors {brief(first)} and {brief(second)} overlap", self.path)
 
     def _map(self) -> mmap.mmap:
         if self._mmap is None:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path) as f:
                 self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return self._mmap
 

@@ -6,12 +6,12 @@ are then resolved through the vocabulary. Every id is checked to lie inside the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .errors import CheckpointError
+from .files import MAX_JSON_BYTES, parse_json_object, read_regular
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -35,16 +35,16 @@ class SpecialTokens:
 def read_vocabulary(ckpt: Checkpoint) -> Vocabulary:
     """tokenizer.json as a BPE vocabulary; a missing or unusable file is a one-line CheckpointError."""
     path = ckpt.directory / TOKENIZER_FILE
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{TOKENIZER_FILE} is missing; exported artifacts carry the tokenizer",
                               ckpt.directory)
+    data = parse_json_object(read_regular(path, MAX_JSON_BYTES), path, TOKENIZER_FILE)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         model = data["model"]
         tokens = {str(text): _id(i) for text, i in dict(model["vocab"]).items()}
         merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
         added = [(str(a["content"]), _id(a["id"]), bool(a.get("special"))) for a in data.get("added_tokens", [])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError, RecursionError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise CheckpointError("not a BPE tokenizer.json (needs model.vocab and model.merges)", path) from None
     if model.get("type") != "BPE":
         raise CheckpointError(f"tokenizer model is {model.get('type')!r}, expected BPE", path)

@@ -39,6 +39,12 @@ class OrtBackend(Backend):
     swiglu_domain: str | None  # ONNX Runtime's SwiGLU where this device has a kernel for it
     qk_norm: str  # how Qwen3's q/k norms fuse without our ops (see fusions/group_query_attention.py)
 
+    def resolve_options(self, raw: dict[str, Any], quant: str | None = None) -> dict[str, Any]:
+        resolved = super().resolve_options(raw, quant)
+        if quant is not None:
+            quant_config(quant, resolved)  # a bad block option fails now, not after the portable export
+        return resolved
+
     def custom_ops(self, options: dict[str, Any]) -> tuple[bool, Path | None]:
         """(emit qwdeploy ops, library to register)."""
         library = kernel_library() if options["custom_ops"] != "off" else None

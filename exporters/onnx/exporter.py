@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 from ...toolkit.atomic import atomic_directory, check_output, scratch_directory
 from ...toolkit.checksums import seal_folder

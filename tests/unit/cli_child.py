@@ -2,39 +2,14 @@
 
   cli_child.py slow CKPT OUT   a real GGUF export that pauses once its partial file exists (prints
                                'writing'), so a test can signal or kill it mid-write
-  cli_child.py unprivileged ARGS...   qwdeploy ARGS with permission checks enforced even for root
-                               (CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped)
   cli_child.py plain ARGS...   qwdeploy ARGS
 """
 
-import ctypes
 import sys
 import time
 
 from qwdeploy.exporters.gguf import exporter
 from qwdeploy.toolkit.cli.main import main
-
-CAPABILITY_VERSION_3 = 0x20080522
-DAC_CAPABILITIES = (1, 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-
-
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-def drop_dac_capabilities() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    header, data = _Header(CAPABILITY_VERSION_3, 0), (_Data * 2)()
-    if libc.capget(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capget")
-    for bit in DAC_CAPABILITIES:
-        data[0].effective &= ~(1 << bit)
-    if libc.capset(ctypes.byref(header), data) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
 
 
 def slow_export(checkpoint: str, out: str) -> None:
@@ -59,7 +34,5 @@ if __name__ == "__main__":
     if mode == "slow":
         slow_export(*args)
     else:
-        if mode == "unprivileged":
-            drop_dac_capabilities()
         sys.argv = ["qwdeploy", *args]
         main()

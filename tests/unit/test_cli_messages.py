@@ -61,6 +61,17 @@ def test_block_options_on_a_float_build_are_refused(make_checkpoint, tmp_path, o
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("option", "message"), [("block_size=7", "block_size"), ("keep=everything", "keep")])
+def test_bad_block_options_fail_before_the_portable_graph_is_written(make_checkpoint, tmp_path, monkeypatch,
+                                                                      option, message):
+    from qwdeploy.exporters.onnx import exporter
+
+    monkeypatch.setattr(exporter, "write_onnx", lambda *a, **k: pytest.fail("the portable export started"))
+    result = _run("export", make_checkpoint("qwen2"), "--format", "onnx", "--target", "cpu", "--quant", "int4",
+                  "-O", option, "-o", tmp_path / "o")
+    _one_line(result, 1, message)
+
+
 def test_a_bogus_ort_include_is_refused_even_when_a_build_is_cached(tmp_path, kernel_library):
     result = _run("kernels", "build", "--ort-include", tmp_path)
     _one_line(result, 3, "--ort-include points at a folder without onnxruntime_cxx_api.h")

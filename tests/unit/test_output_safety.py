@@ -18,6 +18,8 @@ from qwdeploy.toolkit.atomic import atomic_file, remove_stale
 from qwdeploy.toolkit.cli.main import cli
 from qwdeploy.toolkit.errors import OutputError
 
+from untrusted import permission_bound
+
 CLI_CHILD = Path(__file__).with_name("cli_child.py")
 
 
@@ -112,16 +114,16 @@ def test_a_long_but_legal_name_works(checkpoint, tmp_path):
     assert out.stat().st_size > 1_000_000
 
 
-def _cli_child(*args: object, mode: str = "unprivileged") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI_CHILD), mode, *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+def _unprivileged_cli(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([*permission_bound(), sys.executable, str(CLI_CHILD), "plain", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("target", [None, "cpu"])
 def test_an_unwritable_output_folder_is_one_line(checkpoint, tmp_path, target):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
-    result = _cli_child("export", checkpoint, "--format", "onnx", "-o", locked / "out",
+    result = _unprivileged_cli("export", checkpoint, "--format", "onnx", "-o", locked / "out",
                         *(["--target", target] if target else []))
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

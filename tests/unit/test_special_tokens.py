@@ -4,6 +4,7 @@ names (how many fine-tuned checkpoints ship); a missing or unusable tokenizer st
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -93,14 +94,17 @@ def test_out_of_range_ids_in_generation_config_are_refused(names_only):
 
 @pytest.mark.parametrize(("content", "message"), [
     (None, "tokenizer.json is missing"),
-    ("{not json", "not a BPE tokenizer.json"),
+    ("{not json", "corrupt tokenizer.json: not valid JSON"),
+    ("FIFO", "not a regular file"),
     ('{"model": {"type": "BPE", "vocab": {"a": -4}, "merges": []}}', "not a BPE tokenizer.json"),
     ('{"model": {"type": "Unigram", "vocab": {"a": 0}, "merges": []}}', "expected BPE"),
 ])
 @pytest.mark.parametrize("fmt", ["onnx", "gguf"])
 def test_a_missing_or_garbage_tokenizer_is_refused_before_writing(names_only, tmp_path, content, message, fmt):
-    if content is None:
+    if content in (None, "FIFO"):
         (names_only / "tokenizer.json").unlink()
+        if content == "FIFO":
+            os.mkfifo(names_only / "tokenizer.json")
     else:
         (names_only / "tokenizer.json").write_text(content)
     out = tmp_path / "out"

@@ -57,7 +57,7 @@ def _options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--out", type=click.Path(path_type=Path), help="Write profile.json, trace.json and profile.png here.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--isolate/--in-process", default=True, show_default=True,
-              help="Measure in a fresh child process per artifact (clean peak RSS).")
+              help="Measure in a fresh child process per artifact (clean peak RSS; an engine crash becomes one line).")
 def profile(artifacts: tuple[Path, ...], compare: bool, device: str, prompt_len: int, gen: int, runs: int,
             batch: str | None, context: str | None, threads: int | None, profile_name: str | None,
             usd_per_hour: float | None, options: tuple[str, ...], out: Path | None, force: bool, isolate: bool) -> None:
