@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 
-ort = pytest.importorskip("onnxruntime")
+import onnxruntime as ort
 
 from qwdeploy.exporters.onnx.exporter import export  # noqa: E402
 from qwdeploy.exporters.request import ExportRequest  # noqa: E402

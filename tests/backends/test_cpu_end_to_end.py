@@ -1,27 +1,47 @@
 """The cpu backend end to end on the tiny checkpoints of all four architectures.
 
 Tolerances: fused fp32 vs transformers fp32 differs only by summation order (measured ~1e-5).
-int8/int4 are judged against the fused fp32 graph on the same ids (prompt + greedy continuation):
-measured over 11 positions with the embedding table quantized too (the default), int8 top-1 91-100% and
-KL 2-9e-3 (near-tied logits flip); int4 top-1 18-73% and KL 0.21-0.74, Qwen3-MoE worst (with
--O keep=embed: 45-73%, KL 0.17-0.52). Hidden size 64 with random weights is the hardest case for
-4 bits; real checkpoints do far better.
+int8/int4 are judged against the fused fp32 graph on the same ids (prompt + greedy continuation, 11
+positions, the embedding table quantized too, the default), and against the plain int4 reference of
+backend_helpers.py: the same matrices rounded to nearest in blocks of 32 by ten lines of numpy, exported
+in fp32. The backend's own `-O method=rtn accuracy_level=0` graph reproduces that reference to 1e-5, so it
+pins what "int4, blocks of 32" means independently of the code under test.
+Measured now (mean KL vs fp32, top-1 in brackets):
+    plain RTN int4   qwen2 0.284 (64%)   qwen3 0.532 (36%)   qwen2moe 0.276 (55%)   qwen3moe 1.25 (9%)
+    default int4     qwen2 0.234 (55%)   qwen3 0.409 (45%)   qwen2moe 0.215 (73%)   qwen3moe 0.734 (18%)
+    default int8     qwen2 1.8e-3 (100%) qwen3 4.3e-3 (100%) qwen2moe 2.4e-3 (100%) qwen3moe 9.5e-3 (91%)
+Random weights at hidden size 64 are the hardest case for 4 bits; real checkpoints do far better.
+Checked by breaking the quantizer on purpose: scales 2x, scales 10% too large, one bit fewer, or a search
+that keeps the worst clipping ratio each fail the int4 bound on every architecture (qwen3moe's 10% scale
+error excepted: the search's lead over RTN is larger than that error there), and the int8 bound (one bit
+fewer: 3 of 4); a search that does no better than RTN fails test_scale_search_agrees_... .
 """
 
 import json
+import re
+from collections import Counter
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+import torch
+import transformers
 
+from qwdeploy.exporters.onnx.exporter import export
+from qwdeploy.exporters.request import ExportRequest
+from qwdeploy.toolkit.checkpoint import open_checkpoint
 from qwdeploy.toolkit.metrics import agreement
 
-from backend_helpers import PROMPT, greedy_logits
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from backend_helpers import (BLOCK, PROMPT, assert_int4_at_least_plain_rtn, greedy_logits, plain_rtn,  # noqa: F401
+                             quantized_matrices)
 
 ATOL = 1e-4
-BOUNDS = {"int8": (0.75, 0.02), "int4": (0.15, 0.9)}  # (min top-1, max mean KL) vs fused fp32
+# int8: codes 16x finer than int4's → 1/256 of the weight-noise variance; int8 activations add about as much
+# again, and to first order KL is proportional to that variance: expect KL ≈ KL(plain int4) / 128 (measured
+# 1/115 .. 1/158). Bound at 1/64. top-1: at most two argmax flips in 11 positions (measured at most one).
+INT8_KL_SHARE = 1 / 64
+INT8_MIN_TOP1 = 0.75
 
 
 def test_fused_fp32_matches_transformers(tiny, exported, arch):
@@ -33,27 +53,51 @@ def test_fused_fp32_matches_transformers(tiny, exported, arch):
 
 
 @pytest.mark.parametrize("quant", ["int8", "int4"])
-def test_quantized_agreement_with_fp32_is_bounded(exported, arch, quant):
-    reference, fed = greedy_logits(exported(arch, "cpu", "fp32"), steps=4)
-    quantized, _ = greedy_logits(exported(arch, "cpu", quant), steps=4, forced=fed)
-    result = agreement(reference, quantized)
-    min_top1, max_kl = BOUNDS[quant]
-    assert result.top1 >= min_top1 and result.kl_mean <= max_kl, result.summary()
+def test_quantized_agreement_with_fp32_is_bounded(make_checkpoint, exported, plain_rtn, arch, quant):
+    reference, fed, plain_logits = plain_rtn(arch)
+    folder = exported(arch, "cpu", quant)
+    quantized, _ = greedy_logits(folder, steps=4, forced=fed)
+    ours, plain = agreement(reference, quantized), agreement(reference, plain_logits)
+    if quant == "int4":
+        assert_int4_at_least_plain_rtn(ours, plain)
+    else:
+        report = f"int8 {ours.summary()}; plain int4 RTN {plain.summary()}"
+        assert ours.kl_mean <= INT8_KL_SHARE * plain.kl_mean and ours.top1 >= INT8_MIN_TOP1, report
+    # Every weight element the reference rounds is quantized in the graph (a matrix left in float would
+    # make the comparison above look better than it is): the MatMulNBits N x K plus the embedding table,
+    # against the checkpoint's matrices (a tied table serves both the lookup and the LM head).
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    attrs = [{a.name: a.i for a in n.attribute} for n in graph.node if n.op_type == "MatMulNBits"]
+    assert {a["bits"] for a in attrs} == {int(quant[3:])} and {a["block_size"] for a in attrs} == {BLOCK}
+    in_graph = sum(a["N"] * a["K"] for a in attrs)
+    tables = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    matrices = quantized_matrices(make_checkpoint(arch))
+    embedding = matrices["model.embed_tokens.weight"]
+    expected = sum(int(np.prod(s)) for s in matrices.values())
+    if "lm_head.weight" not in matrices:  # tied: the LM head reads the embedding table
+        expected += int(np.prod(embedding))
+    assert len(tables) == 1 and in_graph + int(np.prod(embedding)) == expected
 
 
-def test_scale_search_agrees_with_fp32_more_closely_than_rtn(exported):
+def test_scale_search_agrees_with_fp32_more_closely_than_rtn(exported, plain_rtn):
     """Same sizes (same bits and blocks), mean KL over the four architectures at int4, accuracy_level 0.
-    Measured: rtn 0.235, search 0.212 (qwen3 0.279 → 0.255, qwen2-MoE 0.267 → 0.203, qwen2 equal)."""
+    The backend's RTN is the plain reference (same logits to 1e-4, measured 1e-5), and the search must beat it
+    by what it gains on the weights: its squared reconstruction error is at most 0.96 of RTN's (see
+    test_quant_blockwise.py), and to first order KL is proportional to that error.
+    Measured: rtn 0.587, search 0.401 (qwen2 0.284 → 0.235, qwen3 0.532 → 0.408, qwen2-MoE 0.276 → 0.214,
+    qwen3-MoE 1.25 → 0.745)."""
     kl = {}
     for method in ("rtn", "search"):
         values = []
         for arch in ("qwen2", "qwen3", "qwen2moe", "qwen3moe"):
-            reference, fed = greedy_logits(exported(arch, "cpu", "fp32"), steps=4)
+            reference, fed, plain = plain_rtn(arch)
             quantized, _ = greedy_logits(exported(arch, "cpu", "int4", method=method, accuracy_level="0"),
                                          steps=4, forced=fed)
+            if method == "rtn":
+                np.testing.assert_allclose(quantized, plain, atol=ATOL, rtol=0, err_msg=arch)
             values.append(agreement(reference, quantized).kl_mean)
         kl[method] = float(np.mean(values))
-    assert kl["search"] < kl["rtn"], kl
+    assert kl["search"] <= 0.96 * kl["rtn"], kl
 
 
 # Nodes per decoder layer, exact (the graph is deterministic), by our-ops setting: off, on (custom_ops=on,
@@ -73,18 +117,21 @@ OUR_OPS = {"off": {"custom_ops": "off"}, "on": {"custom_ops": "on"}, "mnb": {"cu
 
 
 @pytest.mark.parametrize("key", NODES_PER_LAYER, ids="-".join)
-def test_nodes_per_layer(exported, key):
+def test_nodes_per_layer(make_checkpoint, exported, key):
     arch, quant, ours = key
-    manifest = json.loads((exported(arch, "cpu", quant, **OUR_OPS[ours]) / "qwdeploy_backend.json").read_text())
-    assert set(manifest["nodes_per_layer"].values()) == {NODES_PER_LAYER[key]}
+    folder = exported(arch, "cpu", quant, **OUR_OPS[ours])
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    measured = Counter(int(m.group(1)) for n in graph.node if (m := re.search(r"/layers\.(\d+)/", n.name)))
+    layers = json.loads((make_checkpoint(arch) / "config.json").read_text())["num_hidden_layers"]
+    assert measured == {layer: NODES_PER_LAYER[key] for layer in range(layers)}, measured
+    manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
+    assert {int(k): v for k, v in manifest["nodes_per_layer"].items()} == measured
     if ours == "on" and quant == "int4":
-        assert NODES_PER_LAYER[key] <= 8  # the issue's bound for dense Qwen2 and Qwen3 on CPU
+        assert max(measured.values()) <= 8  # the issue's bound for dense Qwen2 and Qwen3 on CPU
 
 
 def test_quant_swiglu_by_default_and_off_on_request(exported):
     """CPU default with our ops: one QuantSwiGLU; -O quant_swiglu=off keeps MatMulNBits (packed gate/up) + SwiGLU."""
-    import onnx
-
     def op_types(**options):
         folder = exported("qwen2", "cpu", "int4", custom_ops="on", **options)
         return [n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node]
@@ -99,7 +146,6 @@ def test_custom_op_graph_records_its_library_and_matches(exported, arch_quant, k
     folder = exported(arch, "cpu", quant, custom_ops="on")
     manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
     assert manifest["custom_ops"]["domain"] == "qwdeploy"
-    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.register_custom_ops_library(str(kernel_library))
@@ -112,7 +158,8 @@ def test_custom_op_graph_records_its_library_and_matches(exported, arch_quant, k
 
 
 def test_onnxruntime_genai_runs_the_cpu_folder(make_checkpoint, exported):
-    og = pytest.importorskip("onnxruntime_genai")
+    import onnxruntime_genai as og
+
     folder = exported("qwen2", "cpu", "int4")
     model = og.Model(str(folder))
     params = og.GeneratorParams(model)
@@ -126,9 +173,8 @@ def test_onnxruntime_genai_runs_the_cpu_folder(make_checkpoint, exported):
     assert ours == PROMPT + fed
 
 
-def test_passes_fire_on_optimums_graph(make_checkpoint, exported, tmp_path):
-    pytest.importorskip("optimum.exporters.onnx", reason="optimum is an optional extra (qwdeploy[optimum])")
-    import onnx
+def test_passes_fire_on_optimums_graph(make_checkpoint, plain_rtn, tmp_path):
+    import optimum.exporters.onnx  # noqa: F401  (the dev install has it: a missing optimum is a failure)
 
     from qwdeploy.backends.graph import Graph
     from qwdeploy.backends.ort.artifact import save_model
@@ -136,13 +182,12 @@ def test_passes_fire_on_optimums_graph(make_checkpoint, exported, tmp_path):
     from qwdeploy.backends.ort.quant.config import QuantConfig
     from qwdeploy.backends.ort.quant.matmul_nbits import quantize_matmuls
     from qwdeploy.backends.passes import Context, Fusion, GraphPass, run_phases
-    from qwdeploy.exporters.onnx.exporter import export
-    from qwdeploy.exporters.request import ExportRequest
-    from qwdeploy.toolkit.checkpoint import open_checkpoint
 
+    checkpoint = make_checkpoint("qwen2")
+    layers = json.loads((checkpoint / "config.json").read_text())["num_hidden_layers"]
     traced = tmp_path / "optimum"
-    export(ExportRequest(open_checkpoint(make_checkpoint("qwen2")), traced, via="optimum", show_progress=False))
-    ctx = Context(options={"quant": QuantConfig(bits=8), "num_layers": 2})
+    export(ExportRequest(open_checkpoint(checkpoint), traced, via="optimum", show_progress=False))
+    ctx = Context(options={"quant": QuantConfig(bits=8), "num_layers": layers})
     counts = {}
     for name, passes in (("norms", [Fusion(rms_norm), Fusion(skip_rms_norm)]),
                          ("quant", [GraphPass("matmul_nbits", quantize_matmuls)])):
@@ -151,10 +196,17 @@ def test_passes_fire_on_optimums_graph(make_checkpoint, exported, tmp_path):
         counts.update({r.name: r.count for _, r in run_phases(graph, [(name, passes)], ctx)})
         (tmp_path / name).mkdir()
         save_model(graph.model, tmp_path / name, source)
-    assert counts == {"rms_norm": 5, "skip_rms_norm": 4, "matmul_nbits": counts["matmul_nbits"]}
-    assert counts["matmul_nbits"] >= 14  # q, k, v, o, gate, up, down per layer (+ the LM head)
-    reference, fed = greedy_logits(traced, steps=3)
-    fused, _ = greedy_logits(tmp_path / "norms", steps=3, forced=fed)
-    np.testing.assert_allclose(fused, reference, atol=ATOL, rtol=0)
-    quantized, _ = greedy_logits(tmp_path / "quant", steps=3, forced=fed)
-    assert agreement(reference, quantized).top1 >= BOUNDS["int8"][0]
+    # Two norms per layer and the final one; all but the first follow a residual Add. One MatMulNBits per
+    # projection matrix in the checkpoint (q, k, v, o, gate, up, down: optimum's graph keeps them apart) and
+    # one for the LM head (here the tied embedding table, read by a MatMul on its transpose).
+    projections = [n for n in quantized_matrices(checkpoint) if n.endswith("_proj.weight")]
+    assert len(projections) == 7 * layers
+    assert counts == {"rms_norm": 2 * layers + 1, "skip_rms_norm": 2 * layers, "matmul_nbits": len(projections) + 1}
+    reference, fed, plain_logits = plain_rtn("qwen2")
+    ours, _ = greedy_logits(traced, steps=4, forced=fed)
+    np.testing.assert_allclose(ours, reference, atol=ATOL, rtol=0)  # optimum's trace computes what ours does
+    fused, _ = greedy_logits(tmp_path / "norms", steps=4, forced=fed)
+    np.testing.assert_allclose(fused, ours, atol=ATOL, rtol=0)
+    quantized, _ = greedy_logits(tmp_path / "quant", steps=4, forced=fed)
+    result, plain = agreement(ours, quantized), agreement(reference, plain_logits)
+    assert result.top1 >= INT8_MIN_TOP1 and result.kl_mean <= INT8_KL_SHARE * plain.kl_mean, result.summary()

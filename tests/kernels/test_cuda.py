@@ -22,7 +22,7 @@ def test_cuda_library_builds_for_sm87_and_sm90(cuda_build: Build):
 
 
 def _cuda_provider_or_skip() -> None:
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("no CUDA execution provider in this onnxruntime (needs onnxruntime-gpu and a GPU)")
 

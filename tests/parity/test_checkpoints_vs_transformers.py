@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
-from qwdeploy.toolkit.checkpoint import open_checkpoint  # noqa: E402
-from qwdeploy.toolkit.tensors import parameter_count  # noqa: E402
+from qwdeploy.toolkit.checkpoint import open_checkpoint
+from qwdeploy.toolkit.tensors import parameter_count
 
 
 def test_transformers_loads_every_tensor_we_read(tiny):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import onnxruntime_genai as og
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-og = pytest.importorskip("onnxruntime_genai")
-
-from qwdeploy.exporters.onnx.exporter import export  # noqa: E402
-from qwdeploy.exporters.request import ExportRequest  # noqa: E402
-from qwdeploy.toolkit.checkpoint import open_checkpoint  # noqa: E402
+from qwdeploy.exporters.onnx.exporter import export
+from qwdeploy.exporters.request import ExportRequest
+from qwdeploy.toolkit.checkpoint import open_checkpoint
 
 PROMPT = [9707, 1879, 11, 358]
 MAX_LENGTH = 20

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import math
+import struct
 import subprocess
 import sys
 
@@ -9,6 +11,8 @@ from click.testing import CliRunner
 
 from qwdeploy.toolkit import __version__
 from qwdeploy.toolkit.cli.main import cli
+from qwdeploy.toolkit.demo import demo_config
+from qwdeploy.toolkit.spec import spec_from_config
 from qwdeploy.toolkit.tensors import parameter_count
 from qwdeploy.toolkit.checkpoint import open_checkpoint
 
@@ -28,24 +32,45 @@ def test_console_script_is_installed():
         assert command in out
 
 
+def _stored_parameters(directory) -> int:
+    """Elements in the checkpoint's safetensors files, read from their headers (8-byte length + JSON)."""
+    total = 0
+    for path in sorted(directory.glob("*.safetensors")):
+        with open(path, "rb") as f:
+            header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+        total += sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    return total
+
+
 def test_inspect_reports_the_numbers(tiny):
     result = run("inspect", tiny, "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    spec = open_checkpoint(tiny).spec
-    assert doc["spec"]["architecture"] == spec.architecture
-    assert doc["parameters"] == parameter_count(spec)
-    assert doc["spec"]["num_layers"] == spec.num_layers and doc["spec"]["head_dim"] == spec.head_dim
+    # Expectations from the files themselves, not from the code inspect runs.
+    config = json.loads((tiny / "config.json").read_text())
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    head_dim = config.get("head_dim", config["hidden_size"] // heads)
+    assert doc["spec"]["architecture"] == config["architectures"][0]
+    stored = _stored_parameters(tiny)
+    assert stored > 0 and doc["parameters"] == stored
+    assert doc["spec"]["num_layers"] == config["num_hidden_layers"] and doc["spec"]["head_dim"] == head_dim
     assert doc["chat_template"] is True
     assert doc["exporters"]["gguf"]["supported"] and doc["exporters"]["onnx"]["supported"]
     assert doc["backends"]["cpu"]["supported"] and doc["backends"]["cpu"]["available"]
     table = run("inspect", tiny)
     assert table.exit_code == 0
-    assert f"{parameter_count(spec):,}" in table.output
-    assert f"{spec.num_heads} / {spec.num_kv_heads} / {spec.head_dim}" in table.output
-    if spec.moe:
-        assert f"{spec.moe.num_experts} / {spec.moe.top_k}" in table.output
+    assert f"{stored:,}" in table.output
+    assert f"{heads} / {kv_heads} / {head_dim}" in table.output
+    if "num_experts" in config:
+        assert f"{config['num_experts']} / {config['num_experts_per_tok']}" in table.output
     assert "backend cpu" in table.output and "export gguf" in table.output
+
+
+@pytest.mark.parametrize("arch, published", [("qwen2", 494_032_768), ("qwen3", 596_049_920)])
+def test_parameter_count_of_the_real_shapes(arch, published):
+    """The "small" presets are Qwen2.5-0.5B's and Qwen3-0.6B's shapes; their published parameter counts
+    (tied embeddings: the table is counted once)."""
+    assert parameter_count(spec_from_config(demo_config(arch, "small"))) == published
 
 
 def _one_clean_line(result):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
+import gguf
 
 from qwdeploy.exporters.gguf.exporter import export  # noqa: E402
 from qwdeploy.exporters.gguf.plan import plan_tensors  # noqa: E402

@@ -131,7 +131,7 @@ def pickled(kind: str, torch) -> object:
     ("complex", "'w' has unsupported dtype torch.complex64"),
 ])
 def test_trusted_pickle_holding_non_tensors(ckpt, kind, problem):
-    torch = pytest.importorskip("torch")
+    import torch
     (ckpt / "model.safetensors").unlink()
     torch.save(pickled(kind, torch), ckpt / "pytorch_model.bin")
     refused(lambda: open_checkpoint(ckpt, trust_pickle=True), CheckpointError, ckpt / "pytorch_model.bin", problem)
