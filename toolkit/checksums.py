@@ -8,7 +8,9 @@ characters read as zeros, so the file needs no sidecar and llama.cpp ignores the
 from __future__ import annotations
 
 import hashlib
+import queue
 import struct
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,6 +40,31 @@ def _hash_file(path: Path, hasher=None, skip: tuple[int, int] | None = None):
             hasher.update(block)
             position += len(block)
     return hasher
+
+
+class BackgroundHash:
+    """sha256 fed from a writer, computed on a worker thread (hashlib releases the GIL on large
+    buffers), so hashing overlaps the writer's own casting and writing. Buffers given to `update`
+    must not change afterwards."""
+
+    def __init__(self, hasher=None, depth: int = 4):
+        self._hasher = hasher or hashlib.sha256()
+        self._pending: queue.Queue = queue.Queue(maxsize=depth)  # bounds the memory held for hashing
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._pending.get()) is not None:
+            self._hasher.update(data)
+
+    def update(self, data) -> None:
+        self._pending.put(data)
+
+    def hexdigest(self) -> str:
+        if self._thread.is_alive():
+            self._pending.put(None)
+            self._thread.join()
+        return self._hasher.hexdigest()
 
 
 def seal_folder(folder: Path, known: dict[str, str] | None = None) -> None:
@@ -85,7 +112,7 @@ class HashingWriter:
         self.offset = gguf_digest_offset(path)
         if self.offset is None:
             raise ValueError(f"{path}: no {GGUF_KEY} key in the header written so far")
-        self.hasher = _hash_file(path)  # the header, placeholder included: a few MB
+        self.hasher = BackgroundHash(_hash_file(path))  # the header, placeholder included: a few MB
 
     def write(self, data) -> int:
         self.hasher.update(data)

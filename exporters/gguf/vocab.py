@@ -29,7 +29,7 @@ def vocab_metadata(ckpt: Checkpoint) -> list[KeyValue]:
         (Keys.Tokenizer.PRE, PRE_TOKENIZER, V.STRING),
         (Keys.Tokenizer.LIST, tokens, V.ARRAY),
         (Keys.Tokenizer.TOKEN_TYPE, [int(t) for t in token_types], V.ARRAY),
-        (Keys.Tokenizer.MERGES, vocab.merges, V.ARRAY),
+        (Keys.Tokenizer.MERGES, vocab.merge_lines(), V.ARRAY),
         (Keys.Tokenizer.ADD_BOS, bool(ckpt.tokenizer_config.get("add_bos_token", False)), V.BOOL),
     ]
     special = {Keys.Tokenizer.BOS_ID: ids.bos, Keys.Tokenizer.EOS_ID: eos, Keys.Tokenizer.PAD_ID: ids.pad_token}

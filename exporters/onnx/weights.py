@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -10,6 +9,7 @@ import numpy as np
 from onnx import TensorProto
 
 from ...toolkit.checkpoint import Checkpoint
+from ...toolkit.checksums import BackgroundHash
 from ...toolkit.finite import require_finite
 from .dtypes import Precision
 
@@ -24,7 +24,7 @@ class ExternalDataWriter:
         self._file = data_file
         self._location = location
         self._offset = 0
-        self._hash = hashlib.sha256()  # while writing, so sealing the folder needs no second pass
+        self._hash = BackgroundHash()  # while writing, so sealing the folder needs no second pass
 
     def _append(self, data) -> None:
         self._hash.update(data)
