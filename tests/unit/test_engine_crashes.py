@@ -88,3 +88,25 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_tile amx_int8\nbugs\t\t: none\n")
     assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512f", "amx_tile", "amx_int8"}
     assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+def test_a_profiling_child_that_dies_is_one_line(make_checkpoint, tmp_path):
+    """A real profiling child on a real GGUF, killed the way a faulting kernel dies."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from qwdeploy.toolkit.cli.main import cli
+    from qwdeploy.toolkit.profiler.worker import ChildWorker, Target
+
+    gguf = tmp_path / "m.gguf"
+    assert CliRunner().invoke(cli, ["export", str(make_checkpoint("qwen2")), "--format", "gguf", "-o", str(gguf),
+                                    "--no-verify"]).exit_code == 0
+    worker = ChildWorker(Target(gguf, "gguf", "cpu", threads=1))
+    try:
+        os.kill(worker._process.pid, signal.SIGSEGV)
+        with pytest.raises(EngineError) as caught:
+            worker.call("run", np.array([[11, 22, 33]]), 2)
+    finally:
+        worker.close()
+    assert str(caught.value) == (f"{gguf}: llama.cpp crashed with SIGSEGV while running m.gguf; "
+                                 "profile it with another runtime, or report this engine fault")

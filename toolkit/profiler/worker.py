@@ -110,7 +110,7 @@ class ChildWorker:
     def _receive(self, doing: str) -> Any:
         try:
             status, value = self._conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             self._process.join()
             engine = ENGINES[self._target.kind]
             raise EngineError(death_message(engine, self._process.exitcode, f"{doing} {self._target.artifact.name}",
@@ -121,7 +121,10 @@ class ChildWorker:
         return value
 
     def call(self, method: str, *args: Any) -> Any:
-        self._conn.send((method, args))
+        try:
+            self._conn.send((method, args))
+        except OSError:
+            pass  # the child is gone; _receive says how it died
         return self._receive(DOING[method])
 
     def close(self) -> None:
