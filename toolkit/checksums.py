@@ -47,7 +47,7 @@ class BackgroundHash:
     buffers), so hashing overlaps the writer's own casting and writing. Buffers given to `update`
     must not change afterwards."""
 
-    def __init__(self, hasher=None, depth: int = 4):
+    def __init__(self, hasher=None, depth: int = 2):
         self._hasher = hasher or hashlib.sha256()
         self._pending: queue.Queue = queue.Queue(maxsize=depth)  # bounds the memory held for hashing
         self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
