@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..toolkit.errors import MissingDependencyError, QwdeployError
-from .cache import cache_root
+from ..toolkit.layout import cache_root
 from .ort_headers import ort_include
 from .targets import CROSS_COMPILERS, Target
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..toolkit.errors import QwdeployError
 from .build import MANIFEST, Build, build, planned
-from .cache import cache_root
+from ..toolkit.layout import cache_root
 from .targets import resolve_target
 
 

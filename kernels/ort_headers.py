@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..toolkit.errors import MissingDependencyError
-from .cache import cache_root
+from ..toolkit.layout import cache_root
 
 ENV_VAR = "QWDEPLOY_ORT_INCLUDE"
 DEBIAN_SUITE = "trixie"  # carries libonnxruntime-dev 1.21, whose headers build libraries that load in newer ORT

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -207,10 +207,6 @@ class Checkpoint:
     def release(self, name: str, begin: int = 0, end: int | None = None) -> None:
         """Tell the reader bytes [begin, end) of a tensor will not be needed again (exporters call this)."""
         self.weights.release(name, begin, end)
-
-    def iter_tensors(self, dtype: str | None = None) -> Iterator[tuple[ExpectedTensor, np.ndarray]]:
-        for tensor in self.expected():
-            yield tensor, self.read(tensor.name, dtype)
 
     def size_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.weights.files())

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import ArtifactError
+from .layout import CHECKSUMS_FILE
 
-CHECKSUMS_FILE = "checksums.sha256"
 GGUF_KEY = "qwdeploy.sha256"
 PLACEHOLDER = b"0" * 64
 GGUF_STRING = 8  # GGUFValueType.STRING

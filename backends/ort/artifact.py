@@ -12,13 +12,11 @@ import numpy as np
 import onnx
 
 from ...exporters.onnx.weights import ExternalDataWriter
+from ...toolkit.layout import BACKEND_MANIFEST, DATA_FILE, GENAI_CONFIG, MODEL_FILE
 from ..external import external_slices, is_external
 from ..passes import PassReport
 from .quant.config import LAYER
 
-MODEL_FILE = "model.onnx"
-GENAI_CONFIG = "genai_config.json"
-MANIFEST = "qwdeploy_backend.json"
 INLINE_BYTES = 1024  # smaller tensors stay in model.onnx
 CUSTOM_OPS_KEY = "custom_ops_library"  # onnxruntime-genai's session option for a custom-op library
 
@@ -32,7 +30,7 @@ def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> dict[str, 
     """model.onnx plus one data file. Weights the passes left alone are copied slice by slice from the
     portable graph's data files in `source`; new ones (quantized, packed) are written from memory.
     Returns the data file's sha256, computed while writing."""
-    data_name = MODEL_FILE + ".data"
+    data_name = DATA_FILE
     tensors = []
     with open(folder / data_name, "wb") as data:
         writer = ExternalDataWriter(data, data_name)
@@ -69,4 +67,4 @@ def write_genai_config(portable: Path, folder: Path, provider_options: list[dict
 
 def write_manifest(folder: Path, fields: dict[str, Any], reports: list[tuple[str, PassReport]]) -> None:
     manifest = {**fields, "passes": [{"phase": phase, "pass": r.name, "count": r.count} for phase, r in reports]}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    (folder / BACKEND_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -11,10 +11,11 @@ from ...kernels.schemas import DOMAIN
 from ...toolkit.atomic import atomic_directory
 from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import QwdeployError
+from ...toolkit.layout import MODEL_FILE
 from ..base import Backend, BuildRequest, BuildResult
 from ..graph import Graph
 from ..passes import Context, run_phases
-from .artifact import (MODEL_FILE, copy_side_files, nodes_per_layer, save_model, write_genai_config,
+from .artifact import (copy_side_files, nodes_per_layer, save_model, write_genai_config,
                        write_manifest)
 from .check import check_artifact
 from .options import quant_config
@@ -22,10 +23,8 @@ from .options import quant_config
 
 def kernel_library() -> Path | None:
     """The built qwdeploy kernel library, if `qwdeploy kernels build` has made one."""
-    try:
-        from ...kernels import library_path  # provided by the kernels package once it builds
-    except ImportError:
-        return None
+    from ...kernels import library_path
+
     try:
         path = library_path()
     except (QwdeployError, OSError, TypeError):

@@ -9,13 +9,10 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from ...toolkit.errors import QwdeployError
-from ..ort.artifact import MANIFEST as BACKEND_MANIFEST
+from ...toolkit.errors import ArtifactError
+from ...toolkit.files import MAX_JSON_BYTES, parse_json_object, read_regular
+from ...toolkit.layout import BACKEND_MANIFEST, GENAI_CONFIG, MODEL_FILE
 
-MODEL_FILE = "model.onnx"
-GENAI_CONFIG = "genai_config.json"
-MANIFESTS = ("manifest.json", "qwdeploy.json", BACKEND_MANIFEST)  # the last: what `--target cpu|cuda` writes
-LIBRARY_SUFFIXES = (".so", ".dll", ".dylib")
 STANDARD_DOMAINS = ("", "ai.onnx", "com.microsoft")
 PAST_PREFIX = "past_key_values."
 
@@ -83,38 +80,23 @@ def read_graph(folder: Path) -> GraphFacts:
                       custom_domains=domains)
 
 
-def _library_paths(value: object) -> list[str]:
-    """String values under keys that name a library, at any depth of the manifest."""
-    found = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "librar" in key.lower() and isinstance(item, str) and item.endswith(LIBRARY_SUFFIXES):
-                found.append(item)
-            else:
-                found += _library_paths(item)
-    elif isinstance(value, list):
-        for item in value:
-            found += _library_paths(item)
-    return found
-
-
 def custom_op_libraries(folder: Path, facts: GraphFacts) -> list[Path]:
-    """The kernel libraries the folder's manifest names; an error when the graph needs one and none is named."""
-    libraries: list[Path] = []
-    for name in MANIFESTS:
-        manifest = folder / name
-        if not manifest.is_file():
-            continue
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise QwdeployError(f"manifest is not valid JSON ({exc})", manifest) from None
-        for entry in _library_paths(data):
-            path = (folder / entry).resolve()
-            if not path.is_file():
-                raise QwdeployError(f"names kernel library '{entry}', which does not exist", manifest)
-            libraries.append(path)
-    if facts.custom_domains and not libraries:
-        raise QwdeployError(f"the graph uses ops of domain {', '.join(facts.custom_domains)} but no manifest "
-                            f"({' or '.join(MANIFESTS)}) names a kernel library for them", folder)
-    return libraries
+    """The kernel library the backend manifest records; an error when the graph needs one and none is named."""
+    manifest = folder / BACKEND_MANIFEST
+    custom = None
+    if manifest.is_file():
+        data = parse_json_object(read_regular(manifest, MAX_JSON_BYTES), manifest, BACKEND_MANIFEST)
+        custom = data.get("custom_ops")
+        library = custom.get("library") if isinstance(custom, dict) else None
+        if custom is not None and not (isinstance(custom, dict) and isinstance(library, (str, type(None)))):
+            raise ArtifactError("'custom_ops' must be an object whose 'library' is a path or null", manifest)
+    library = custom.get("library") if custom else None
+    if library:
+        path = (folder / library).resolve()
+        if not path.is_file():
+            raise ArtifactError(f"names kernel library '{library}', which does not exist", manifest)
+        return [path]
+    if facts.custom_domains:
+        raise ArtifactError(f"the graph uses ops of domain {', '.join(facts.custom_domains)} but no "
+                            f"{BACKEND_MANIFEST} names a kernel library for them", folder)
+    return []

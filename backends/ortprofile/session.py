@@ -12,7 +12,8 @@ import numpy as np
 from ...toolkit.errors import MissingDependencyError, QwdeployError
 from ...toolkit.profiler.contract import ArtifactInfo, OpReport, RunSample
 from .events import decode_report
-from .facts import MODEL_FILE, GraphFacts, custom_op_libraries, read_graph
+from ...toolkit.layout import MODEL_FILE
+from .facts import GraphFacts, custom_op_libraries, read_graph
 
 PREFILL_CHUNK = 512  # longer prompts prefill in chunks, so full-vocabulary logits stay ~300 MB
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")

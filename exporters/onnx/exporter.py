@@ -8,16 +8,16 @@ from dataclasses import replace
 from ...toolkit.atomic import atomic_directory, check_output, scratch_directory
 from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import QwdeployError, UnsupportedModelError
+from ...toolkit.layout import DATA_FILE, GENAI_CONFIG, GENERATION_CONFIG, MODEL_FILE
 from ...toolkit.profiles import DeviceProfile
 from ...toolkit.spec import ModelSpec
 from ..request import ExportRequest, ExportResult
 from .builder import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .dtypes import PRECISIONS, Precision, precision_for
-from .genai_config import GENAI_CONFIG, genai_config, write_genai_config
+from .genai_config import genai_config, write_genai_config
 from .rope import SUPPORTED_ROPE
-from .writer import MODEL_FILE, write_onnx
+from .writer import write_onnx
 
-GENERATION_CONFIG = "generation_config.json"
 VIAS = ("native", "optimum")
 
 
@@ -90,6 +90,6 @@ def export(request: ExportRequest) -> ExportResult:
         seal_folder(tmp, written.digests)
     return ExportResult(request.out, [
         ("graph", f"{MODEL_FILE}: {written.nodes} nodes, opset {opset}, standard ops only"),
-        ("weights", f"{precision.name}, {written.weight_bytes / 2**20:.1f} MiB in {MODEL_FILE}.data"),
+        ("weights", f"{precision.name}, {written.weight_bytes / 2**20:.1f} MiB in {DATA_FILE}"),
         ("runtime config", GENAI_CONFIG),
     ])

@@ -10,7 +10,6 @@ from ...toolkit.errors import CheckpointError
 from ...toolkit.vocabulary import read_vocabulary, special_tokens
 from .decoder import ATTENTION_MASK, INPUT_IDS, LOGITS, PAST_KEY, PAST_VALUE, POSITION_IDS, PRESENT_KEY, PRESENT_VALUE
 
-GENAI_CONFIG = "genai_config.json"
 
 # onnxruntime-genai model types: it knows no MoE Qwen types, and needs none, since the MoE lives
 # inside our graph and the decoder I/O is the same as the dense model's.

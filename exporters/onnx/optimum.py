@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from ...toolkit.atomic import atomic_directory
 from ...toolkit.checksums import seal_folder
+from ...toolkit.layout import GENAI_CONFIG, MODEL_FILE
 from ...toolkit.errors import MissingDependencyError, QwdeployError
 from ..request import ExportRequest, ExportResult
 from .dtypes import Precision
-from .genai_config import GENAI_CONFIG, genai_config, write_genai_config
-from .writer import MODEL_FILE
+from .genai_config import genai_config, write_genai_config
 
 TASK = "text-generation-with-past"
 

@@ -15,7 +15,6 @@ from .dtypes import Precision
 from .params import Params
 from .weights import ExternalDataWriter, WeightStore, data_path
 
-MODEL_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from qwdeploy.backends import external
 from qwdeploy.backends.graph import Graph
-from qwdeploy.backends.ort.artifact import MODEL_FILE, save_model
+from qwdeploy.backends.ort.artifact import save_model
+from qwdeploy.toolkit.layout import MODEL_FILE
 from qwdeploy.exporters.onnx.weights import ExternalDataWriter
 
 

@@ -87,6 +87,6 @@ def test_library_path_api(host_build: Build):
 def test_library_path_names_the_command_when_unbuilt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     from qwdeploy.kernels import library_path
 
-    monkeypatch.setenv("QWDEPLOY_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("QWDEPLOY_CACHE", str(tmp_path))
     with pytest.raises(QwdeployError, match="run `qwdeploy kernels build --target host`"):
         library_path(target="host")

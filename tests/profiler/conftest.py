@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,14 @@ BACKEND_ARTIFACTS = {"onnx_cpu_fused": ("cpu", "fp32", {"custom_ops": "on"})}
 
 @pytest.fixture(scope="session", autouse=True)
 def profiler_cache(tmp_path_factory: pytest.TempPathFactory):
-    from qwdeploy.toolkit.profiler.bandwidth import CACHE_FILE, _host_key
+    """The measured bandwidth comes from a temporary cache; built kernels stay in the shared one."""
+    from qwdeploy.toolkit.profiler import bandwidth
 
     cache = tmp_path_factory.mktemp("qwdeploy-cache")
-    (cache / CACHE_FILE).write_text(json.dumps({_host_key(): FAKE_BANDWIDTH}))
-    previous = os.environ.get("QWDEPLOY_CACHE")
-    os.environ["QWDEPLOY_CACHE"] = str(cache)
-    yield cache
-    if previous is None:
-        os.environ.pop("QWDEPLOY_CACHE", None)
-    else:
-        os.environ["QWDEPLOY_CACHE"] = previous
+    (cache / bandwidth.CACHE_FILE).write_text(json.dumps({bandwidth._host_key(): FAKE_BANDWIDTH}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bandwidth, "cache_root", lambda: cache)
+        yield cache
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
 def test_bandwidth_is_measured_once_and_cached(tmp_path, monkeypatch):
     from qwdeploy.toolkit.profiler import bandwidth
 
-    monkeypatch.setenv("QWDEPLOY_CACHE", str(tmp_path))
+    monkeypatch.setattr(bandwidth, "cache_root", lambda: tmp_path)
     monkeypatch.setattr(bandwidth, "ARRAY_BYTES", 8 * 2**20)
     first = bandwidth.host_bandwidth()
     assert first > 0 and (tmp_path / bandwidth.CACHE_FILE).is_file()

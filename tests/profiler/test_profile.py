@@ -145,15 +145,19 @@ def test_kernel_library_comes_from_the_folders_manifest(artifacts, tmp_path):
     assert custom_op_libraries(folder, facts) == []  # no manifest, standard ops only: nothing to register
     copy = tmp_path / "with-manifest"
     shutil.copytree(folder, copy)
-    (copy / "manifest.json").write_text(json.dumps({"kernels": {"custom_op_library": "lib/libqwdeploy_ops.so"}}))
+    (copy / "qwdeploy_backend.json").write_text(json.dumps({"custom_ops": {"domain": "qwdeploy",
+                                                                          "library": "lib/libqwdeploy_ops.so"}}))
     with pytest.raises(QwdeployError, match="libqwdeploy_ops.so', which does not exist"):
         custom_op_libraries(copy, facts)
     (copy / "lib").mkdir()
     (copy / "lib" / "libqwdeploy_ops.so").write_bytes(b"")
     assert custom_op_libraries(copy, facts) == [(copy / "lib" / "libqwdeploy_ops.so").resolve()]
     needs_kernels = dataclasses.replace(facts, custom_domains=("qwdeploy",))
-    with pytest.raises(QwdeployError, match="domain qwdeploy but no manifest"):
+    with pytest.raises(QwdeployError, match="domain qwdeploy but no qwdeploy_backend.json names"):
         custom_op_libraries(folder, needs_kernels)
+    (copy / "qwdeploy_backend.json").write_text(json.dumps({"custom_ops": {"library": ["a.so"]}}))
+    with pytest.raises(QwdeployError, match="'custom_ops' must be an object whose 'library' is a path or null"):
+        custom_op_libraries(copy, facts)
 
 
 def test_cpu_backend_folder_registers_the_library_its_manifest_names(artifacts, kernel_library):

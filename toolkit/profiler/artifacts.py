@@ -6,10 +6,10 @@ from pathlib import Path
 
 from ..checksums import check_folder, check_gguf
 from ..errors import ArtifactError, QwdeployError
+from ..layout import MODEL_FILE
 
 ENGINES = {"onnx": "ONNX Runtime", "gguf": "llama.cpp", "hf": "transformers"}  # what runs each kind
 GGUF_MAGIC = b"GGUF"
-ONNX_MODEL = "model.onnx"
 
 
 def artifact_kind(path: Path) -> str:
@@ -20,7 +20,7 @@ def artifact_kind(path: Path) -> str:
         with open(path, "rb") as f:
             if f.read(4) == GGUF_MAGIC:
                 return "gguf"
-    elif (path / ONNX_MODEL).is_file():
+    elif (path / MODEL_FILE).is_file():
         return "onnx"
     elif (path / "config.json").is_file() and any(path.glob("*.safetensors")):
         return "hf"
@@ -32,7 +32,7 @@ def _onnx_whole(folder: Path) -> None:
     """model.onnx parses and every external tensor lies inside a data file of this folder."""
     import onnx
 
-    model_path = folder / ONNX_MODEL
+    model_path = folder / MODEL_FILE
     try:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends for damaged bytes

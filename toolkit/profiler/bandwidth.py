@@ -10,14 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..layout import cache_root
+
 ARRAY_BYTES = 256 * 2**20  # far beyond any last-level cache, so the copy streams from DRAM
 REPEATS = 5
 CACHE_FILE = "bandwidth.json"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("QWDEPLOY_CACHE")
-    return Path(root) if root else Path.home() / ".cache" / "qwdeploy"
 
 
 def _host_key() -> str:
@@ -46,8 +43,8 @@ def measure_bandwidth() -> float:
 
 
 def host_bandwidth() -> float:
-    """Cached per host in $QWDEPLOY_CACHE (default ~/.cache/qwdeploy)/bandwidth.json."""
-    path, key = cache_dir() / CACHE_FILE, _host_key()
+    """Cached per host in cache_root()/bandwidth.json."""
+    path, key = cache_root() / CACHE_FILE, _host_key()
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
