@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CheckpointError, MissingDependencyError
-from .files import MAX_JSON_BYTES, brief, parse_json_object, read_regular
+from .files import MAX_JSON_BYTES, brief, read_json_object, read_regular
 from .safetensors_io import DTYPE_NAMES, DTYPES, SafetensorsFile
 from .spec import ModelSpec, load_config, spec_from_config
 from .tensors import IGNORABLE, TIED_OUTPUT, ExpectedTensor, expected_tensors
@@ -67,7 +67,7 @@ class WeightSource:
             self._load_pickles(pickles)
 
     def _from_index(self, index: Path) -> None:
-        weight_map = _read_json(index, "safetensors index").get("weight_map")
+        weight_map = read_json_object(index, "safetensors index").get("weight_map")
         if not isinstance(weight_map, dict):
             raise CheckpointError("not a valid safetensors index (needs a 'weight_map' object)", index)
         for name, shard_name in weight_map.items():
@@ -148,7 +148,7 @@ class Checkpoint:
 
     def _optional_json(self, name: str) -> dict:
         path = self.directory / name
-        return _read_json(path) if os.path.lexists(path) else {}
+        return read_json_object(path) if os.path.lexists(path) else {}
 
     @property
     def chat_template(self) -> str | None:
@@ -233,10 +233,6 @@ def _pickled_array(torch: Any, name: object, value: object, path: Path) -> np.nd
     if array is None or array.dtype not in DTYPE_NAMES:
         raise CheckpointError(f"pickle tensor {brief(name)} has unsupported dtype {value.dtype}", path)
     return array
-
-
-def _read_json(path: Path, what: str | None = None) -> dict:
-    return parse_json_object(read_regular(path, MAX_JSON_BYTES), path, what)
 
 
 def _check_folder(directory: Path) -> None:

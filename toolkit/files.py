@@ -44,20 +44,26 @@ def read_regular(path: Path, limit: int, error: type[QwdeployError] = Checkpoint
     return data
 
 
-def parse_json_object(raw: bytes, path: Path, what: str | None = None) -> dict:
+def parse_json_object(raw: bytes, path: Path, what: str | None = None,
+                      error: type[QwdeployError] = CheckpointError) -> dict:
     """`raw` as a JSON object, or one line saying why not (deep nesting and huge integers included)."""
     prefix = f"corrupt {what}: " if what else ""
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise CheckpointError(f"{prefix}not valid JSON (not UTF-8 text)", path) from None
+        raise error(f"{prefix}not valid JSON (not UTF-8 text)", path) from None
     except RecursionError:
-        raise CheckpointError(f"{prefix}not valid JSON (nested too deeply)", path) from None
+        raise error(f"{prefix}not valid JSON (nested too deeply)", path) from None
     except ValueError as exc:  # JSONDecodeError, and integers beyond Python's digit limit
-        raise CheckpointError(f"{prefix}not valid JSON ({exc})", path) from None
+        raise error(f"{prefix}not valid JSON ({exc})", path) from None
     if not isinstance(value, dict):
-        raise CheckpointError(f"{prefix}must hold a JSON object", path)
+        raise error(f"{prefix}must hold a JSON object", path)
     return value
+
+
+def read_json_object(path: Path, what: str | None = None, error: type[QwdeployError] = CheckpointError) -> dict:
+    """A JSON object from a regular file of at most MAX_JSON_BYTES, or one line saying why not."""
+    return parse_json_object(read_regular(path, MAX_JSON_BYTES, error), path, what, error)
 
 
 def brief(value: object, limit: int = 80) -> str:

@@ -39,6 +39,8 @@ DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIMS = 32  # numpy's own limit on dimensions is 64; no weight has more than a handful
 INT64_MAX = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class TensorHeader:
     name: str

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, UnsupportedModelError
-from .files import MAX_JSON_BYTES, brief, is_int, parse_json_object, read_regular
+from .files import brief, is_int, read_json_object
 
 
 @dataclass(frozen=True)
@@ -296,4 +296,4 @@ def load_config(path: Path) -> dict:
     """Read config.json with errors that name the file."""
     if not os.path.lexists(path):
         raise CheckpointError("config.json not found (is this a Hugging Face model directory?)", path.parent)
-    return parse_json_object(read_regular(path, MAX_JSON_BYTES), path)
+    return read_json_object(path)

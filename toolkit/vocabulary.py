@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .errors import CheckpointError
-from .files import MAX_JSON_BYTES, parse_json_object, read_regular
+from .files import is_int, read_json_object
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -41,12 +41,12 @@ def read_vocabulary(ckpt: Checkpoint) -> Vocabulary:
     if not path.exists():
         raise CheckpointError(f"{TOKENIZER_FILE} is missing; exported artifacts carry the tokenizer",
                               ckpt.directory)
-    data = parse_json_object(read_regular(path, MAX_JSON_BYTES), path, TOKENIZER_FILE)
+    data = read_json_object(path, TOKENIZER_FILE)
     # Checked in place, not copied: a 150k-token vocabulary as Python objects is tens of MB already.
     model = data.get("model")
     tokens, merges = (model.get("vocab"), model.get("merges")) if isinstance(model, dict) else (None, None)
     try:
-        if not (isinstance(tokens, dict) and tokens and all(type(i) is int for i in tokens.values())
+        if not (isinstance(tokens, dict) and tokens and all(map(is_int, tokens.values()))
                 and min(tokens.values()) >= 0 and isinstance(merges, list) and all(map(_is_merge, merges))):
             raise ValueError(model)
         added = [(str(a["content"]), _id(a["id"]), bool(a.get("special"))) for a in data.get("added_tokens", [])]
@@ -68,7 +68,7 @@ def _is_merge(merge: object) -> bool:
 
 
 def _id(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value) or value < 0:
         raise ValueError(value)
     return value
 

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from ...exporters.onnx.weights import ExternalDataWriter
-from ...toolkit.layout import BACKEND_MANIFEST, DATA_FILE, GENAI_CONFIG, MODEL_FILE
+from ...toolkit.layout import BACKEND_MANIFEST, CHECKSUMS_FILE, DATA_FILE, GENAI_CONFIG, MODEL_FILE
 from ..external import external_slices, is_external
 from ..passes import PassReport
 from .quant.config import LAYER
@@ -50,9 +50,9 @@ def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> dict[str, 
 
 
 def copy_side_files(portable: Path, folder: Path) -> None:
-    """Tokenizer and generation files travel unchanged; the graph and genai config are rewritten."""
+    """Tokenizer and generation files travel unchanged; the graph, genai config and checksums are rewritten."""
     for path in portable.iterdir():
-        if path.is_file() and not path.name.startswith(MODEL_FILE) and path.name != GENAI_CONFIG:
+        if path.is_file() and not path.name.startswith(MODEL_FILE) and path.name not in (GENAI_CONFIG, CHECKSUMS_FILE):
             shutil.copy2(path, folder / path.name)
 
 

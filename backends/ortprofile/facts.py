@@ -10,7 +10,7 @@ import onnx
 from onnx import helper
 
 from ...toolkit.errors import ArtifactError
-from ...toolkit.files import MAX_JSON_BYTES, parse_json_object, read_regular
+from ...toolkit.files import read_json_object
 from ...toolkit.layout import BACKEND_MANIFEST, GENAI_CONFIG, MODEL_FILE
 
 STANDARD_DOMAINS = ("", "ai.onnx", "com.microsoft")
@@ -85,7 +85,7 @@ def custom_op_libraries(folder: Path, facts: GraphFacts) -> list[Path]:
     manifest = folder / BACKEND_MANIFEST
     custom = None
     if manifest.is_file():
-        data = parse_json_object(read_regular(manifest, MAX_JSON_BYTES), manifest, BACKEND_MANIFEST)
+        data = read_json_object(manifest, BACKEND_MANIFEST, ArtifactError)
         custom = data.get("custom_ops")
         library = custom.get("library") if isinstance(custom, dict) else None
         if custom is not None and not (isinstance(custom, dict) and isinstance(library, (str, type(None)))):

@@ -18,7 +18,8 @@ from .metadata import general_metadata, model_metadata
 from .names import ARCHITECTURES
 from .plan import PlannedTensor, encoded_chunks, plan_tensors
 from .quant import QUANT_TYPES, QuantType, quant_type
-from .verify import compare_with_transformers, llama_available, llama_quantize
+from ...backends.llamacpp.native import llama_cpp_installed
+from .verify import compare_with_transformers, llama_quantize
 from .vocab import vocab_metadata
 from .writer import write_gguf
 
@@ -79,7 +80,7 @@ def export(request: ExportRequest) -> ExportResult:
         raise QwdeployError("--target and --via apply to ONNX exports only")
     verify = request.verify
     if verify is None:
-        verify = parameter_count(ckpt.spec) <= VERIFY_MAX_PARAMETERS and llama_available()
+        verify = parameter_count(ckpt.spec) <= VERIFY_MAX_PARAMETERS and llama_cpp_installed()
     with atomic_file(request.out, force=request.force, inputs=request.inputs) as tmp:
         if quant.by_llama:
             source = tmp.with_name(tmp.name + ".source")

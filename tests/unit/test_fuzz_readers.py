@@ -32,6 +32,12 @@ from qwdeploy.toolkit.tensors import parameter_count
 
 QUICK = settings(max_examples=150, deadline=5000, database=None, suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=5000, deadline=5000, database=None, suppress_health_check=[HealthCheck.too_slow])
+# Each reader runs a short budget in the default suite and a long one behind the fuzz marker (-m fuzz).
+BUDGETS = [pytest.param(QUICK, id="quick"), pytest.param(LONG, id="long", marks=pytest.mark.fuzz)]
+
+
+def fuzz(budget: settings, strategy: st.SearchStrategy, check: Callable[[Any], None]) -> None:
+    budget(given(strategy)(check))()
 MEMORY_SLACK = 16 * 1024 * 1024  # a reader may use this much beyond 64 bytes per input byte
 
 BOUNDARY_INTS = [0, 1, -1, 7, 2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64 - 1, 10**30]
@@ -113,17 +119,9 @@ def check_safetensors(workdir: Path, raw: bytes) -> None:
         st_file.close()
 
 
-@QUICK
-@given(raw=safetensors_bytes())
-def test_safetensors_headers(workdir, raw):
-    check_safetensors(workdir, raw)
-
-
-@pytest.mark.fuzz
-@LONG
-@given(raw=safetensors_bytes())
-def test_safetensors_headers_long(workdir, raw):
-    check_safetensors(workdir, raw)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_safetensors_headers(workdir, budget):
+    fuzz(budget, safetensors_bytes(), lambda raw: check_safetensors(workdir, raw))
 
 
 # --- index.json ---------------------------------------------------------------------------------
@@ -162,17 +160,9 @@ def check_index(folder: Path, raw: bytes) -> None:
         assert all(folder.resolve() in f.resolve().parents for f in source.files())
 
 
-@QUICK
-@given(raw=index_bytes())
-def test_index_json(shard_dir, raw):
-    check_index(shard_dir, raw)
-
-
-@pytest.mark.fuzz
-@LONG
-@given(raw=index_bytes())
-def test_index_json_long(shard_dir, raw):
-    check_index(shard_dir, raw)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_index_json(shard_dir, budget):
+    fuzz(budget, index_bytes(), lambda raw: check_index(shard_dir, raw))
 
 
 # --- config.json → ModelSpec ----------------------------------------------------------------------
@@ -205,17 +195,9 @@ def check_config(workdir: Path, raw: bytes) -> None:
         assert parameter_count(spec) > 0
 
 
-@QUICK
-@given(raw=config_bytes())
-def test_config_json(workdir, raw):
-    check_config(workdir, raw)
-
-
-@pytest.mark.fuzz
-@LONG
-@given(raw=config_bytes())
-def test_config_json_long(workdir, raw):
-    check_config(workdir, raw)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_config_json(workdir, budget):
+    fuzz(budget, config_bytes(), lambda raw: check_config(workdir, raw))
 
 
 # --- GGUF ----------------------------------------------------------------------------------------
@@ -265,17 +247,9 @@ def check_gguf(workdir: Path, raw: bytes) -> None:
             assert gguf.raw(name).size == tensor.nbytes
 
 
-@QUICK
-@given(data=st.data())
-def test_gguf_bytes(workdir, make_gguf, data):
-    check_gguf(workdir, data.draw(gguf_bytes(make_gguf)))
-
-
-@pytest.mark.fuzz
-@LONG
-@given(data=st.data())
-def test_gguf_bytes_long(workdir, make_gguf, data):
-    check_gguf(workdir, data.draw(gguf_bytes(make_gguf)))
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_gguf_bytes(workdir, make_gguf, budget):
+    fuzz(budget, gguf_bytes(make_gguf), lambda raw: check_gguf(workdir, raw))
 
 
 # --- device profile TOML -------------------------------------------------------------------------
@@ -326,14 +300,6 @@ def check_profile(workdir: Path, raw: bytes) -> None:
     loads_or_refuses(lambda: load_profile(path), path, len(raw))
 
 
-@QUICK
-@given(raw=profile_bytes())
-def test_profile_toml(workdir, raw):
-    check_profile(workdir, raw)
-
-
-@pytest.mark.fuzz
-@LONG
-@given(raw=profile_bytes())
-def test_profile_toml_long(workdir, raw):
-    check_profile(workdir, raw)
+@pytest.mark.parametrize("budget", BUDGETS)
+def test_profile_toml(workdir, budget):
+    fuzz(budget, profile_bytes(), lambda raw: check_profile(workdir, raw))

@@ -3,32 +3,16 @@ the problem, never another exception, a hang or an allocation sized by a lie."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from qwdeploy.toolkit.errors import ProfileError
 from qwdeploy.toolkit.profiles import load_profile
 
+from test_profiles import GOOD
 from untrusted import fifo, refused, unprivileged
 
 
-PROFILE = """
-description = "test board"
-[memory]
-total_gib = 4
-budget_gib = 3
-[cpu]
-arch = "aarch64"
-cores = 4
-[accelerator]
-kind = "none"
-[deploy]
-format = "gguf"
-backend = "cpu"
-dtypes = ["q4_0"]
-gguf_quant = "q4_0"
-onnx_quant = "int4"
-"""
+PROFILE = GOOD.replace("[deploy]", '[accelerator]\nkind = "none"\n[deploy]')  # a key to damage in every section
 
 
 @pytest.mark.parametrize("old, new, problem", [
