@@ -30,8 +30,8 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
         names.pop()
     graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(inputs[n].dtype),
                                                   list(inputs[n].shape)) for n in names if n]
-    float_type = helper.np_dtype_to_tensor_dtype(inputs[names[0]].dtype)  # every output is T, as input 0
-    graph_outputs = [helper.make_tensor_value_info(o.name, float_type, None) for o in schema.outputs]
+    graph_outputs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(np.dtype(o.dtype)), None)
+                     for o in schema.outputs]
     node = helper.make_node(op, names, [o.name for o in schema.outputs], domain=DOMAIN, **dict(attributes))
     graph = helper.make_graph([node], f"qwdeploy_{op}", graph_inputs, graph_outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),

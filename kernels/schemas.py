@@ -1,8 +1,12 @@
 """The `qwdeploy` custom-op domain: one schema per fused op, shared by fusion passes and kernels.
 
 Fusion passes (backends/*/fusions) build nodes from these names; the C++/CUDA adapters in
-kernels/ register exactly these inputs, outputs and attributes; the numpy references in
-kernels/reference.py define their meaning. Optional inputs may be passed as "" (ONNX convention).
+kernels/ register exactly these inputs, outputs and attributes (their I/O tables, kernels/ort/schema_io.h,
+are rendered from this file by kernels/schema_header.py); the numpy references in kernels/reference.py
+define their meaning. Optional inputs may be passed as "" (ONNX convention).
+
+Every floating-point input and output is float32: no kernel has a float16 path, so a float16 graph
+(the cuda backend's) cannot use this domain. backends/ort/check.py refuses a node whose graph says otherwise.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ DOMAIN_VERSION = 1
 class Arg:
     name: str
     shape: str  # symbolic, for docs and checks
-    dtype: str  # "T" = float32 or float16 (same for every T of a node), else a concrete type
+    dtype: str  # numpy's name of the element type: "float32", "uint8" or "int64"
     optional: bool = False
 
 
@@ -35,20 +39,20 @@ SCHEMAS = {
     for s in (
         OpSchema(
             "SwiGLU",
-            inputs=(Arg("gate_up", "[..., 2*I]", "T"),),
-            outputs=(Arg("Y", "[..., I]", "T"),),
+            inputs=(Arg("gate_up", "[..., 2*I]", "float32"),),
+            outputs=(Arg("Y", "[..., I]", "float32"),),
             attributes={},
             doc="Y = silu(gate_up[..., :I]) * gate_up[..., I:] (gate first, as a packed gate/up MatMul emits).",
         ),
         OpSchema(
             "QuantSwiGLU",
             inputs=(
-                Arg("X", "[..., K]", "T"),
+                Arg("X", "[..., K]", "float32"),
                 Arg("B", "[2*I, K/block_size, block_size*bits/8]", "uint8"),
-                Arg("scales", "[2*I * K/block_size]", "T"),
+                Arg("scales", "[2*I * K/block_size]", "float32"),
                 Arg("zero_points", "[2*I * ceil(K/block_size*bits/8)]", "uint8", optional=True),
             ),
-            outputs=(Arg("Y", "[..., I]", "T"),),
+            outputs=(Arg("Y", "[..., I]", "float32"),),
             attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int"},
             doc="Packed gate/up projection on block-quantized weights (ONNX Runtime's MatMulNBits layout, "
             "N = 2*I rows, gate rows first) followed by SwiGLU; the [.., 2*I] intermediate never reaches memory.",
@@ -56,15 +60,15 @@ SCHEMAS = {
         OpSchema(
             "MoE",
             inputs=(
-                Arg("X", "[tokens, H]", "T"),
-                Arg("router_logits", "[tokens, E]", "T"),
-                Arg("gate_up_weights", "[E, 2*I, H]", "T"),
-                Arg("down_weights", "[E, H, I]", "T"),
-                Arg("shared_gate_up", "[2*S, H]", "T", optional=True),
-                Arg("shared_down", "[H, S]", "T", optional=True),
-                Arg("shared_gate", "[1, H]", "T", optional=True),
+                Arg("X", "[tokens, H]", "float32"),
+                Arg("router_logits", "[tokens, E]", "float32"),
+                Arg("gate_up_weights", "[E, 2*I, H]", "float32"),
+                Arg("down_weights", "[E, H, I]", "float32"),
+                Arg("shared_gate_up", "[2*S, H]", "float32", optional=True),
+                Arg("shared_down", "[H, S]", "float32", optional=True),
+                Arg("shared_gate", "[1, H]", "float32", optional=True),
             ),
-            outputs=(Arg("Y", "[tokens, H]", "T"),),
+            outputs=(Arg("Y", "[tokens, H]", "float32"),),
             attributes={"top_k": "int", "normalize_topk": "int"},
             doc="softmax(router_logits) in fp32, top-k, optional renormalisation, SwiGLU experts computed only "
             "for the tokens routed to them, weighted sum; plus the Qwen2-MoE shared expert scaled by "
@@ -73,17 +77,17 @@ SCHEMAS = {
         OpSchema(
             "QMoE",
             inputs=(
-                Arg("X", "[tokens, H]", "T"),
-                Arg("router_logits", "[tokens, E]", "T"),
+                Arg("X", "[tokens, H]", "float32"),
+                Arg("router_logits", "[tokens, E]", "float32"),
                 Arg("gate_up_weights", "[E, 2*I, H/block_size, block_size*bits/8]", "uint8"),
-                Arg("gate_up_scales", "[E, 2*I, H/block_size]", "T"),
+                Arg("gate_up_scales", "[E, 2*I, H/block_size]", "float32"),
                 Arg("down_weights", "[E, H, I/block_size, block_size*bits/8]", "uint8"),
-                Arg("down_scales", "[E, H, I/block_size]", "T"),
-                Arg("shared_gate_up", "[2*S, H]", "T", optional=True),
-                Arg("shared_down", "[H, S]", "T", optional=True),
-                Arg("shared_gate", "[1, H]", "T", optional=True),
+                Arg("down_scales", "[E, H, I/block_size]", "float32"),
+                Arg("shared_gate_up", "[2*S, H]", "float32", optional=True),
+                Arg("shared_down", "[H, S]", "float32", optional=True),
+                Arg("shared_gate", "[1, H]", "float32", optional=True),
             ),
-            outputs=(Arg("Y", "[tokens, H]", "T"),),
+            outputs=(Arg("Y", "[tokens, H]", "float32"),),
             attributes={"top_k": "int", "normalize_topk": "int", "bits": "int", "block_size": "int"},
             doc="MoE with symmetric block-quantized expert weights (int4 packed low nibble first, or int8; "
             "value = (q - 2^(bits-1)) * scale).",
@@ -91,16 +95,16 @@ SCHEMAS = {
         OpSchema(
             "QKNormRotary",
             inputs=(
-                Arg("Q", "[batch, seq, num_heads*head_dim]", "T"),
-                Arg("K", "[batch, seq, kv_num_heads*head_dim]", "T"),
-                Arg("q_norm_weight", "[head_dim]", "T"),
-                Arg("k_norm_weight", "[head_dim]", "T"),
+                Arg("Q", "[batch, seq, num_heads*head_dim]", "float32"),
+                Arg("K", "[batch, seq, kv_num_heads*head_dim]", "float32"),
+                Arg("q_norm_weight", "[head_dim]", "float32"),
+                Arg("k_norm_weight", "[head_dim]", "float32"),
                 Arg("position_ids", "[batch, seq]", "int64"),
-                Arg("cos_cache", "[max_positions, head_dim/2]", "T"),
-                Arg("sin_cache", "[max_positions, head_dim/2]", "T"),
+                Arg("cos_cache", "[max_positions, head_dim/2]", "float32"),
+                Arg("sin_cache", "[max_positions, head_dim/2]", "float32"),
             ),
-            outputs=(Arg("Q_out", "[batch, seq, num_heads*head_dim]", "T"),
-                     Arg("K_out", "[batch, seq, kv_num_heads*head_dim]", "T")),
+            outputs=(Arg("Q_out", "[batch, seq, num_heads*head_dim]", "float32"),
+                     Arg("K_out", "[batch, seq, kv_num_heads*head_dim]", "float32")),
             attributes={"num_heads": "int", "kv_num_heads": "int", "epsilon": "float"},
             doc="Qwen3's per-head RMSNorm of q and k (over head_dim) followed by rotary embedding "
             "(rotate-half layout, as transformers) at position_ids, in one pass over each head.",
@@ -108,14 +112,14 @@ SCHEMAS = {
         OpSchema(
             "QKNormRotaryPacked",
             inputs=(
-                Arg("QKV", "[batch, seq, (num_heads + 2*kv_num_heads)*head_dim]", "T"),
-                Arg("q_norm_weight", "[head_dim]", "T"),
-                Arg("k_norm_weight", "[head_dim]", "T"),
+                Arg("QKV", "[batch, seq, (num_heads + 2*kv_num_heads)*head_dim]", "float32"),
+                Arg("q_norm_weight", "[head_dim]", "float32"),
+                Arg("k_norm_weight", "[head_dim]", "float32"),
                 Arg("position_ids", "[batch, seq]", "int64"),
-                Arg("cos_cache", "[max_positions, head_dim/2]", "T"),
-                Arg("sin_cache", "[max_positions, head_dim/2]", "T"),
+                Arg("cos_cache", "[max_positions, head_dim/2]", "float32"),
+                Arg("sin_cache", "[max_positions, head_dim/2]", "float32"),
             ),
-            outputs=(Arg("QKV_out", "[batch, seq, (num_heads + 2*kv_num_heads)*head_dim]", "T"),),
+            outputs=(Arg("QKV_out", "[batch, seq, (num_heads + 2*kv_num_heads)*head_dim]", "float32"),),
             attributes={"num_heads": "int", "kv_num_heads": "int", "epsilon": "float"},
             doc="QKNormRotary on the q and k heads of a packed projection (q heads, then k, then v: "
             "GroupQueryAttention's packed-QKV layout); v heads pass through unchanged, so one MatMul feeds "

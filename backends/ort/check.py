@@ -3,7 +3,9 @@
 1. onnx.checker, with ONNX Runtime's own default-domain ops (SimplifiedLayerNormalization) moved
    to a private domain in the checked copy, since onnx does not know them;
 2. every com.microsoft node against ONNX Runtime's own schema (op known, attributes known, input
-   count within the schema), every qwdeploy node against kernels/schemas.py;
+   count within the schema), every qwdeploy node against kernels/schemas.py, including the element
+   types of its inputs and outputs wherever the graph states them (graph inputs and outputs,
+   initializers, value_info): without the kernel library no session would notice a float16 one;
 3. an ONNX Runtime session on the providers given, when they exist here and no node lacks a
    kernel library: that proves ORT accepts the graph (types, shapes, kernels).
 Returns a one-line description of what was checked; raises QwdeployError on a failed step.
@@ -13,9 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 
-from ...kernels.schemas import DOMAIN, SCHEMAS
+from ...kernels.schemas import DOMAIN, SCHEMAS, OpSchema
 from ...toolkit.engines import run_isolated
 from ...toolkit.errors import QwdeployError
 from .fusions import MS
@@ -31,8 +34,35 @@ def _ort_schemas() -> dict[str, object]:
             if s.domain == MS or (s.domain == "" and s.name in ORT_DEFAULT_DOMAIN_OPS)}
 
 
+def _stated_types(graph: onnx.GraphProto) -> dict[str, int]:
+    """Value name → the ONNX element type the graph states for it, where it states one."""
+    stated = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output, *graph.value_info)
+              if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
+    stated.update((t.name, t.data_type) for t in graph.initializer)
+    return stated
+
+
+def _type_name(elem_type: int) -> str:
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except KeyError:  # a number ONNX does not define: onnx.checker lets it through
+        return f"element type {elem_type}"
+
+
+def _type_problems(node: onnx.NodeProto, schema: OpSchema, stated: dict[str, int]) -> list[str]:
+    problems = []
+    for role, verb, names, args in (("input", "take", node.input, schema.inputs),
+                                    ("output", "return", node.output, schema.outputs)):
+        for name, arg in zip(names, args):
+            found = stated.get(name)
+            if found is not None and found != onnx.helper.np_dtype_to_tensor_dtype(np.dtype(arg.dtype)):
+                problems.append(f"{node.name}: {role} '{arg.name}' is {_type_name(found)}, the {DOMAIN} kernels "
+                                f"{verb} {arg.dtype}")
+    return problems
+
+
 def _schema_problems(model: onnx.ModelProto) -> list[str]:
-    ms, problems = _ort_schemas(), []
+    ms, stated, problems = _ort_schemas(), _stated_types(model.graph), []
     for node in model.graph.node:
         attrs = {a.name for a in node.attribute}
         if node.domain == MS or (node.domain == "" and node.op_type in ORT_DEFAULT_DOMAIN_OPS):
@@ -50,6 +80,7 @@ def _schema_problems(model: onnx.ModelProto) -> list[str]:
             missing = set(schema.attributes) - attrs
             if missing:
                 problems.append(f"{node.name}: missing attributes {sorted(missing)}")
+            problems += _type_problems(node, schema, stated)
         else:
             continue
         if attrs - known:

@@ -1,5 +1,6 @@
 // The thin layer between ONNX Runtime's classic custom-op API and our runtime-free cores: one Op
-// template for every kernel, I/O tables declared once per op, errors turned into OrtStatus.
+// template for every kernel, I/O tables from schema_io.h (rendered from kernels/schemas.py), errors
+// turned into OrtStatus.
 #pragma once
 
 #include <onnxruntime_cxx_api.h>
@@ -23,20 +24,6 @@ inline constexpr auto kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 inline constexpr auto kUint8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
 inline constexpr auto kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 
-// Inputs per op, in kernels/schemas.py order; every output is float.
-namespace io {
-inline constexpr Port kSwiGLU[] = {{kFloat, false}};
-inline constexpr Port kQuantSwiGLU[] = {{kFloat, false}, {kUint8, false}, {kFloat, false}, {kUint8, true}};
-inline constexpr Port kMoE[] = {{kFloat, false}, {kFloat, false}, {kFloat, false}, {kFloat, false},
-                                {kFloat, true},  {kFloat, true},  {kFloat, true}};
-inline constexpr Port kQMoE[] = {{kFloat, false}, {kFloat, false}, {kUint8, false}, {kFloat, false}, {kUint8, false},
-                                 {kFloat, false}, {kFloat, true},  {kFloat, true},  {kFloat, true}};
-inline constexpr Port kQKNormRotary[] = {{kFloat, false}, {kFloat, false}, {kFloat, false}, {kFloat, false},
-                                         {kInt64, false}, {kFloat, false}, {kFloat, false}};
-inline constexpr Port kQKNormRotaryPacked[] = {{kFloat, false}, {kFloat, false}, {kFloat, false},
-                                               {kInt64, false}, {kFloat, false}, {kFloat, false}};
-}  // namespace io
-
 // Runs fn and converts any exception into a status ONNX Runtime reports with the node's name.
 template <class Fn>
 OrtStatusPtr guard(Fn&& fn) noexcept {
@@ -57,17 +44,17 @@ struct Op : Ort::CustomOpBase<Op<Kernel>, Kernel, true> {
   }
   const char* GetName() const { return Kernel::kName; }
   const char* GetExecutionProviderType() const { return Kernel::kProvider; }
-  size_t GetInputTypeCount() const { return Kernel::kInputCount; }
+  size_t GetInputTypeCount() const { return std::size(Kernel::kInputs); }
   ONNXTensorElementDataType GetInputType(size_t i) const { return Kernel::kInputs[i].type; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
     return Kernel::kInputs[i].optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
-  size_t GetOutputTypeCount() const { return Kernel::kOutputs; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return kFloat; }
+  size_t GetOutputTypeCount() const { return std::size(Kernel::kOutputs); }
+  ONNXTensorElementDataType GetOutputType(size_t i) const { return Kernel::kOutputs[i]; }
 };
 
-// Kernels derive from this and define kName, kProvider, kInputs (a Port table), kInputCount, kOutputs
-// and `void Compute(Ort::KernelContext&)`.
+// Kernels derive from this and from their op's struct in schema_io.h (kName, kInputs, kOutputs), and
+// define kProvider and `void Compute(Ort::KernelContext&)`.
 template <class Derived>
 struct Kernel {
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {

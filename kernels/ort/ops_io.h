@@ -3,20 +3,18 @@
 // and add kProvider and Compute.
 #pragma once
 
+#include <type_traits>
+
 #include "../cpu/weights.h"
 #include "adapter.h"
+#include "schema_io.h"
 #include "shapes.h"
 
 namespace qwd::ort {
 
 inline shapes::Shape optional_shape(const Ort::ConstValue& v) { return v ? shape(v) : shapes::Shape{}; }
 
-struct SwiGLUOp {
-  static constexpr const char* kName = "SwiGLU";
-  static constexpr const Port* kInputs = io::kSwiGLU;
-  static constexpr size_t kInputCount = std::size(io::kSwiGLU);
-  static constexpr size_t kOutputs = 1;
-
+struct SwiGLUOp : schema::SwiGLU {
   struct Args {
     const float* gate_up;  // [rows, 2*inter]
     float* y;              // [rows, inter]
@@ -32,11 +30,7 @@ struct SwiGLUOp {
   }
 };
 
-struct QuantSwiGLUOp {
-  static constexpr const char* kName = "QuantSwiGLU";
-  static constexpr const Port* kInputs = io::kQuantSwiGLU;
-  static constexpr size_t kInputCount = std::size(io::kQuantSwiGLU);
-  static constexpr size_t kOutputs = 1;
+struct QuantSwiGLUOp : schema::QuantSwiGLU {
   int64_t K, N, bits, block_size;
 
   struct Args {
@@ -65,11 +59,7 @@ struct QuantSwiGLUOp {
 
 // MoE and QMoE share everything but how expert weights are read; kQuantized picks the input layout.
 template <bool kQuantized>
-struct MoEOp {
-  static constexpr const char* kName = kQuantized ? "QMoE" : "MoE";
-  static constexpr const Port* kInputs = kQuantized ? io::kQMoE : io::kMoE;
-  static constexpr size_t kInputCount = kQuantized ? std::size(io::kQMoE) : std::size(io::kMoE);
-  static constexpr size_t kOutputs = 1;
+struct MoEOp : std::conditional_t<kQuantized, schema::QMoE, schema::MoE> {
   static constexpr size_t kShared = kQuantized ? 6 : 4;  // index of shared_gate_up
   int64_t top_k, normalize, bits, block_size;
 

@@ -2,8 +2,11 @@
 // adapters (pointers are wherever the provider keeps tensors).
 #pragma once
 
+#include <type_traits>
+
 #include "../cpu/qk_norm_rotary.h"
 #include "adapter.h"
+#include "schema_io.h"
 #include "shapes.h"
 
 namespace qwd::ort {
@@ -11,11 +14,7 @@ namespace qwd::ort {
 // kPacked picks the op: inputs (QKV | Q, K), q_norm_weight, k_norm_weight, position_ids, cos, sin.
 // Device kernels derive from this and add kProvider and Compute.
 template <bool kPacked>
-struct QKNormRotaryOp {
-  static constexpr const char* kName = kPacked ? "QKNormRotaryPacked" : "QKNormRotary";
-  static constexpr const Port* kInputs = kPacked ? io::kQKNormRotaryPacked : io::kQKNormRotary;
-  static constexpr size_t kInputCount = kPacked ? std::size(io::kQKNormRotaryPacked) : std::size(io::kQKNormRotary);
-  static constexpr size_t kOutputs = kPacked ? 1 : 2;
+struct QKNormRotaryOp : std::conditional_t<kPacked, schema::QKNormRotaryPacked, schema::QKNormRotary> {
   static constexpr size_t kTables = kPacked ? 1 : 2;  // index of q_norm_weight
   int64_t num_heads, kv_num_heads;
   float epsilon;
@@ -27,9 +26,11 @@ struct QKNormRotaryOp {
 
   // The problem with every pointer set and the outputs allocated.
   QKNormRotaryProblem read(Ort::KernelContext& ctx) const {
-    Ort::ConstValue in[7];  // kInputCount of either op, at most 7
-    shapes::Shape sh[7];
-    for (size_t i = 0; i < kInputCount; ++i) sh[i] = shape(in[i] = ctx.GetInput(i));
+    constexpr size_t n = std::size(QKNormRotaryOp::kInputs);
+    Ort::ConstValue in[7];  // either op's inputs; a size from n would make every in[i].GetTensorData dependent
+    static_assert(n <= std::size(in));
+    shapes::Shape sh[std::size(in)];
+    for (size_t i = 0; i < n; ++i) sh[i] = shape(in[i] = ctx.GetInput(i));
     const Ort::ConstValue* t_in = in + kTables;  // q_norm_weight, k_norm_weight, position_ids, cos, sin
     const shapes::Shape* t = sh + kTables;
     const int64_t H = num_heads, KV = kv_num_heads;

@@ -1,0 +1,99 @@
+// Generated from kernels/schemas.py by kernels/schema_header.py; do not edit. After changing a schema run
+//   python -m qwdeploy.kernels.schema_header
+// The adapters' op structs derive from these, so ONNX Runtime sees exactly the schemas' names and types.
+#pragma once
+
+#include "adapter.h"
+
+namespace qwd::ort::schema {
+
+struct SwiGLU {
+  static constexpr const char* kName = "SwiGLU";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // gate_up
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
+struct QuantSwiGLU {
+  static constexpr const char* kName = "QuantSwiGLU";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // X
+      {kUint8, false},  // B
+      {kFloat, false},  // scales
+      {kUint8, true},  // zero_points
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
+struct MoE {
+  static constexpr const char* kName = "MoE";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // X
+      {kFloat, false},  // router_logits
+      {kFloat, false},  // gate_up_weights
+      {kFloat, false},  // down_weights
+      {kFloat, true},  // shared_gate_up
+      {kFloat, true},  // shared_down
+      {kFloat, true},  // shared_gate
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
+struct QMoE {
+  static constexpr const char* kName = "QMoE";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // X
+      {kFloat, false},  // router_logits
+      {kUint8, false},  // gate_up_weights
+      {kFloat, false},  // gate_up_scales
+      {kUint8, false},  // down_weights
+      {kFloat, false},  // down_scales
+      {kFloat, true},  // shared_gate_up
+      {kFloat, true},  // shared_down
+      {kFloat, true},  // shared_gate
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
+struct QKNormRotary {
+  static constexpr const char* kName = "QKNormRotary";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // Q
+      {kFloat, false},  // K
+      {kFloat, false},  // q_norm_weight
+      {kFloat, false},  // k_norm_weight
+      {kInt64, false},  // position_ids
+      {kFloat, false},  // cos_cache
+      {kFloat, false},  // sin_cache
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Q_out
+      kFloat,  // K_out
+  };
+};
+
+struct QKNormRotaryPacked {
+  static constexpr const char* kName = "QKNormRotaryPacked";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // QKV
+      {kFloat, false},  // q_norm_weight
+      {kFloat, false},  // k_norm_weight
+      {kInt64, false},  // position_ids
+      {kFloat, false},  // cos_cache
+      {kFloat, false},  // sin_cache
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // QKV_out
+  };
+};
+
+}  // namespace qwd::ort::schema

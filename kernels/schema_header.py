@@ -1,0 +1,67 @@
+"""kernels/ort/schema_io.h, the C++ side of kernels/schemas.py: each op's name, input Port table and output
+element types, rendered from the schemas so the adapters cannot register anything else.
+
+The header is checked in, so a plain CMake build needs no Python. After changing a schema run
+
+    python -m qwdeploy.kernels.schema_header
+
+A kernel build and tests/kernels/test_schemas.py refuse a header that differs from what this renders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..toolkit.errors import QwdeployError
+from .schemas import SCHEMAS, Arg
+
+HEADER = Path(__file__).resolve().parent / "ort" / "schema_io.h"
+COMMAND = "python -m qwdeploy.kernels.schema_header"
+CPP_TYPES = {"float32": "kFloat", "uint8": "kUint8", "int64": "kInt64"}  # Arg.dtype → kernels/ort/adapter.h
+
+PREAMBLE = f"""\
+// Generated from kernels/schemas.py by kernels/schema_header.py; do not edit. After changing a schema run
+//   {COMMAND}
+// The adapters' op structs derive from these, so ONNX Runtime sees exactly the schemas' names and types.
+#pragma once
+
+#include "adapter.h"
+
+namespace qwd::ort::schema {{
+"""
+CLOSING = "\n}  // namespace qwd::ort::schema\n"
+
+
+def _cpp_type(op: str, arg: Arg) -> str:
+    if arg.dtype not in CPP_TYPES:
+        raise QwdeployError(f"kernels/schemas.py: {op}.{arg.name} is {arg.dtype}; the kernels know "
+                            f"{', '.join(CPP_TYPES)}")
+    return CPP_TYPES[arg.dtype]
+
+
+def _table(element: str, rows: list[tuple[str, str]]) -> list[str]:
+    """A constexpr array member, one row per argument with its schema name beside it."""
+    return [f"  static constexpr {element}[] = {{", *(f"      {value},  // {name}" for value, name in rows), "  };"]
+
+
+def _op(name: str) -> str:
+    schema = SCHEMAS[name]
+    inputs = [(f"{{{_cpp_type(name, a)}, {str(a.optional).lower()}}}", a.name) for a in schema.inputs]
+    outputs = [(_cpp_type(name, a), a.name) for a in schema.outputs]
+    lines = [f"struct {name} {{", f'  static constexpr const char* kName = "{name}";',
+             *_table("Port kInputs", inputs), *_table("ONNXTensorElementDataType kOutputs", outputs), "};"]
+    return "\n".join(lines) + "\n"
+
+
+def render() -> str:
+    return PREAMBLE + "\n" + "\n".join(_op(name) for name in SCHEMAS) + CLOSING
+
+
+def require_current() -> None:
+    """Raises QwdeployError naming the command to run when the checked-in header is not render()'s."""
+    if not HEADER.is_file() or HEADER.read_text() != render():
+        raise QwdeployError(f"does not match kernels/schemas.py; run `{COMMAND}`", HEADER)
+
+
+if __name__ == "__main__":
+    HEADER.write_text(render())
