@@ -1,41 +1,53 @@
-"""llama.cpp's names for Qwen architectures and tensors, as tables keyed by our roles."""
+"""llama.cpp's names for Qwen architectures and tensors, taken from gguf-py's tables and keyed by our roles.
+
+gguf-py ships llama.cpp's own name tables, so a rename upstream reaches us with the gguf package
+instead of through a second, hand-typed copy.
+"""
 
 from __future__ import annotations
 
-# model_type → llama.cpp architecture
-ARCHITECTURES = {"qwen2": "qwen2", "qwen3": "qwen3", "qwen2_moe": "qwen2moe", "qwen3_moe": "qwen3moe"}
+from gguf import MODEL_ARCH, MODEL_ARCH_NAMES, TENSOR_NAMES as GGUF_TENSOR_NAMES
+from gguf import MODEL_TENSOR as M
 
-# role (toolkit/tensors.py) → GGUF tensor name; expert roles name the per-layer stacked tensor.
-TENSOR_NAMES = {
-    "token_embd": "token_embd.weight",
-    "output_norm": "output_norm.weight",
-    "output": "output.weight",
-    "attn_norm": "blk.{layer}.attn_norm.weight",
-    "attn_q": "blk.{layer}.attn_q.weight",
-    "attn_k": "blk.{layer}.attn_k.weight",
-    "attn_v": "blk.{layer}.attn_v.weight",
-    "attn_q_bias": "blk.{layer}.attn_q.bias",
-    "attn_k_bias": "blk.{layer}.attn_k.bias",
-    "attn_v_bias": "blk.{layer}.attn_v.bias",
-    "attn_q_norm": "blk.{layer}.attn_q_norm.weight",
-    "attn_k_norm": "blk.{layer}.attn_k_norm.weight",
-    "attn_output": "blk.{layer}.attn_output.weight",
-    "ffn_norm": "blk.{layer}.ffn_norm.weight",
-    "ffn_gate": "blk.{layer}.ffn_gate.weight",
-    "ffn_up": "blk.{layer}.ffn_up.weight",
-    "ffn_down": "blk.{layer}.ffn_down.weight",
-    "ffn_gate_inp": "blk.{layer}.ffn_gate_inp.weight",
-    "ffn_gate_exp": "blk.{layer}.ffn_gate_exps.weight",
-    "ffn_up_exp": "blk.{layer}.ffn_up_exps.weight",
-    "ffn_down_exp": "blk.{layer}.ffn_down_exps.weight",
-    "ffn_gate_shexp": "blk.{layer}.ffn_gate_shexp.weight",
-    "ffn_up_shexp": "blk.{layer}.ffn_up_shexp.weight",
-    "ffn_down_shexp": "blk.{layer}.ffn_down_shexp.weight",
-    "ffn_gate_inp_shexp": "blk.{layer}.ffn_gate_inp_shexp.weight",
+# model_type → llama.cpp architecture (gguf.MODEL_TENSORS[arch] lists the tensors it may hold; tests check ours)
+MODEL_ARCHS = {"qwen2": MODEL_ARCH.QWEN2, "qwen3": MODEL_ARCH.QWEN3, "qwen2_moe": MODEL_ARCH.QWEN2MOE,
+               "qwen3_moe": MODEL_ARCH.QWEN3MOE}
+# model_type → the architecture name GGUF files carry
+ARCHITECTURES = {model_type: MODEL_ARCH_NAMES[arch] for model_type, arch in MODEL_ARCHS.items()}
+
+# role (toolkit/tensors.py) → (llama.cpp tensor, suffix); expert roles name the per-layer stacked tensor.
+ROLES = {
+    "token_embd": (M.TOKEN_EMBD, "weight"),
+    "output_norm": (M.OUTPUT_NORM, "weight"),
+    "output": (M.OUTPUT, "weight"),
+    "attn_norm": (M.ATTN_NORM, "weight"),
+    "attn_q": (M.ATTN_Q, "weight"),
+    "attn_k": (M.ATTN_K, "weight"),
+    "attn_v": (M.ATTN_V, "weight"),
+    "attn_q_bias": (M.ATTN_Q, "bias"),
+    "attn_k_bias": (M.ATTN_K, "bias"),
+    "attn_v_bias": (M.ATTN_V, "bias"),
+    "attn_q_norm": (M.ATTN_Q_NORM, "weight"),
+    "attn_k_norm": (M.ATTN_K_NORM, "weight"),
+    "attn_output": (M.ATTN_OUT, "weight"),
+    "ffn_norm": (M.FFN_NORM, "weight"),
+    "ffn_gate": (M.FFN_GATE, "weight"),
+    "ffn_up": (M.FFN_UP, "weight"),
+    "ffn_down": (M.FFN_DOWN, "weight"),
+    "ffn_gate_inp": (M.FFN_GATE_INP, "weight"),
+    "ffn_gate_exp": (M.FFN_GATE_EXP, "weight"),
+    "ffn_up_exp": (M.FFN_UP_EXP, "weight"),
+    "ffn_down_exp": (M.FFN_DOWN_EXP, "weight"),
+    "ffn_gate_shexp": (M.FFN_GATE_SHEXP, "weight"),
+    "ffn_up_shexp": (M.FFN_UP_SHEXP, "weight"),
+    "ffn_down_shexp": (M.FFN_DOWN_SHEXP, "weight"),
+    "ffn_gate_inp_shexp": (M.FFN_GATE_INP_SHEXP, "weight"),
 }
+
+# role → GGUF tensor name, formatted with layer= ("blk.{layer}.attn_q.weight").
+TENSOR_NAMES = {role: f"{GGUF_TENSOR_NAMES[tensor].format(bid='{layer}')}.{suffix}"
+                for role, (tensor, suffix) in ROLES.items()}
 
 # Roles llama.cpp keeps in F32 whatever the file type: routers decide, they are not multiplied in bulk.
 F32_ROLES = frozenset({"ffn_gate_inp", "ffn_gate_inp_shexp"})
 
-# llama.cpp reads the shared-expert gate as a vector of n_embd.
-SQUEEZED_ROLES = frozenset({"ffn_gate_inp_shexp"})

@@ -11,7 +11,7 @@ from gguf import GGMLQuantizationType as T
 from ...toolkit.checkpoint import Checkpoint
 from ...toolkit.finite import require_finite
 from ...toolkit.tensors import ExpectedTensor
-from .names import SQUEEZED_ROLES, TENSOR_NAMES
+from .names import TENSOR_NAMES
 from .quant import encode, nbytes, tensor_type
 
 CHUNK_ELEMENTS = 1 << 23  # rows are encoded in slices of about this many values (32 MiB as f32)
@@ -31,8 +31,8 @@ class PlannedTensor:
 
 
 def _planned(role: str, layer: int | None, shape: tuple[int, ...], sources: tuple[str, ...], wanted: T):
-    if role in SQUEEZED_ROLES:
-        shape = (int(np.prod(shape)),)
+    # Hugging Face's shape as it is, as llama.cpp's converter writes it: the shared-expert gate [1, hidden]
+    # stays 2-D (GGUF ne [hidden, 1]), which llama.cpp's loader accepts where it asks for [hidden].
     name = TENSOR_NAMES[role].format(layer=layer)
     return PlannedTensor(name, role, shape, tensor_type(role, shape, wanted), sources)
 

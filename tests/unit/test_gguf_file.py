@@ -102,8 +102,49 @@ def test_qwen2moe_shared_expert_keys(make_checkpoint, tmp_path):
     spec = open_checkpoint(ckpt_dir).spec
     assert _field(reader, "qwen2moe.expert_shared_feed_forward_length") == spec.moe.shared_expert_intermediate_size
     gate = reader.tensors["blk.1.ffn_gate_inp_shexp.weight"]
-    assert gate.qtype == gguf.GGMLQuantizationType.F32 and gate.shape == (spec.hidden_size,)
+    assert gate.qtype == gguf.GGMLQuantizationType.F32 and gate.shape == (1, spec.hidden_size)
     assert "blk.0.attn_q.bias" in reader.tensors
+
+
+def test_qwen2moe_shared_expert_gate_is_2d_as_llama_cpp_converts_it(make_checkpoint, tmp_path):
+    """convert_hf_to_gguf.py keeps Hugging Face's [1, hidden]: GGUF ne [hidden, 1], two dimensions."""
+    ckpt_dir = make_checkpoint("qwen2moe")
+    _export(ckpt_dir, tmp_path, "q8_0")
+    hidden = open_checkpoint(ckpt_dir).spec.hidden_size
+    gates = [t for t in gguf.GGUFReader(tmp_path / "q8_0.gguf").tensors if t.name.endswith("ffn_gate_inp_shexp.weight")]
+    assert gates and all(t.shape.tolist() == [hidden, 1] for t in gates)  # gguf-py lists every stored dim
+
+
+# Tensor names and shapes (numpy order) of the tiny dense checkpoints, in file order, as written before the names
+# came from gguf-py: that change and the Qwen2-MoE gate's must leave dense files as they were.
+DENSE_TABLES = {
+    "qwen2": (
+        [("token_embd.weight", (151936, 64))],
+        [("attn_norm.weight", (64,)), ("attn_q.weight", (64, 64)), ("attn_k.weight", (32, 64)),
+         ("attn_v.weight", (32, 64)), ("attn_q.bias", (64,)), ("attn_k.bias", (32,)), ("attn_v.bias", (32,)),
+         ("attn_output.weight", (64, 64)), ("ffn_norm.weight", (64,)), ("ffn_gate.weight", (160, 64)),
+         ("ffn_up.weight", (160, 64)), ("ffn_down.weight", (64, 160))],
+        [("output_norm.weight", (64,))],
+    ),
+    "qwen3": (
+        [("token_embd.weight", (151936, 64))],
+        [("attn_norm.weight", (64,)), ("attn_q.weight", (128, 64)), ("attn_k.weight", (64, 64)),
+         ("attn_v.weight", (64, 64)), ("attn_q_norm.weight", (32,)), ("attn_k_norm.weight", (32,)),
+         ("attn_output.weight", (64, 128)), ("ffn_norm.weight", (64,)), ("ffn_gate.weight", (160, 64)),
+         ("ffn_up.weight", (160, 64)), ("ffn_down.weight", (64, 160))],
+        [("output_norm.weight", (64,)), ("output.weight", (151936, 64))],
+    ),
+}
+
+
+@pytest.mark.parametrize("family", sorted(DENSE_TABLES))
+def test_dense_tensor_table_is_unchanged(make_checkpoint, tmp_path, family):
+    ckpt_dir = make_checkpoint(family)
+    reader = _export(ckpt_dir, tmp_path, "f16")
+    head, layer, tail = DENSE_TABLES[family]
+    layers = open_checkpoint(ckpt_dir).spec.num_layers
+    want = head + [(f"blk.{i}.{name}", shape) for i in range(layers) for name, shape in layer] + tail
+    assert [(t.name, t.shape) for t in reader.tensors.values()] == want
 
 
 def test_tied_embeddings_write_no_output_tensor(make_checkpoint, tmp_path):
