@@ -1,22 +1,26 @@
-"""The build driver: CMake configure + build of kernels/ for a Target, cached by a hash of the sources,
+"""The build driver: CMake configure + build of kernels/ for a BuildTarget, cached by a hash of the sources,
 the target and the compilers' versions, so a second build of the same thing is a lookup."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from ..toolkit.errors import MissingDependencyError, QwdeployError
 from ..toolkit.layout import cache_root
 from .ort_headers import ort_include
-from .targets import CROSS_COMPILERS, Target
+from .schema_header import require_current
+from .targets import CROSS_COMPILERS, BuildTarget
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCE_SUFFIXES = (".h", ".cc", ".cu", ".cuh", ".txt", ".cmake")
@@ -27,7 +31,7 @@ MANIFEST = "build.json"
 
 @dataclass(frozen=True)
 class Build:
-    target: Target
+    target: BuildTarget
     directory: Path
 
     @property
@@ -67,7 +71,7 @@ def _version(tool: str) -> str:
     return out[-1] if "nvcc" in tool else (out[0] if out else "unknown")
 
 
-def toolchain(target: Target) -> dict[str, str]:
+def toolchain(target: BuildTarget) -> dict[str, str]:
     """The tools this target's build runs, checked to exist; a missing one says what to install."""
     tools = {"cmake": _need("cmake", "apt-get install cmake (or pip install cmake)")}
     if target.cross:
@@ -80,7 +84,7 @@ def toolchain(target: Target) -> dict[str, str]:
     return tools
 
 
-def build_key(target: Target, tools: dict[str, str]) -> str:
+def build_key(target: BuildTarget, tools: dict[str, str]) -> str:
     digest = hashlib.sha256()
     for path in sources():
         digest.update(str(path.relative_to(SOURCE_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -91,15 +95,16 @@ def build_key(target: Target, tools: dict[str, str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def planned(target: Target) -> Build:
+def planned(target: BuildTarget) -> Build:
     """Where this target's build lives for the current sources and compilers (built or not)."""
     tools = toolchain(target)
     return Build(target, cache_root() / "kernels" / f"{target.name}-{target.arch}-{build_key(target, tools)}")
 
 
-def build(target: Target, ort_include_dir: str | Path | None = None, jobs: int | None = None,
+def build(target: BuildTarget, ort_include_dir: str | Path | None = None, jobs: int | None = None,
           force: bool = False) -> Build:
     """Configures and builds into a temporary folder beside the cache entry, renamed into place when complete."""
+    require_current()  # the C++ I/O tables must be the schemas' before anything is built or reused
     result = planned(target)
     if ort_include_dir is not None:
         ort_include(ort_include_dir)  # a wrong folder is an error even when a cached build would do
@@ -108,6 +113,22 @@ def build(target: Target, ort_include_dir: str | Path | None = None, jobs: int |
     tools = toolchain(target)
     include = ort_include(ort_include_dir)
     result.directory.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(result.directory.parent / f".{result.directory.name}.lock"):
+        if result.exists() and not force:
+            return result  # another process built it while this one waited
+        _compile(result, target, tools, include, jobs)
+    return result
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One build of a given key at a time across processes (parallel test workers, two exports)."""
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _compile(result: Build, target: BuildTarget, tools: dict[str, str], include: Path, jobs: int | None) -> None:
     build_dir = Path(tempfile.mkdtemp(dir=result.directory.parent, prefix=".building-"))
     try:
         _cmake(_configure_args(target, tools, include, build_dir), build_dir)
@@ -122,10 +143,9 @@ def build(target: Target, ort_include_dir: str | Path | None = None, jobs: int |
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         raise
-    return result
 
 
-def _configure_args(target: Target, tools: dict[str, str], include: Path, build_dir: Path) -> list[str]:
+def _configure_args(target: BuildTarget, tools: dict[str, str], include: Path, build_dir: Path) -> list[str]:
     args = [tools["cmake"], "-S", str(SOURCE_DIR), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
             f"-DORT_INCLUDE_DIR={include}", f"-DQWD_ARCH_FLAGS={';'.join(target.cpu_flags)}"]
     if shutil.which("ninja"):

@@ -21,7 +21,9 @@ ARM_EXTENSIONS = {"fp16": "+fp16", "dotprod": "+dotprod", "i8mm": "+i8mm", "bf16
 
 
 @dataclass(frozen=True)
-class Target:
+class BuildTarget:
+    """What one kernel build is for: the CPU (and GPUs) of this host or of a device profile."""
+
     name: str  # "host" or the profile's name
     arch: str  # x86_64 | aarch64
     cpu_flags: tuple[str, ...]
@@ -70,12 +72,12 @@ def _profile_flags(arch: str, isa: list[str]) -> tuple[str, ...]:
     return (f"-march=armv8.2-a{extensions}",) if extensions else ("-march=armv8-a",)
 
 
-def resolve_target(target: str = "host", cuda_arch: str | None = None) -> Target:
+def resolve_target(target: str = "host", cuda_arch: str | None = None) -> BuildTarget:
     """"host" builds for this machine (-march=native); a profile name or .toml path for that device's ISA,
     cross-compiling when its CPU differs. cuda_arch overrides the profile's accelerator.cuda_arch."""
     cuda = parse_cuda_archs(cuda_arch) if cuda_arch else ()
     if target == "host":
-        return Target("host", host_arch(), ("-march=native",), cuda)
+        return BuildTarget("host", host_arch(), ("-march=native",), cuda)
 
     from ..toolkit.profiles import load_profile
 
@@ -93,4 +95,4 @@ def resolve_target(target: str = "host", cuda_arch: str | None = None) -> Target
                                 f"the device (qwdeploy kernels build --target host --cuda-arch {cuda_arch})")
         note = f"CUDA kernels left out: build them on the {arch} device itself"
         cuda = ()
-    return Target(profile.name, arch, _profile_flags(arch, profile.cpu.isa), cuda, note)
+    return BuildTarget(profile.name, arch, _profile_flags(arch, profile.cpu.isa), cuda, note)

@@ -67,10 +67,10 @@ def list_cmd() -> None:
 def _is_current(directory, target: dict) -> bool:
     """Whether the current sources and compilers would build into this same folder."""
     from ...kernels.build import planned
-    from ...kernels.targets import Target
+    from ...kernels.targets import BuildTarget
     from ...toolkit.errors import QwdeployError
 
     try:
-        return planned(Target(**target)).directory == directory
+        return planned(BuildTarget(**target)).directory == directory
     except QwdeployError:
         return False
