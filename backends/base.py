@@ -3,45 +3,65 @@
 Invariants every backend keeps (tests/backends/test_contract.py checks them for all of them):
   - Importing a backend module never fails and never touches a device or an optional package;
     `availability()` returns (False, reason) instead of raising when the machine cannot run it.
-  - `pipeline(profile, options)` is a pure description: named phases, each an ordered list of
-    passes (callables with a `name`), the same for the same arguments. Building runs exactly these.
+  - `pipeline(plan)` is a pure description: named phases, each an ordered list of passes
+    (callables with a `name`), the same for the same plan. Building runs exactly these.
   - `build` reads the portable graph folder, never modifies it, and writes `out` whole or not at
     all; it raises QwdeployError (one line) for anything the user can fix.
-  - Options are validated against `OPTIONS`; an unknown key is an error, not ignored.
-  - `collector()` imports `qwdeploy.backends.<name>.collector` only when called and returns its
-    COLLECTOR (the profiler's view of this backend).
+  - Options are a frozen dataclass whose `option()` fields are the `-O KEY=VALUE` settings; an
+    unknown key is an error, not ignored.
+The runtimes that run a device's artifacts are listed beside its backend in toolkit/devices.py.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from ..toolkit.errors import QwdeployError
-from ..toolkit.profiles import DeviceProfile
+from ..toolkit.profiles import DTYPE_ALIASES, DeviceProfile
 from ..toolkit.spec import ModelSpec
 from .passes import Phase, PassReport
+
+OPTION = "qwdeploy.option"  # dataclass field metadata key
 
 
 @dataclass(frozen=True)
 class Option:
     parse: Callable[[str], Any]  # from the CLI's KEY=VALUE text
-    default: Any
     help: str
     quants: tuple[str, ...] = ()  # the --quant values it applies to; empty: all
 
 
+def option(default: Any, parse: Callable[[str], Any], help: str, quants: tuple[str, ...] = ()) -> Any:
+    """A backend options field that `-O NAME=VALUE` sets."""
+    return field(default=default, metadata={OPTION: Option(parse, help, quants)})
+
+
+def option_fields(options: Any) -> dict[str, tuple[Option, Any]]:
+    """name → (the option, its value in `options`), in declaration order."""
+    return {f.name: (f.metadata[OPTION], getattr(options, f.name)) for f in fields(options) if OPTION in f.metadata}
+
+
+O = TypeVar("O")
+
+
 @dataclass(frozen=True)
-class BuildRequest:
+class Plan(Generic[O]):
+    """What one build is for: the pipeline and the passes are chosen from this alone."""
+
+    quant: str
+    options: O
+    spec: ModelSpec
+    profile: DeviceProfile | None = None
+
+
+@dataclass(frozen=True)
+class BuildRequest(Generic[O]):
     portable: Path  # folder with the portable graph (model.onnx + .data, tokenizer, genai_config.json)
     out: Path
-    spec: ModelSpec
-    quant: str
-    options: dict[str, Any]  # already resolved by `resolve_options`
-    profile: DeviceProfile | None = None
+    plan: Plan[O]
     force: bool = False
     inputs: tuple[Path, ...] = ()  # what the output must never overlap
 
@@ -53,57 +73,47 @@ class BuildResult:
     summary: list[tuple[str, str]] = field(default_factory=list)
 
 
-class Backend(ABC):
+class Backend(ABC, Generic[O]):
     name: str
     description: str
     quants: tuple[str, ...]  # accepted --quant values, the first is the default without a profile
-    OPTIONS: dict[str, Option] = {}
+    portable: str  # the portable graph's precision (exporter --quant) the pipeline starts from
+    defaults: O  # this device's option values before -O
 
     @abstractmethod
     def availability(self) -> tuple[bool, str]:
         """(True, what runs it) or (False, why not); never raises."""
 
     @abstractmethod
-    def portable_precision(self, quant: str) -> str:
-        """The portable graph precision (exporter --quant) the pipeline starts from."""
-
-    @abstractmethod
-    def pipeline(self, profile: DeviceProfile | None, options: dict[str, Any]) -> list[Phase]:
+    def pipeline(self, plan: Plan[O]) -> list[Phase]:
         """Named phases of passes, in order."""
 
     @abstractmethod
-    def build(self, request: BuildRequest) -> BuildResult:
+    def build(self, request: BuildRequest[O]) -> BuildResult:
         """Run the pipeline over request.portable and write the artifact folder request.out."""
 
     def resolve_quant(self, quant: str | None, profile: DeviceProfile | None) -> str:
-        name = {"f32": "fp32", "float32": "fp32", "f16": "fp16", "float16": "fp16"}.get(quant or "", quant)
-        if name is None:
-            name = profile.deploy.onnx_quant if profile is not None else self.quants[0]
-            name = {"f32": "fp32", "f16": "fp16"}.get(name, name)
+        name = quant if quant is not None else (profile.deploy.onnx_quant if profile is not None else self.quants[0])
+        name = DTYPE_ALIASES.get(name.lower(), name.lower())
         if name not in self.quants:
             raise QwdeployError(f"--target {self.name} --quant {quant}: use one of {', '.join(self.quants)}")
         return name
 
-    def resolve_options(self, raw: dict[str, Any], quant: str | None = None) -> dict[str, Any]:
-        """Defaults for every option, overridden by `raw` (strings are parsed); unknown keys refused, and
+    def resolve_options(self, raw: dict[str, Any], quant: str | None = None) -> O:
+        """This device's defaults with `raw` applied (strings are parsed); unknown keys refused, and
         (given `quant`) keys that do nothing for that quant type."""
-        unknown = sorted(set(raw) - set(self.OPTIONS))
+        table = option_fields(self.defaults)
+        unknown = sorted(set(raw) - set(table))
         if unknown:
-            raise QwdeployError(f"--target {self.name}: unknown option '{unknown[0]}'; known: "
-                                f"{', '.join(self.OPTIONS)}")
-        idle = [key for key in raw if quant and self.OPTIONS[key].quants and quant not in self.OPTIONS[key].quants]
+            raise QwdeployError(f"--target {self.name}: unknown option '{unknown[0]}'; known: {', '.join(table)}")
+        idle = [key for key in raw if quant and table[key][0].quants and quant not in table[key][0].quants]
         if idle:
-            option = self.OPTIONS[idle[0]]
-            raise QwdeployError(f"-O {idle[0]} applies to --quant {'/'.join(option.quants)}; "
+            raise QwdeployError(f"-O {idle[0]} applies to --quant {'/'.join(table[idle[0]][0].quants)}; "
                                 f"--quant {quant} has no weights it would change")
-        resolved = {}
-        for key, option in self.OPTIONS.items():
-            value = raw.get(key, option.default)
+        parsed = {}
+        for key, value in raw.items():
             try:
-                resolved[key] = option.parse(value) if isinstance(value, str) else value
+                parsed[key] = table[key][0].parse(value) if isinstance(value, str) else value
             except ValueError as exc:
                 raise QwdeployError(f"--target {self.name}: option {key}={value!r}: {exc}") from None
-        return resolved
-
-    def collector(self) -> Any:
-        return importlib.import_module(f"qwdeploy.backends.{self.name}.collector").COLLECTOR
+        return replace(self.defaults, **parsed)

@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from .external import external_array, is_external
+from ..toolkit.external_data import external_array, is_external
 
 
 class Reject(Exception):
@@ -25,38 +25,76 @@ class Graph:
         self.model = model
         self.base_dir = base_dir
         self.graph = model.graph
-        # Passes edit this plain list (protobuf's repeated-field wrappers are not stable objects);
-        # `commit` writes it back into the model.
-        self.node: list[NodeProto] = []
+        # Passes edit copies (protobuf's repeated-field wrappers are not stable objects); `commit` writes
+        # them back. Each live node has an order key: a rewrite's nodes take the keys below the slot of
+        # the last node they replace, so a rewrite costs the size of the change, not of the graph.
+        self._nodes: dict[int, NodeProto] = {}
+        self._key: dict[int, tuple[int, ...]] = {}
+        self._listed: list[NodeProto] | None = None
+        self._init = {t.name: t for t in self.graph.initializer}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._used_names: set[str] = set()
+        self.outputs = {o.name for o in self.graph.output}
+        self.inputs = {i.name for i in self.graph.input}
+        nodes = []
         for stored in self.graph.node:
             node = NodeProto()
             node.CopyFrom(stored)
-            self.node.append(node)
-        self._init = {t.name: t for t in self.graph.initializer}
-        self._arrays: dict[str, np.ndarray] = {}
-        self._used_names: set[str] = {n.name for n in self.node}
-        self.reindex()
+            nodes.append(node)
+        self._renumber(nodes)
 
     # --- index -------------------------------------------------------------------------------------
-    def reindex(self) -> None:
+    @property
+    def node(self) -> list[NodeProto]:
+        """The live nodes in graph order (a fresh list: edit the graph through its methods)."""
+        if self._listed is None:
+            self._listed = sorted(self._nodes.values(), key=lambda n: self._key[id(n)])
+        return list(self._listed)
+
+    def alive(self, node: NodeProto) -> bool:
+        return id(node) in self._nodes
+
+    def _renumber(self, nodes: list[NodeProto]) -> None:
+        self._nodes, self._key = {}, {}
         self.producer: dict[str, NodeProto] = {}
-        self.consumers: dict[str, list[NodeProto]] = {}
-        for node in self.node:
-            for out in node.output:
-                if out:
-                    self.producer[out] = node
-            for name in node.input:
-                if name:
-                    self.consumers.setdefault(name, []).append(node)
-        self.outputs = {o.name for o in self.graph.output}
-        self.inputs = {i.name for i in self.graph.input}
+        self._users: dict[str, dict[int, NodeProto]] = {}  # value → its readers by id: O(1) to drop one
+        for i, node in enumerate(nodes):
+            self._add(node, (i,))
+        self._top = len(nodes) - 1
+        self._listed = list(nodes)
+
+    def _add(self, node: NodeProto, key: tuple[int, ...]) -> None:
+        self._nodes[id(node)], self._key[id(node)] = node, key
+        self._used_names.add(node.name)
+        self._listed = None
+        for out in node.output:
+            if out:
+                self.producer[out] = node
+        for name in set(node.input) - {""}:
+            self._users.setdefault(name, {})[id(node)] = node
+
+    def _remove(self, node: NodeProto) -> None:
+        del self._nodes[id(node)], self._key[id(node)]
+        self._listed = None
+        for out in node.output:
+            if self.producer.get(out) is node:
+                del self.producer[out]
+        for name in set(node.input) - {""}:
+            readers = self._users[name]
+            del readers[id(node)]
+            if not readers:
+                del self._users[name]
 
     def nodes(self, op_type: str, domain: str = "") -> list[NodeProto]:
         return [n for n in self.node if n.op_type == op_type and n.domain == domain]
 
+    def users(self, value: str) -> list[NodeProto]:
+        """The nodes reading `value`, once per input slot that reads it."""
+        return [n for n in self._users.get(value, {}).values() for name in n.input if name == value]
+
     def uses(self, value: str) -> int:
-        """Consumers plus one if `value` is a graph output."""
-        return len(self.consumers.get(value, [])) + (value in self.outputs)
+        """Reads plus one if `value` is a graph output."""
+        return len(self.users(value)) + (value in self.outputs)
 
     # --- matching ----------------------------------------------------------------------------------
     def expect(self, value: str, op_type: str, single_use: bool = False) -> NodeProto:
@@ -70,7 +108,7 @@ class Graph:
 
     def follow(self, value: str, op_type: str) -> NodeProto:
         """The only consumer of `value`, which must be an `op_type` node."""
-        users = self.consumers.get(value, [])
+        users = self.users(value)
         if len(users) != 1 or users[0].op_type != op_type or value in self.outputs:
             found = ", ".join(n.op_type for n in users) or "nothing"
             raise Reject(f"expected '{value}' to feed one {op_type}, it feeds {found}")
@@ -130,18 +168,26 @@ class Graph:
             outs.pop()  # trailing optional outputs are left off, not named ""
         return helper.make_node(op_type, list(inputs), outs, name=name, domain=domain or None, **attrs)
 
+    def append(self, *nodes: NodeProto) -> None:
+        """Add nodes after every other (sort() later puts them after their inputs' producers)."""
+        for node in nodes:
+            self._top += 1
+            self._add(node, (self._top,))
+
     def replace(self, old: list[NodeProto], new: list[NodeProto], rename: dict[str, str] | None = None) -> None:
         """Insert `new` where the last of `old` stood, drop `old`, and redirect uses of `rename`'s keys."""
-        ids = {id(n) for n in old}
-        last = max(i for i, n in enumerate(self.node) if id(n) in ids)
-        before = [n for n in self.node[:last] if id(n) not in ids]
-        nodes = before + new + list(self.node[last + 1:])
-        for node in nodes:
-            for i, name in enumerate(node.input):
-                if rename and name in rename:
-                    node.input[i] = rename[name]
-        self.node = nodes
-        self.reindex()
+        old = list({id(n): n for n in old}.values())
+        slot = max(self._key[id(n)] for n in old)
+        for node in old:
+            self._remove(node)
+        for i, node in enumerate(new):
+            self._add(node, (*slot, i))
+        for before, after in (rename or {}).items():
+            for node in self._users.pop(before, {}).values():
+                for i, name in enumerate(node.input):
+                    if name == before:
+                        node.input[i] = after
+                self._users.setdefault(after, {})[id(node)] = node
 
     def remove_dead(self) -> int:
         """Drop nodes and initializers nothing uses; returns the number of nodes removed."""
@@ -153,35 +199,50 @@ class Graph:
                 fresh = [i for i in node.input if i and i not in live]
                 live.update(fresh)
                 stack.extend(fresh)
-        keep = [n for n in self.node if id(n) in seen]
-        removed = len(self.node) - len(keep)
-        self.node = keep
-        unused = [t for t in self.graph.initializer if t.name not in live]
-        for t in unused:
-            self.graph.initializer.remove(t)
-            self._init.pop(t.name, None)
-            self._arrays.pop(t.name, None)
-        self.reindex()
-        return removed
+        dead = [n for n in self._nodes.values() if id(n) not in seen]
+        for node in dead:
+            self._remove(node)
+        unused = [i for i, t in enumerate(self.graph.initializer) if t.name not in live]
+        for i in reversed(unused):  # by index: remove(t) would compare whole tensors
+            name = self.graph.initializer[i].name
+            del self.graph.initializer[i]
+            self._init.pop(name, None)
+            self._arrays.pop(name, None)
+        return len(dead)
 
     def sort(self) -> None:
-        """Topological order (stable): rewrites may leave a node ahead of its inputs' producers."""
-        ready = set(self.inputs) | set(self._init) | {""}
-        pending, ordered = list(self.node), []
-        while pending:
-            rest = []
-            for node in pending:
-                if all(i in ready for i in node.input):
-                    ordered.append(node)
-                    ready.update(node.output)
-                else:
-                    rest.append(node)
-            if len(rest) == len(pending):
-                missing = [i for i in rest[0].input if i not in ready]
-                raise ValueError(f"graph has a cycle or a missing input at {rest[0].name}: {missing}")
-            pending = rest
-        self.node = ordered
-        self.reindex()
+        """Topological order, stable: the order of repeated sweeps that each take, in current order, every
+        node whose inputs are ready. Computed in one walk: a node's sweep is the latest of its producers'
+        sweeps, plus one for a producer that stands after it."""
+        order = self.node
+        position = {id(n): i for i, n in enumerate(order)}
+        given = set(self.inputs) | set(self._init) | {""}
+        sweep: dict[int, int] = {}
+        for start in order:
+            stack, open_ = [start], set()
+            while stack:
+                node = stack[-1]
+                if id(node) in sweep:
+                    stack.pop()
+                    continue
+                producers = []
+                for name in node.input:
+                    if name not in given:
+                        if name not in self.producer:
+                            raise ValueError(f"graph has a missing input at {node.name}: {name}")
+                        producers.append(self.producer[name])
+                waiting = [p for p in producers if id(p) not in sweep]
+                if waiting:
+                    if id(node) in open_ or any(id(p) in open_ for p in waiting):
+                        raise ValueError(f"graph has a cycle through {node.name}")
+                    open_.add(id(node))
+                    stack.extend(waiting)
+                    continue
+                sweep[id(node)] = max([1, *(sweep[id(p)] + (position[id(p)] > position[id(node)])
+                                            for p in producers)])
+                open_.discard(id(node))
+                stack.pop()
+        self._renumber(sorted(order, key=lambda n: (sweep[id(n)], position[id(n)])))
 
     def commit(self) -> ModelProto:
         """Write the edited node list back into the model and return it."""

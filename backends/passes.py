@@ -7,20 +7,22 @@ ctx)`. `Fusion` wraps such a module into a pass that returns its count and the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
+from ..toolkit.spec import MoESpec
 from .graph import Graph, Reject
 
 
 @dataclass
 class Context:
-    """What passes may read besides the graph: the model's shape facts and the backend's options."""
+    """What passes may read besides the graph: facts about the model. A backend's passes take its
+    subclass, which adds that backend's typed choices (backends/ort/context.py)."""
 
-    options: dict[str, Any] = field(default_factory=dict)
+    num_layers: int = 0
     max_positions: int = 4096
-    state: dict[str, Any] = field(default_factory=dict)  # values a pass adds once and others reuse
+    moe: MoESpec | None = None  # the routing a MoE match must agree with
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Fusion:
     def __call__(self, graph: Graph, ctx: Context) -> PassReport:
         count, rejected = 0, []
         for node in list(graph.nodes(*_anchor(self.module.ANCHOR))):
-            if not any(node is n for n in graph.node):
+            if not graph.alive(node):
                 continue  # removed by an earlier rewrite of this pass
             try:
                 found = self.module.match(graph, node, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -10,8 +11,25 @@ from typing import Callable
 import pytest
 
 from qwdeploy.toolkit.demo import ARCHS, build_demo_checkpoint
+from qwdeploy.toolkit.layout import CACHE_ENV
 
 CheckpointFactory = Callable[..., Path]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite builds kernels and fills caches under its own root (kept between local runs, fresh in a
+    clean clone), never in the user's. ONNX Runtime's headers are only fetched, never built: a copy the
+    user's cache already holds is reused rather than downloaded again."""
+    from qwdeploy.kernels.ort_headers import ENV_VAR, ort_include
+    from qwdeploy.toolkit.errors import QwdeployError
+
+    if not os.environ.get(ENV_VAR):
+        try:
+            os.environ[ENV_VAR] = str(ort_include(fetch=False))
+        except QwdeployError:
+            pass  # the first build fetches them into the suite's cache
+    os.environ[CACHE_ENV] = str(config.rootpath / ".pytest_cache" / "qwdeploy")
+    config.addinivalue_line("markers", "fuzz: long property-based fuzzing of the untrusted-input readers (-m fuzz)")
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +104,6 @@ def build_gguf(kvs: list[tuple[str, int, bytes]], tensors: list[GGUFTensorSpec],
 def make_gguf() -> Callable[..., bytes]:
     """build_gguf, for the reader tests (session-scoped: hypothesis tests may use it)."""
     return build_gguf
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "fuzz: long property-based fuzzing of the untrusted-input readers (-m fuzz)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

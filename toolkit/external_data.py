@@ -1,14 +1,52 @@
-"""Initializers whose bytes live in an external data file: read through a memory map, never loaded whole."""
+"""ONNX initializers whose bytes live in an external data file: written one tensor at a time, read through a
+memory map, never loaded whole. The exporter writes them, the backends read and rewrite them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 from onnx import TensorProto, helper
 
+from .checksums import BackgroundHash
+
 SLICE_BYTES = 16 * 2**20
+ALIGNMENT = 4096  # page-aligned offsets let runtimes memory-map each tensor
+
+
+class ExternalDataWriter:
+    """Appends tensors to one data file; hands back TensorProtos that only reference it."""
+
+    def __init__(self, data_file: BinaryIO, location: str):
+        self._file = data_file
+        self._location = location
+        self._offset = 0
+        self._hash = BackgroundHash()  # while writing, so sealing the folder needs no second pass
+
+    def _append(self, data) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def write(self, name: str, shape: tuple[int, ...], elem_type: int, chunks: Iterable[np.ndarray]) -> TensorProto:
+        """Append a tensor given as consecutive row blocks of its (row-major) data."""
+        pad = -self._offset % ALIGNMENT
+        if pad:
+            self._append(b"\0" * pad)
+            self._offset += pad
+        start = self._offset
+        for chunk in chunks:
+            self._append(memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)))
+            self._offset += chunk.nbytes
+        tensor = TensorProto(name=name, data_type=elem_type, dims=list(shape))
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", self._location), ("offset", start), ("length", self._offset - start)):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, str(value)
+        return tensor
 
 
 def is_external(tensor: TensorProto) -> bool:

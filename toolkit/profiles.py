@@ -19,10 +19,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from .devices import DEVICES
 from .errors import ProfileError
 from .files import brief, read_regular
 
 DTYPES = ("f32", "f16", "bf16", "int8", "int4", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
+# Other spellings users type for those names.
+DTYPE_ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "bfloat16": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
                      "neon", "fp16", "dotprod", "i8mm", "sve", "sve2", "bf16"),
     ("accelerator", "kind"): ("none", "cuda", "ascend"),
     ("deploy", "format"): ("onnx", "gguf"),
-    ("deploy", "backend"): ("cpu", "cuda", "cann"),
+    ("deploy", "backend"): tuple(DEVICES),
     ("deploy", "dtypes"): DTYPES,
     ("deploy", "gguf_quant"): DTYPES,
     ("deploy", "onnx_quant"): ("f32", "f16", "int8", "int4"),
@@ -164,10 +167,9 @@ def _check_consistency(p: DeviceProfile, source: Path) -> None:
     for key in needs.get(p.accelerator.kind, ()):
         if not getattr(p.accelerator, key):
             raise ProfileError(f"[accelerator] kind '{p.accelerator.kind}' needs '{key}'", source)
-    backend_needs = {"cuda": "cuda", "cann": "ascend"}
-    if p.deploy.backend in backend_needs and p.accelerator.kind != backend_needs[p.deploy.backend]:
-        raise ProfileError(f"[deploy] backend '{p.deploy.backend}' needs a '{backend_needs[p.deploy.backend]}' "
-                           "accelerator", source)
+    needed = DEVICES[p.deploy.backend].accelerator
+    if needed != "none" and p.accelerator.kind != needed:
+        raise ProfileError(f"[deploy] backend '{p.deploy.backend}' needs a '{needed}' accelerator", source)
 
 
 def _builtin_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ import numpy as np
 from .errors import MissingDependencyError
 
 VERIFY_PROMPT = "The capital of France is Paris. Qwen models run on many devices, from boards to servers."
+# Exports check themselves against transformers by default up to this size: beyond it an fp32 copy of the
+# model in transformers costs more time and memory than the export.
+VERIFY_MAX_PARAMETERS = 1_000_000_000
 
 
 def _torch_and_transformers():
@@ -18,6 +22,11 @@ def _torch_and_transformers():
     except ImportError:
         raise MissingDependencyError("reference logits need transformers: pip install 'qwdeploy[hf]'") from None
     return torch, transformers
+
+
+def reference_installed() -> bool:
+    """Whether transformers' logits (and the tokenizer that feeds them) can be computed here."""
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers", "tokenizers"))
 
 
 def prompt_ids(directory: Path, text: str = VERIFY_PROMPT) -> list[int]:

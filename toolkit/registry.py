@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Generic, TypeVar
 
-from .errors import QwdeployError
+from .errors import MissingDependencyError, QwdeployError
 
 T = TypeVar("T")
 
@@ -30,6 +30,10 @@ class LazyRegistry(Generic[T]):
             raise QwdeployError(f"unknown {self.kind} '{name}'; known: {', '.join(self._entries)}")
         if name not in self._loaded:
             module_name, _, attr = self._entries[name].partition(":")
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:  # an optional package this entry runs on is not installed
+                raise MissingDependencyError(f"{self.kind} '{name}' needs {exc.name or exc}, which is not "
+                                             "installed (pip install 'qwdeploy[all]')") from None
             self._loaded[name] = getattr(module, attr) if attr else module
         return self._loaded[name]

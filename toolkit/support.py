@@ -13,8 +13,6 @@ def support_matrix(spec: ModelSpec, registry: LazyRegistry) -> dict[str, str | N
     for name in registry.names():
         try:
             result[name] = registry.get(name).unsupported_reason(spec)
-        except QwdeployError as exc:
+        except QwdeployError as exc:  # including an optional package of that plug-in not installed
             result[name] = str(exc)
-        except ImportError as exc:  # an optional dependency of that plug-in is not installed
-            result[name] = f"needs {exc.name or exc}"
     return result

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..ortprofile.session import OrtCollector
+from ...toolkit.runtimes.ort.session import OrtCollector
 
 COLLECTOR = OrtCollector("cpu", "CPUExecutionProvider")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..ortprofile.session import OrtCollector
+from ...toolkit.runtimes.ort.session import OrtCollector
+from .backend import PROVIDER
 
-PROVIDER = "CUDAExecutionProvider"
 
 
 def _gpu_present() -> bool:

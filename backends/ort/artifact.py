@@ -1,4 +1,4 @@
-"""The folder an ONNX Runtime backend writes: fused graph + weights, tokenizer, genai config, manifest."""
+"""The folder an ONNX Runtime backend writes: fused graph + weights, tokenizer, genai config, kernel library."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 
-from ...exporters.onnx.weights import ExternalDataWriter
-from ...toolkit.layout import BACKEND_MANIFEST, CHECKSUMS_FILE, DATA_FILE, GENAI_CONFIG, MODEL_FILE
-from ..external import external_slices, is_external
-from ..passes import PassReport
+from ...toolkit.layout import CHECKSUMS_FILE, DATA_FILE, GENAI_CONFIG, MODEL_FILE
+from ...toolkit.external_data import ExternalDataWriter, external_slices, is_external
 from .quant.config import LAYER
 
 INLINE_BYTES = 1024  # smaller tensors stay in model.onnx
@@ -56,15 +53,16 @@ def copy_side_files(portable: Path, folder: Path) -> None:
             shutil.copy2(path, folder / path.name)
 
 
-def write_genai_config(portable: Path, folder: Path, provider_options: list[dict], library: Path | None) -> None:
+def copy_library(library: Path, folder: Path) -> str:
+    """The kernel library, copied into the artifact; returns its name there (what configs record)."""
+    shutil.copy2(library, folder / library.name)
+    return library.name
+
+
+def write_genai_config(portable: Path, folder: Path, provider_options: list[dict], library: str | None) -> None:
     config = json.loads((portable / GENAI_CONFIG).read_text(encoding="utf-8"))
     session = config["model"]["decoder"]["session_options"]
     session["provider_options"] = provider_options
     if library is not None:
-        session[CUSTOM_OPS_KEY] = str(library)
+        session[CUSTOM_OPS_KEY] = library
     (folder / GENAI_CONFIG).write_text(json.dumps(config, indent=4) + "\n", encoding="utf-8")
-
-
-def write_manifest(folder: Path, fields: dict[str, Any], reports: list[tuple[str, PassReport]]) -> None:
-    manifest = {**fields, "passes": [{"phase": phase, "pass": r.name, "count": r.count} for phase, r in reports]}
-    (folder / BACKEND_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -1,93 +1,104 @@
-"""What the CPU and CUDA backends share: load the portable graph, run the pipeline, check, write."""
+"""What every ONNX Runtime device shares: load the portable graph, run the device's pipeline, check, write.
+
+A device subclasses OrtBackend with data only (its providers, options' defaults, how its graphs take
+Qwen3's q/k norms) and its pipeline function; backends/README.md walks through it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import importlib.util
+from dataclasses import asdict
+from typing import Callable
 
 import onnx
 
 from ...kernels.schemas import DOMAIN
 from ...toolkit.atomic import atomic_directory
 from ...toolkit.checksums import seal_folder
-from ...toolkit.errors import QwdeployError
-from ...toolkit.layout import MODEL_FILE
-from ..base import Backend, BuildRequest, BuildResult
+from ...toolkit.layout import MODEL_FILE, BackendManifest, PassRecord
+from ..base import Backend, BuildRequest, BuildResult, Plan
 from ..graph import Graph
-from ..passes import Context, run_phases
-from .artifact import (copy_side_files, nodes_per_layer, save_model, write_genai_config,
-                       write_manifest)
+from ..passes import Phase, run_phases
+from . import custom_ops
+from .artifact import copy_library, copy_side_files, nodes_per_layer, save_model, write_genai_config
 from .check import check_artifact
-from .options import quant_config
+from .context import OrtContext, QKNorm
+from .options import OrtOptions
+
+CPU_PROVIDER = "CPUExecutionProvider"
 
 
-def kernel_library() -> Path | None:
-    """The built qwdeploy kernel library, if `qwdeploy kernels build` has made one."""
-    from ...kernels import library_path
-
-    try:
-        path = library_path()
-    except (QwdeployError, OSError, TypeError):
-        return None
-    return Path(path) if path and Path(path).is_file() else None
-
-
-class OrtBackend(Backend):
-    providers: list[str]
+class OrtBackend(Backend[OrtOptions]):
+    providers: list[str]  # session providers, preferred first
     provider_options: list[dict]  # genai_config session provider options
-    swiglu_domain: str | None  # ONNX Runtime's SwiGLU where this device has a kernel for it
-    qk_norm: str  # how Qwen3's q/k norms fuse without our ops (see fusions/group_query_attention.py)
+    install: str  # what to install for the first provider
+    swiglu_domain: str = DOMAIN  # whose SwiGLU the MLP becomes without our ops (ONNX Runtime's where it has one)
+    qk_norm: QKNorm  # how Qwen3's q/k norms fuse without our ops (fusions/group_query_attention.py)
+    refuses_custom_ops: str | None = None  # why this device's graphs cannot take our ops
+    pipeline_of: Callable[[Plan[OrtOptions], bool], list[Phase]]  # staticmethod: (plan, emit our ops) → phases
 
-    def resolve_options(self, raw: dict[str, Any], quant: str | None = None) -> dict[str, Any]:
-        resolved = super().resolve_options(raw, quant)
+    def availability(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False, f"onnxruntime is not installed ({self.install})"
+        import onnxruntime
+
+        provider = self.providers[0]
+        if provider not in onnxruntime.get_available_providers():
+            return False, (f"onnxruntime {onnxruntime.__version__} has no {provider} ({self.install}); "
+                           "graphs still build here")
+        runs = "" if provider == CPU_PROVIDER else f" with {provider}"
+        return True, f"onnxruntime {onnxruntime.__version__}{runs}"
+
+    def resolve_options(self, raw: dict, quant: str | None = None) -> OrtOptions:
+        options = super().resolve_options(raw, quant)
         if quant is not None:
-            quant_config(quant, resolved)  # a bad block option fails now, not after the portable export
-        return resolved
+            options.quant_config(quant)  # a bad block option fails now, not after the portable export
+        if options.custom_ops == "on" and self.refuses_custom_ops:
+            custom_ops.resolve(options, None, self.refuses_custom_ops)  # raises: fail before any work
+        return options
 
-    def custom_ops(self, options: dict[str, Any]) -> tuple[bool, Path | None]:
-        """(emit qwdeploy ops, library to register)."""
-        library = kernel_library() if options["custom_ops"] != "off" else None
-        return options["custom_ops"] == "on" or library is not None, library
+    def pipeline(self, plan: Plan[OrtOptions]) -> list[Phase]:
+        return self.pipeline_of(plan, custom_ops.resolve(plan.options, plan.profile, self.refuses_custom_ops).emit)
 
-    def context(self, request: BuildRequest) -> Context:
-        emit, _ = self.custom_ops(request.options)
-        return Context(options={**request.options, "quant": quant_config(request.quant, request.options),
-                                "num_layers": request.spec.num_layers, "moe": request.spec.moe,
-                                "swiglu_domain": DOMAIN if emit else self.swiglu_domain,
-                                "qk_norm": "qwdeploy" if emit else self.qk_norm},
-                       max_positions=request.spec.max_position_embeddings)
+    def context(self, plan: Plan[OrtOptions], emit: bool) -> OrtContext:
+        return OrtContext(num_layers=plan.spec.num_layers, max_positions=plan.spec.max_position_embeddings,
+                          moe=plan.spec.moe, quant=plan.options.quant_config(plan.quant),
+                          swiglu_domain=DOMAIN if emit else self.swiglu_domain,
+                          qk_norm="qwdeploy" if emit else self.qk_norm)
 
-    def build(self, request: BuildRequest) -> BuildResult:
-        emit, library = self.custom_ops(request.options)
+    def build(self, request: BuildRequest[OrtOptions]) -> BuildResult:
+        plan = request.plan
+        ops = custom_ops.resolve(plan.options, plan.profile, self.refuses_custom_ops)
         # The weights stay in the portable graph's data file until a pass reads one or the writer copies it.
         model = onnx.load(str(request.portable / MODEL_FILE), load_external_data=False)
         graph = Graph(model, request.portable)
-        phases = self.pipeline(request.profile, {**request.options, "quant": request.quant})
-        reports = run_phases(graph, phases, self.context(request))
+        reports = run_phases(graph, self.pipeline_of(plan, ops.emit), self.context(plan, ops.emit))
         per_layer = nodes_per_layer(graph.model)
         with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
             digests = save_model(graph.model, tmp, request.portable)
             del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)
+            library = copy_library(ops.built().library, tmp) if ops.emit else None
             write_genai_config(request.portable, tmp, self.provider_options, library)
-            checked = check_artifact(tmp / MODEL_FILE, self.providers, library)
-            write_manifest(tmp, {
-                "backend": self.name, "quant": request.quant, "options": _jsonable(request.options),
-                "custom_ops": {"domain": DOMAIN, "library": str(library) if library else None} if emit else None,
-                "nodes_per_layer": per_layer, "graph_check": checked,
-            }, reports)
+            checked = check_artifact(tmp / MODEL_FILE, self.providers,
+                                     tmp / library if library and ops.loads_here() else None)
+            BackendManifest(
+                backend=self.name, quant=plan.quant, options={**asdict(plan.options), "custom_ops": ops.requested},
+                custom_ops=ops.record(), nodes_per_layer={str(k): v for k, v in per_layer.items()},
+                graph_check=checked, passes=tuple(PassRecord(phase, r.name, r.count) for phase, r in reports),
+            ).write(tmp)
             seal_folder(tmp, digests)
-        layers = sorted(set(per_layer.values()))
-        summary = [("backend", f"{self.name}, {request.quant}"),
-                   ("nodes per layer", ", ".join(map(str, layers)) or "-"),
+        return BuildResult(request.out, reports, self._summary(plan, ops, per_layer, checked, reports))
+
+    def _summary(self, plan: Plan[OrtOptions], ops: custom_ops.CustomOps, per_layer: dict[int, int], checked: str,
+                 reports: list) -> list[tuple[str, str]]:
+        summary = [("backend", f"{self.name}, {plan.quant}"),
+                   ("nodes per layer", ", ".join(map(str, sorted(set(per_layer.values())))) or "-"),
                    ("graph check", checked),
                    *((f"{phase}: {r.name}", str(r.count)) for phase, r in reports)]
-        if request.options.get("explain"):
+        if plan.options.explain:
             summary += [(f"  rejected by {r.name}", f"{node}: {why}") for _, r in reports for node, why in r.rejections]
-        if emit:
-            summary.append(("custom ops", f"{DOMAIN} ops in the graph; library: {library or 'not built yet'}"))
-        return BuildResult(request.out, reports, summary)
+        if ops.requested != "off":
+            summary.append(("custom ops", f"{'yes' if ops.emit else 'no'}: {ops.why}"))
+        return summary
 
-
-def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}

@@ -6,10 +6,10 @@ import numpy as np
 from onnx import helper
 
 from ..graph import Graph
-from ..passes import Context
+from .context import OrtContext
 
 
-def fold_weight_casts(g: Graph, ctx: Context) -> int:
+def fold_weight_casts(g: Graph, ctx: OrtContext) -> int:
     count = 0
     for node in [n for n in g.nodes("Cast") if g.is_const(n.input[0])]:
         to = next(a.i for a in node.attribute if a.name == "to")

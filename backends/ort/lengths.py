@@ -11,16 +11,16 @@ import numpy as np
 from onnx import TensorProto
 
 from ..graph import Graph
-from ..passes import Context
+from .context import OrtContext
 
 ATTENTION_MASK = "attention_mask"
 SCOPE = "/attention_lengths"
 
 
-def attention_lengths(g: Graph, ctx: Context) -> tuple[str, str]:
+def attention_lengths(g: Graph, ctx: OrtContext) -> tuple[str, str]:
     """(seqlens_k [batch] int32, total_sequence_length scalar int32), built on first use."""
-    if "lengths" in ctx.state:
-        return ctx.state["lengths"]
+    if ctx.lengths is not None:
+        return ctx.lengths
     axes, one, index = g.add_const("lengths_axes", np.array([1], np.int64)), g.add_const(
         "lengths_one", np.array(1, np.int64)), g.add_const("lengths_index", np.array(1, np.int64))
     total_tokens = g.make("ReduceSum", [ATTENTION_MASK, axes], 1, f"{SCOPE}/ReduceSum", keepdims=0)  # [batch]
@@ -29,7 +29,6 @@ def attention_lengths(g: Graph, ctx: Context) -> tuple[str, str]:
     shape = g.make("Shape", [ATTENTION_MASK], 1, f"{SCOPE}/Shape")  # [2]
     total = g.make("Gather", [shape.output[0], index], 1, f"{SCOPE}/Gather", axis=0)  # scalar
     total32 = g.make("Cast", [total.output[0]], 1, f"{SCOPE}/Cast_total", to=TensorProto.INT32)
-    g.node.extend([total_tokens, minus_one, seqlens, shape, total, total32])
-    g.reindex()
-    ctx.state["lengths"] = seqlens.output[0], total32.output[0]
-    return ctx.state["lengths"]
+    g.append(total_tokens, minus_one, seqlens, shape, total, total32)
+    ctx.lengths = seqlens.output[0], total32.output[0]
+    return ctx.lengths

@@ -1,10 +1,17 @@
-"""Options the ONNX Runtime backends accept (`-O KEY=VALUE`), one row each."""
+"""What `-O KEY=VALUE` may set on an ONNX Runtime backend: typed fields, each one CLI option."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from ...toolkit.errors import QwdeployError
-from ..base import Option
+from ..base import option
 from .quant.config import KEEP_CHOICES, QuantConfig
+
+CustomOps = Literal["on", "off", "auto"]
+BITS = {"int4": 4, "int8": 8}  # the integer quant types, and the weight bits each stores
+INTEGER = tuple(BITS)
 
 
 def _bool(text: str) -> bool:
@@ -27,36 +34,32 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(t for t in text.split(",") if t)
 
 
-INTEGER = ("int4", "int8")  # the quant types the block options shape
+@dataclass(frozen=True)
+class OrtOptions:
+    custom_ops: CustomOps = option(
+        "off", _choice("off", "on", "auto"),
+        "emit qwdeploy-domain ops: on (builds the kernels for the target when needed), off, "
+        "auto (on when the target's kernel library is already built)")
+    quant_swiglu: bool = option(
+        True, _bool, "int4/int8 with custom ops: fuse the quantized gate/up MatMulNBits + SwiGLU into qwdeploy "
+        "QuantSwiGLU (one node instead of two; off keeps MatMulNBits + SwiGLU)", INTEGER)
+    block_size: int = option(32, int, "int4/int8 block size along K (power of two, 16-256)", INTEGER)
+    symmetric: bool = option(True, _bool, "no zero points (true) or a zero point per block (false)", INTEGER)
+    scale_dtype: str = option("f32", _choice("f32", "f16"), "precision of the block scales", INTEGER)
+    accuracy_level: int = option(0, int, "MatMulNBits accuracy_level (4: int8 activations on CPU)", INTEGER)
+    method: str = option("search", _choice("rtn", "search"), "scale choice: round-to-nearest or error search",
+                         INTEGER)
+    keep: tuple[str, ...] = option((), _names, f"weights kept in float, comma-separated: {', '.join(KEEP_CHOICES)}",
+                                   INTEGER)
+    explain: bool = option(False, _bool, "list every fusion candidate that was rejected, and why")
 
-
-def options(accuracy_level: int, custom_ops: str, quant_swiglu: bool) -> dict[str, Option]:
-    return {
-        "custom_ops": Option(_choice("off", "on", "auto"), custom_ops,
-                             "emit qwdeploy-domain ops: on, off, auto (on when the kernel library is built)"),
-        "quant_swiglu": Option(_bool, quant_swiglu,
-                               "int4/int8 with custom ops: fuse the quantized gate/up MatMulNBits + SwiGLU into "
-                               "qwdeploy QuantSwiGLU (one node instead of two; off keeps MatMulNBits + SwiGLU)",
-                               INTEGER),
-        "block_size": Option(int, 32, "int4/int8 block size along K (power of two, 16-256)", INTEGER),
-        "symmetric": Option(_bool, True, "no zero points (true) or a zero point per block (false)", INTEGER),
-        "scale_dtype": Option(_choice("f32", "f16"), "f32", "precision of the block scales", INTEGER),
-        "accuracy_level": Option(int, accuracy_level, "MatMulNBits accuracy_level (4: int8 activations on CPU)",
-                                 INTEGER),
-        "method": Option(_choice("rtn", "search"), "search", "scale choice: round-to-nearest or error search",
-                         INTEGER),
-        "keep": Option(_names, (), f"weights kept in float, comma-separated: {', '.join(KEEP_CHOICES)}", INTEGER),
-        "explain": Option(_bool, False, "list every fusion candidate that was rejected, and why"),
-    }
-
-
-def quant_config(quant: str, opts: dict) -> QuantConfig | None:
-    if quant not in INTEGER:
-        return None
-    try:
-        return QuantConfig(bits=4 if quant == "int4" else 8, block_size=opts["block_size"],
-                           symmetric=opts["symmetric"], scale_dtype=opts["scale_dtype"],
-                           accuracy_level=opts["accuracy_level"], method=opts["method"],
-                           keep=tuple(opts["keep"])).validate()
-    except ValueError as exc:
-        raise QwdeployError(f"--quant {quant}: {exc}") from None
+    def quant_config(self, quant: str) -> QuantConfig | None:
+        """The weight quantization `quant` asks for with these block options; None for a float build."""
+        if quant not in BITS:
+            return None
+        try:
+            return QuantConfig(bits=BITS[quant], block_size=self.block_size, symmetric=self.symmetric,
+                               scale_dtype=self.scale_dtype, accuracy_level=self.accuracy_level,
+                               method=self.method, keep=self.keep).validate()
+        except ValueError as exc:
+            raise QwdeployError(f"--quant {quant}: {exc}") from None

@@ -10,7 +10,7 @@ import numpy as np
 from onnx import helper
 
 from ..graph import Graph, Reject
-from ..passes import Context
+from .context import OrtContext
 
 POSITION_IDS = "position_ids"
 
@@ -39,14 +39,14 @@ def _inv_freq_and_scaling(g: Graph, table: str) -> tuple[np.ndarray, float]:
     return g.const(inv).astype(np.float32).reshape(-1), scaling
 
 
-def rotary_caches(g: Graph, ctx: Context, cos_table: str, dtype: int) -> tuple[str, str]:
+def rotary_caches(g: Graph, ctx: OrtContext, cos_table: str, dtype: int) -> tuple[str, str]:
     """(cos_cache, sin_cache) names, shared by every layer using the same table."""
-    key = ("rotary", cos_table, dtype)
-    if key not in ctx.state:
+    key = (cos_table, dtype)
+    if key not in ctx.rotary:
         inv_freq, scaling = _inv_freq_and_scaling(g, cos_table)
         positions = np.arange(ctx.max_positions, dtype=np.float32)[:, None]  # [max_positions, 1]
         angles = positions * inv_freq[None, :]  # [max_positions, head_dim / 2] in fp32, as the graph
         np_type = helper.tensor_dtype_to_np_dtype(dtype)
-        ctx.state[key] = (g.add_const("cos_cache", (np.cos(angles) * np.float32(scaling)).astype(np_type)),
+        ctx.rotary[key] = (g.add_const("cos_cache", (np.cos(angles) * np.float32(scaling)).astype(np_type)),
                           g.add_const("sin_cache", (np.sin(angles) * np.float32(scaling)).astype(np_type)))
-    return ctx.state[key]
+    return ctx.rotary[key]

@@ -11,6 +11,8 @@ from ...toolkit.atomic import atomic_file
 from ...toolkit.checkpoint import Checkpoint
 from ...toolkit.checksums import seal_gguf
 from ...toolkit.errors import QwdeployError
+from ...toolkit.reference import VERIFY_MAX_PARAMETERS
+from ...toolkit.runtimes.llamacpp.native import llama_cpp_installed
 from ...toolkit.spec import ModelSpec
 from ...toolkit.tensors import parameter_count
 from ..request import ExportRequest, ExportResult
@@ -18,12 +20,10 @@ from .metadata import general_metadata, model_metadata
 from .names import ARCHITECTURES
 from .plan import PlannedTensor, encoded_chunks, plan_tensors
 from .quant import QUANT_TYPES, QuantType, quant_type
-from ...backends.llamacpp.native import llama_cpp_installed
 from .verify import compare_with_transformers, llama_quantize
 from .vocab import vocab_metadata
 from .writer import write_gguf
 
-VERIFY_MAX_PARAMETERS = 1_000_000_000
 ROPE_TYPES = ("linear", "yarn")
 # llama.cpp hard-codes whether routing weights are renormalised per architecture.
 NORM_TOPK = {"qwen2moe": False, "qwen3moe": True}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...backends.llamacpp import evaluate, native
+from ...toolkit.runtimes.llamacpp import evaluate, native
 from ...toolkit.engines import run_isolated
 from ...toolkit.errors import MissingDependencyError
 from ...toolkit.metrics import Agreement, agreement

@@ -9,6 +9,7 @@ from onnx import TensorProto
 
 from ...toolkit.checkpoint import CAST_DTYPES
 from ...toolkit.errors import QwdeployError
+from ...toolkit.profiles import DTYPE_ALIASES
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,12 @@ PRECISIONS = {
         Precision("bf16", "bfloat16", TensorProto.BFLOAT16, TensorProto.FLOAT),
     )
 }
-ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "bfloat16": "bf16"}
 BACKEND_QUANTS = ("int4", "int8", "q4", "q8")  # quantized ONNX weights come from a backend pass
 
 
 def precision_for(quant: str | None) -> Precision:
     """The precision `--quant` names for the portable graph (default f32)."""
-    name = ALIASES.get((quant or "f32").lower(), (quant or "f32").lower())
+    name = DTYPE_ALIASES.get((quant or "f32").lower(), (quant or "f32").lower())
     if name in PRECISIONS:
         return PRECISIONS[name]
     if name in BACKEND_QUANTS:

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 from ...toolkit.atomic import atomic_directory, check_output, scratch_directory
 from ...toolkit.checksums import seal_folder
 from ...toolkit.errors import QwdeployError, UnsupportedModelError
 from ...toolkit.layout import DATA_FILE, GENAI_CONFIG, GENERATION_CONFIG, MODEL_FILE
 from ...toolkit.profiles import DeviceProfile
+from ...toolkit.reference import VERIFY_MAX_PARAMETERS, reference_installed
+from ...toolkit.runtimes.ort.session import onnxruntime_installed
 from ...toolkit.spec import ModelSpec
+from ...toolkit.tensors import parameter_count
 from ..request import ExportRequest, ExportResult
 from .builder import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .dtypes import PRECISIONS, Precision, precision_for
 from .genai_config import genai_config, write_genai_config
 from .rope import SUPPORTED_ROPE
+from .verify import verify_folder
 from .writer import write_onnx
 
 VIAS = ("native", "optimum")
+PORTABLE_PROVIDER = "CPUExecutionProvider"  # a portable graph is checked where every ONNX Runtime runs
 
 
 def unsupported_reason(spec: ModelSpec) -> str | None:
@@ -50,19 +56,34 @@ def _opset(profile: DeviceProfile | None) -> int:
 def _export_for_target(request: ExportRequest) -> ExportResult:
     """The portable graph, written to a temporary folder, handed to the backend named by --target."""
     from ...backends import BACKENDS
-    from ...backends.base import BuildRequest
+    from ...backends.base import BuildRequest, Plan
 
     backend = BACKENDS.get(request.target)
     quant = backend.resolve_quant(request.quant, request.profile)
     options = backend.resolve_options(request.options, quant)
     out = check_output(request.out, request.inputs)
-    with scratch_directory(out) as tmp:
+    # The backend writes its folder whole into `final`, which becomes `out` only after verification.
+    with atomic_directory(out, force=request.force, inputs=request.inputs) as final, scratch_directory(out) as tmp:
         portable = replace(request, out=tmp / "portable", target=None,
-                           quant=backend.portable_precision(quant), force=False, options={})
+                           quant=backend.portable, force=False, options={}, verify=False)
         export(portable)
-        built = backend.build(BuildRequest(portable.out, out, request.checkpoint.spec, quant, options,
-                                           request.profile, request.force, tuple(request.inputs)))
-    return ExportResult(built.path, built.summary)
+        plan = Plan(quant, options, request.checkpoint.spec, request.profile)
+        built = backend.build(BuildRequest(portable.out, final, plan, request.force, tuple(request.inputs)))
+        checked = _verify(request, final, quant, backend.providers[0])
+    return ExportResult(out, built.summary + checked)
+
+
+def _verify(request: ExportRequest, folder: Path, precision: str, provider: str) -> list[tuple[str, str]]:
+    """The summary row of --verify (none with --no-verify); run before `folder` is renamed into place, so a
+    graph that fails it is never written. As for GGUF, it is on by default for models small enough to run
+    twice here, when ONNX Runtime and transformers are installed."""
+    verify = request.verify
+    if verify is None:
+        verify = (parameter_count(request.checkpoint.spec) <= VERIFY_MAX_PARAMETERS and onnxruntime_installed()
+                  and reference_installed())
+    if not verify:
+        return []
+    return [("verify", verify_folder(folder, request.checkpoint.directory, precision, provider, request.out))]
 
 
 def export(request: ExportRequest) -> ExportResult:
@@ -75,7 +96,10 @@ def export(request: ExportRequest) -> ExportResult:
     if request.via == "optimum":
         from .optimum import export_with_optimum
 
-        return export_with_optimum(request, precision, opset)
+        with atomic_directory(request.out, force=request.force, inputs=request.inputs) as final:
+            traced = export_with_optimum(replace(request, out=final), precision, opset)
+            checked = _verify(request, final, precision.name, PORTABLE_PROVIDER)
+        return ExportResult(request.out, traced.summary + checked)
     reason = unsupported_reason(checkpoint.spec)
     if reason:
         raise UnsupportedModelError(f"cannot export to onnx: {reason}", checkpoint.directory)
@@ -88,8 +112,10 @@ def export(request: ExportRequest) -> ExportResult:
             shutil.copy2(checkpoint.directory / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
         write_genai_config(tmp / GENAI_CONFIG, runtime_config)
         seal_folder(tmp, written.digests)
+        checked = _verify(request, tmp, precision.name, PORTABLE_PROVIDER)
     return ExportResult(request.out, [
         ("graph", f"{MODEL_FILE}: {written.nodes} nodes, opset {opset}, standard ops only"),
         ("weights", f"{precision.name}, {written.weight_bytes / 2**20:.1f} MiB in {DATA_FILE}"),
         ("runtime config", GENAI_CONFIG),
+        *checked,
     ])

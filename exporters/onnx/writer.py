@@ -13,7 +13,8 @@ from .builder import GraphBuilder
 from .decoder import build_decoder, make_model
 from .dtypes import Precision
 from .params import Params
-from .weights import ExternalDataWriter, WeightStore, data_path
+from ...toolkit.external_data import ExternalDataWriter
+from .weights import WeightStore, data_path
 
 
 

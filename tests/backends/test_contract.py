@@ -1,5 +1,6 @@
 """The black-box suite every registered backend passes (the invariants in backends/base.py)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -7,7 +8,11 @@ import sys
 import pytest
 
 from qwdeploy.backends import BACKENDS
+from qwdeploy.backends.base import Plan, option_fields
+from qwdeploy.toolkit.checkpoint import open_checkpoint
+from qwdeploy.toolkit.devices import ARTIFACT_KINDS, DEVICES
 from qwdeploy.toolkit.errors import QwdeployError
+from qwdeploy.toolkit.profiler.collectors import COLLECTORS
 
 
 @pytest.fixture(params=BACKENDS.names())
@@ -25,13 +30,15 @@ def test_availability_is_a_reason_never_an_exception(backend):
     assert isinstance(ok, bool) and reason
 
 
-def test_pipeline_is_named_phases_of_named_passes(backend):
+def test_pipeline_is_named_phases_of_named_passes(backend, make_checkpoint):
+    spec = open_checkpoint(make_checkpoint("qwen3")).spec
     for quant in backend.quants:
-        phases = backend.pipeline(None, {**backend.resolve_options({}), "quant": quant})
+        plan = Plan(quant, backend.resolve_options({}, quant), spec)
+        phases = backend.pipeline(plan)
         assert phases and all(isinstance(name, str) and isinstance(passes, list) for name, passes in phases)
         assert all(p.name for _, passes in phases for p in passes)
-        assert [n for n, _ in phases] == [n for n, _ in backend.pipeline(None, {**backend.resolve_options({}),
-                                                                                "quant": quant})]
+        assert [(n, [p.name for p in ps]) for n, ps in phases] == [(n, [p.name for p in ps])
+                                                                  for n, ps in backend.pipeline(plan)]
 
 
 def test_unknown_options_and_quants_are_refused(backend):
@@ -43,14 +50,23 @@ def test_unknown_options_and_quants_are_refused(backend):
         backend.resolve_quant("q4_k_m", None)
 
 
-def test_collector_is_imported_only_when_asked(backend):
-    module = f"qwdeploy.backends.{backend.name}.collector"
+def test_every_device_names_its_runtimes_and_they_load_only_when_asked(backend):
+    device = DEVICES[backend.name]
+    assert set(device.runtimes) == set(ARTIFACT_KINDS)
     code = (f"import sys; from qwdeploy.backends import BACKENDS; b = BACKENDS.get({backend.name!r}); "
-            f"print({module!r} in sys.modules)")
+            "print(sorted(m for m in sys.modules if m.endswith('.collector')))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"
-    collector = backend.collector()
-    assert collector is not None
+                          check=True).stdout.strip() == "[]"
+    for kind in ARTIFACT_KINDS:
+        assert COLLECTORS.get(f"{kind}/{backend.name}").unavailable_reason  # the profiler's interface
+
+
+def test_options_are_a_typed_dataclass_every_field_a_cli_option(backend):
+    defaults = backend.resolve_options({})
+    assert dataclasses.is_dataclass(defaults) and defaults == backend.defaults
+    table = option_fields(defaults)
+    assert set(table) == {f.name for f in dataclasses.fields(defaults)}
+    assert all(option.help for option, _ in table.values())
 
 
 def test_build_writes_a_checked_artifact_with_manifest(backend, exported):
@@ -58,8 +74,8 @@ def test_build_writes_a_checked_artifact_with_manifest(backend, exported):
     manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
     assert manifest["backend"] == backend.name and manifest["quant"] == backend.quants[-1]
     assert manifest["graph_check"].startswith("onnx.checker, op schemas")
-    assert {p["pass"] for p in manifest["passes"]} >= {"group_query_attention", "rms_norm", "matmul_nbits"}
-    assert all(p["count"] > 0 for p in manifest["passes"] if p["pass"] != "fold_weight_casts")
+    assert {p["name"] for p in manifest["passes"]} >= {"group_query_attention", "rms_norm", "matmul_nbits"}
+    assert all(p["count"] > 0 for p in manifest["passes"] if p["name"] != "fold_weight_casts")
     for name in ("model.onnx", "model.onnx.data", "genai_config.json", "tokenizer.json"):
         assert (folder / name).is_file()
     assert not list(folder.parent.glob(".*partial*"))

@@ -141,14 +141,17 @@ def test_quant_swiglu_by_default_and_off_on_request(exported):
 
 
 @pytest.mark.parametrize("arch_quant", [("qwen2", "fp32"), ("qwen3", "fp32"), ("qwen3", "int4")], ids="-".join)
-def test_custom_op_graph_records_its_library_and_matches(exported, arch_quant, kernel_library):
+def test_custom_op_graph_carries_its_library_and_matches(exported, arch_quant):
     arch, quant = arch_quant
     folder = exported(arch, "cpu", quant, custom_ops="on")
-    manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
-    assert manifest["custom_ops"]["domain"] == "qwdeploy"
+    custom = json.loads((folder / "qwdeploy_backend.json").read_text())["custom_ops"]
+    assert (custom["domain"], custom["emitted"], custom["library"]) == ("qwdeploy", True, "libqwdeploy_kernels.so")
+    assert custom["target"].startswith("host (")
+    genai = json.loads((folder / "genai_config.json").read_text())
+    assert genai["model"]["decoder"]["session_options"]["custom_ops_library"] == custom["library"]
 
     options = ort.SessionOptions()
-    options.register_custom_ops_library(str(kernel_library))
+    options.register_custom_ops_library(str(folder / custom["library"]))
     reference, fed = greedy_logits(exported(arch, "cpu", quant), steps=3)
     session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
     ours, _ = greedy_logits(folder, steps=3, forced=fed, session=session)
@@ -157,10 +160,13 @@ def test_custom_op_graph_records_its_library_and_matches(exported, arch_quant, k
     assert np.abs(ours - reference).max() < tolerance
 
 
-def test_onnxruntime_genai_runs_the_cpu_folder(make_checkpoint, exported):
+@pytest.mark.parametrize("ours", ["off", "on"])
+def test_onnxruntime_genai_runs_the_cpu_folder(exported, ours, tmp_path, monkeypatch):
+    """With our ops the folder carries the kernel library by relative path: genai finds it from anywhere."""
     import onnxruntime_genai as og
 
-    folder = exported("qwen2", "cpu", "int4")
+    folder = exported("qwen2", "cpu", "int4", custom_ops=ours)
+    monkeypatch.chdir(tmp_path)
     model = og.Model(str(folder))
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(PROMPT) + 6, do_sample=False)
@@ -168,9 +174,9 @@ def test_onnxruntime_genai_runs_the_cpu_folder(make_checkpoint, exported):
     generator.append_tokens(PROMPT)
     while not generator.is_done():
         generator.generate_next_token()
-    ours = [int(t) for t in generator.get_sequence(0)]
-    _, fed = greedy_logits(folder, steps=6)
-    assert ours == PROMPT + fed
+    tokens = [int(t) for t in generator.get_sequence(0)]
+    _, fed = greedy_logits(exported("qwen2", "cpu", "int4"), steps=6)
+    assert tokens == PROMPT + fed
 
 
 def test_passes_fire_on_optimums_graph(make_checkpoint, plain_rtn, tmp_path):
@@ -181,13 +187,14 @@ def test_passes_fire_on_optimums_graph(make_checkpoint, plain_rtn, tmp_path):
     from qwdeploy.backends.ort.fusions import rms_norm, skip_rms_norm
     from qwdeploy.backends.ort.quant.config import QuantConfig
     from qwdeploy.backends.ort.quant.matmul_nbits import quantize_matmuls
-    from qwdeploy.backends.passes import Context, Fusion, GraphPass, run_phases
+    from qwdeploy.backends.ort.context import OrtContext
+    from qwdeploy.backends.passes import Fusion, GraphPass, run_phases
 
     checkpoint = make_checkpoint("qwen2")
     layers = json.loads((checkpoint / "config.json").read_text())["num_hidden_layers"]
     traced = tmp_path / "optimum"
-    export(ExportRequest(open_checkpoint(checkpoint), traced, via="optimum", show_progress=False))
-    ctx = Context(options={"quant": QuantConfig(bits=8), "num_layers": layers})
+    export(ExportRequest(open_checkpoint(checkpoint), traced, via="optimum", show_progress=False, verify=False))
+    ctx = OrtContext(quant=QuantConfig(bits=8), num_layers=layers)
     counts = {}
     for name, passes in (("norms", [Fusion(rms_norm), Fusion(skip_rms_norm)]),
                          ("quant", [GraphPass("matmul_nbits", quantize_matmuls)])):
@@ -210,3 +217,25 @@ def test_passes_fire_on_optimums_graph(make_checkpoint, plain_rtn, tmp_path):
     quantized, _ = greedy_logits(tmp_path / "quant", steps=4, forced=fed)
     result, plain = agreement(ours, quantized), agreement(reference, plain_logits)
     assert result.top1 >= INT8_MIN_TOP1 and result.kl_mean <= INT8_KL_SHARE * plain.kl_mean, result.summary()
+
+
+def test_custom_ops_auto_is_decided_at_export_and_recorded(make_checkpoint, tmp_path, monkeypatch):
+    """auto: our ops when the target's library is already built (the suite built the host one), else not;
+    the manifest says which, and why."""
+    from qwdeploy.exporters.onnx.exporter import export
+    from qwdeploy.exporters.request import ExportRequest
+    from qwdeploy.toolkit.checkpoint import open_checkpoint
+
+    def manifest(out):
+        export(ExportRequest(open_checkpoint(make_checkpoint("qwen2")), out, quant="int4", target="cpu",
+                             show_progress=False, verify=False, options={"custom_ops": "auto"}))
+        return json.loads((out / "qwdeploy_backend.json").read_text())
+
+    built = manifest(tmp_path / "built")
+    assert built["custom_ops"]["emitted"] and (tmp_path / "built" / built["custom_ops"]["library"]).is_file()
+    assert built["options"]["custom_ops"] == "auto" and "found built" in built["custom_ops"]["why"]
+    monkeypatch.setenv("QWDEPLOY_CACHE", str(tmp_path / "empty-cache"))
+    fresh = manifest(tmp_path / "fresh")
+    assert not fresh["custom_ops"]["emitted"] and fresh["custom_ops"]["library"] is None
+    assert "no kernel library built for host" in fresh["custom_ops"]["why"]
+    assert not list((tmp_path / "fresh").glob("*.so"))

@@ -47,3 +47,18 @@ def test_cuda_numerics(exported):
     ours, _ = greedy_logits(folder, steps=3, forced=fed, session=session)
     result = agreement(reference, ours)
     assert result.top1 >= 0.9 and np.isfinite(ours).all(), result.summary()
+
+
+def test_cuda_refuses_our_float32_kernels_in_its_fp16_graphs(exported):
+    """Promise kept by refusal: our kernels take float32 (kernels/schemas.py), the cuda graphs are fp16."""
+    from qwdeploy.toolkit.errors import QwdeployError
+
+    backend = BACKENDS.get("cuda")
+    with pytest.raises(QwdeployError, match="-O custom_ops=on: qwdeploy's kernels take float32 and the cuda"):
+        backend.resolve_options({"custom_ops": "on"}, "int4")
+    folder = exported("qwen3", "cuda", "int4", custom_ops="auto")
+    custom = json.loads((folder / "qwdeploy_backend.json").read_text())["custom_ops"]
+    assert (custom["requested"], custom["emitted"], custom["library"]) == ("auto", False, None)
+    assert "fp16" in custom["why"]
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    assert not any(n.domain == "qwdeploy" for n in model.graph.node)

@@ -5,11 +5,11 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from qwdeploy.backends import external
+from qwdeploy.toolkit import external_data as external
 from qwdeploy.backends.graph import Graph
 from qwdeploy.backends.ort.artifact import save_model
 from qwdeploy.toolkit.layout import MODEL_FILE
-from qwdeploy.exporters.onnx.weights import ExternalDataWriter
+from qwdeploy.toolkit.external_data import ExternalDataWriter
 
 
 def test_weights_stay_on_disk_until_read_and_are_copied_exactly(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from qwdeploy.backends.ort.fusions import quant_swiglu, swiglu
 from qwdeploy.backends.ort.quant.blockwise import Quantized, dequantize
 from qwdeploy.backends.ort.quant.config import QuantConfig
 from qwdeploy.backends.ort.quant.matmul_nbits import quantize_matmuls
-from qwdeploy.backends.passes import Context
+from qwdeploy.backends.ort.context import OrtContext
 from qwdeploy.kernels.schemas import DOMAIN, SCHEMAS
 
 from backend_helpers import fuse, ops, run
@@ -90,7 +90,7 @@ def test_quant_swiglu_fuses_quantized_gate_up_and_matches():
     rng = np.random.default_rng(5)
     fused, _ = fuse(mlp_graph(rng), swiglu, swiglu_domain=DOMAIN)
     graph = Graph(fused)
-    quantize_matmuls(graph, Context(options={"quant": QuantConfig(bits=4, block_size=16), "num_layers": 1}))
+    quantize_matmuls(graph, OrtContext(quant=QuantConfig(bits=4, block_size=16), num_layers=1))
     quantized = graph.commit()
     final, (report,) = fuse(quantized, quant_swiglu)
     assert report.count == 1

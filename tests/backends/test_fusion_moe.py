@@ -38,7 +38,7 @@ def _library_session(folder, library):
 def test_one_moe_node_per_sparse_layer(exported, arch, quant, op):
     folder = exported(arch, "cpu", quant, custom_ops="on")
     manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
-    assert {p["pass"]: p["count"] for p in manifest["passes"]}["moe"] == SPARSE_LAYERS[arch]
+    assert {p["name"]: p["count"] for p in manifest["passes"]}["moe"] == SPARSE_LAYERS[arch]
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     fused = [n for n in graph.node if n.op_type == op and n.domain == "qwdeploy"]
     assert sorted(n.name for n in fused) == [f"/layers.{i}/moe/{op}" for i in range(SPARSE_LAYERS[arch])]
@@ -79,6 +79,6 @@ def test_rejects_routing_that_disagrees_with_the_spec(make_checkpoint, exported)
 def test_custom_ops_off_keeps_the_exporters_moe(exported):
     folder = exported("qwen3moe", "cpu", "fp32")
     manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
-    assert "moe" not in {p["pass"] for p in manifest["passes"]}
+    assert "moe" not in {p["name"] for p in manifest["passes"]}
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     assert {"TopK", "NonZero", "ScatterND"} <= {n.op_type for n in graph.node}

@@ -9,7 +9,8 @@ from qwdeploy.backends.ort.quant import embedding
 from qwdeploy.backends.ort.quant.blockwise import dequantize, quantize
 from qwdeploy.backends.ort.quant.config import QuantConfig
 from qwdeploy.backends.ort.quant.matmul_nbits import quantize_matmuls
-from qwdeploy.backends.passes import Context, Fusion
+from qwdeploy.backends.ort.context import OrtContext
+from qwdeploy.backends.passes import Fusion
 
 from backend_helpers import fuse, ops, run
 
@@ -31,7 +32,7 @@ def _tied_model(table: np.ndarray):
 
 def _quantized(model, config: QuantConfig):
     """The CPU pipeline's quantize phase: MatMulNBits first, then the lookup, one context (one store)."""
-    graph, context = Graph(model), Context(options={"quant": config})
+    graph, context = Graph(model), OrtContext(quant=config)
     quantize_matmuls(graph, context)
     report = Fusion(embedding)(graph, context)
     return graph.commit(), report

@@ -138,7 +138,7 @@ def test_rope_scaling_matches_transformers(make_checkpoint, tmp_path, scaling):
     config = json.loads((folder / "config.json").read_text())
     config["rope_scaling"] = scaling
     (folder / "config.json").write_text(json.dumps(config))
-    export(ExportRequest(open_checkpoint(folder), tmp_path / "onnx", show_progress=False))
+    export(ExportRequest(open_checkpoint(folder), tmp_path / "onnx", show_progress=False, verify=False))
     ids = np.array([PROMPT * 2], dtype=np.int64)
     mask = np.ones_like(ids)
     positions = positions_from(mask) + 700  # far enough out for scaled and unscaled rope to differ
@@ -151,7 +151,7 @@ def test_rope_scaling_matches_transformers(make_checkpoint, tmp_path, scaling):
 def test_via_optimum_matches_transformers(make_checkpoint, tmp_path):
     import optimum.exporters.onnx  # noqa: F401  (the dev install has it: missing fails)
     checkpoint = make_checkpoint("qwen2")
-    export(ExportRequest(open_checkpoint(checkpoint), tmp_path / "onnx", via="optimum", show_progress=False))
+    export(ExportRequest(open_checkpoint(checkpoint), tmp_path / "onnx", via="optimum", show_progress=False, verify=False))
     ids = np.array([PROMPT], dtype=np.int64)
     onnx = OnnxDecoder(tmp_path / "onnx")
     for step, (ours, theirs, _) in enumerate(run_both(reference(checkpoint), onnx, ids, np.ones_like(ids), 2)):

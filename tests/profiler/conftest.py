@@ -64,6 +64,6 @@ def _backend_artifact(checkpoint: Path, out: Path, target: str, quant: str, opti
     from qwdeploy.exporters.onnx.exporter import export
     from qwdeploy.exporters.request import ExportRequest
 
-    export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, target=target, show_progress=False,
+    export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, target=target, show_progress=False, verify=False,
                          options=options))
     return out

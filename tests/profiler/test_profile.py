@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 
 import numpy as np
 import pytest
@@ -133,40 +134,49 @@ def test_batched_run_reports_batch_throughput(artifacts):
         assert doc["memory"]["kv_cache_bytes"] == 3 * 10 * doc["artifact"]["kv_bytes_per_token"]
 
 
-def test_kernel_library_comes_from_the_folders_manifest(artifacts, tmp_path):
-    import dataclasses
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m["custom_ops"].update(library="missing.so"), "names kernel library 'missing.so', which is not in"),
+    (lambda m: m["custom_ops"].update(library="/usr/lib/libqwdeploy_kernels.so"), "must be a file name inside"),
+    (lambda m: m["custom_ops"].update(library="../libqwdeploy_kernels.so"), "must be a file name inside"),
+    (lambda m: m.update(library="libqwdeploy_kernels.so"), "unknown key 'library' in BackendManifest"),
+    (lambda m: m["custom_ops"].pop("target"), "missing key 'target' in CustomOpsRecord"),
+    (lambda m: m.update(custom_ops=["a.so"]), "'custom_ops' must be an object"),
+])
+def test_the_backend_manifest_is_read_exactly(artifacts, tmp_path, change, message):
     import shutil
 
-    from qwdeploy.backends.ortprofile.facts import custom_op_libraries, read_graph
     from qwdeploy.toolkit.errors import QwdeployError
+    from qwdeploy.toolkit.runtimes.ort.facts import custom_op_libraries, read_graph
+
+    copy = tmp_path / "copy"
+    shutil.copytree(artifacts("onnx_cpu_fused"), copy)
+    manifest = json.loads((copy / "qwdeploy_backend.json").read_text())
+    change(manifest)
+    (copy / "qwdeploy_backend.json").write_text(json.dumps(manifest))
+    with pytest.raises(QwdeployError, match=re.escape(message)):
+        custom_op_libraries(copy, read_graph(copy))
+
+
+def test_a_portable_folder_needs_no_library_and_our_ops_need_one(artifacts):
+    import dataclasses
+
+    from qwdeploy.toolkit.errors import QwdeployError
+    from qwdeploy.toolkit.runtimes.ort.facts import custom_op_libraries, read_graph
 
     folder = artifacts("onnx_f16")
     facts = read_graph(folder)
     assert custom_op_libraries(folder, facts) == []  # no manifest, standard ops only: nothing to register
-    copy = tmp_path / "with-manifest"
-    shutil.copytree(folder, copy)
-    (copy / "qwdeploy_backend.json").write_text(json.dumps({"custom_ops": {"domain": "qwdeploy",
-                                                                          "library": "lib/libqwdeploy_ops.so"}}))
-    with pytest.raises(QwdeployError, match="libqwdeploy_ops.so', which does not exist"):
-        custom_op_libraries(copy, facts)
-    (copy / "lib").mkdir()
-    (copy / "lib" / "libqwdeploy_ops.so").write_bytes(b"")
-    assert custom_op_libraries(copy, facts) == [(copy / "lib" / "libqwdeploy_ops.so").resolve()]
-    needs_kernels = dataclasses.replace(facts, custom_domains=("qwdeploy",))
     with pytest.raises(QwdeployError, match="domain qwdeploy but no qwdeploy_backend.json names"):
-        custom_op_libraries(folder, needs_kernels)
-    (copy / "qwdeploy_backend.json").write_text(json.dumps({"custom_ops": {"library": ["a.so"]}}))
-    with pytest.raises(QwdeployError, match="'custom_ops' must be an object whose 'library' is a path or null"):
-        custom_op_libraries(copy, facts)
+        custom_op_libraries(folder, dataclasses.replace(facts, custom_domains=("qwdeploy",)))
 
 
-def test_cpu_backend_folder_registers_the_library_its_manifest_names(artifacts, kernel_library):
-    from qwdeploy.backends.ortprofile.facts import custom_op_libraries, read_graph
+def test_cpu_backend_folder_registers_the_library_it_carries(artifacts):
+    from qwdeploy.toolkit.runtimes.ort.facts import custom_op_libraries, read_graph
 
     folder = artifacts("onnx_cpu_fused")
     facts = read_graph(folder)
     assert facts.custom_domains == ("qwdeploy",)
-    assert custom_op_libraries(folder, facts) == [kernel_library.resolve()]
+    assert custom_op_libraries(folder, facts) == [(folder / "libqwdeploy_kernels.so").resolve()]
     doc, _ = _profile(folder)
     validate(doc)
     assert doc["launches"]["per_decode_step"] > 0

@@ -57,7 +57,7 @@ def test_integer_onnx_weights_without_a_target_name_the_targets(make_checkpoint,
 def test_block_options_on_a_float_build_are_refused(make_checkpoint, tmp_path, option):
     result = _run("export", make_checkpoint("qwen2"), "--format", "onnx", "--target", "cpu", "--quant", "fp32",
                   "-O", option, "-o", tmp_path / "o")
-    _one_line(result, 1, f"-O {option.split('=')[0]} applies to --quant int4/int8; --quant fp32 has no weights")
+    _one_line(result, 1, f"-O {option.split('=')[0]} applies to --quant int4/int8; --quant f32 has no weights")
     assert not (tmp_path / "o").exists()
 
 

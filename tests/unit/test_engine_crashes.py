@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qwdeploy.backends.llamacpp.native import amx_repack_crashes, cpu_flags
+from qwdeploy.toolkit.runtimes.llamacpp.native import amx_repack_crashes, cpu_flags
 from qwdeploy.toolkit.engines import run_isolated
 from qwdeploy.toolkit.errors import EngineError, QwdeployError
 
@@ -96,12 +96,12 @@ def test_a_profiling_child_that_dies_is_one_line(make_checkpoint, tmp_path):
     from click.testing import CliRunner
 
     from qwdeploy.toolkit.cli.main import cli
-    from qwdeploy.toolkit.profiler.worker import ChildWorker, Target
+    from qwdeploy.toolkit.profiler.worker import ChildWorker, Job
 
     gguf = tmp_path / "m.gguf"
     assert CliRunner().invoke(cli, ["export", str(make_checkpoint("qwen2")), "--format", "gguf", "-o", str(gguf),
                                     "--no-verify"]).exit_code == 0
-    worker = ChildWorker(Target(gguf, "gguf", "cpu", threads=1))
+    worker = ChildWorker(Job(gguf, "gguf", "cpu", threads=1))
     try:
         os.kill(worker._process.pid, signal.SIGSEGV)
         with pytest.raises(EngineError) as caught:

@@ -7,7 +7,7 @@ import click
 
 from ..atomic import check_output
 from ..errors import QwdeployError
-from ..profiler.collectors import DEVICES
+from ..devices import DEVICES
 from ..profiles import load_profile
 from .table import print_rows
 
@@ -40,7 +40,7 @@ def _options(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.command()
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--compare", is_flag=True, help="Profile several artifacts, runs interleaved, and print ratios to the first.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True)
+@click.option("--device", type=click.Choice(list(DEVICES)), default="cpu", show_default=True)
 @click.option("--prompt-len", type=click.IntRange(min=1), default=128, show_default=True,
               help="Prompt tokens per sequence.")
 @click.option("--gen", type=click.IntRange(min=2), default=64, show_default=True,

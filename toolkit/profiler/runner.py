@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..errors import QwdeployError
 from .contract import ArtifactInfo, OpReport, RunSample
-from .worker import Target, start_worker
+from .worker import Job, start_worker
 
 MAX_PROMPT_ID = 100_000  # ids below every Qwen vocabulary's size, away from the special tokens
 
@@ -41,7 +41,7 @@ class Point:
 
 @dataclass
 class Measurement:
-    target: Target
+    job: Job
     info: ArtifactInfo
     baseline_rss_bytes: int  # before the runtime and artifact were loaded
     loaded_rss_bytes: int  # right after loading
@@ -60,18 +60,18 @@ def sweep_points(s: Settings) -> list[Point]:
     return points
 
 
-def check_fits(info: ArtifactInfo, s: Settings, target: Target) -> None:
+def check_fits(info: ArtifactInfo, s: Settings, job: Job) -> None:
     limit = info.context_length
     if limit is None:
         return
     needed = s.prompt_len + s.gen - 1  # the last generated token is never fed back
     if needed > limit:
         raise QwdeployError(f"a prompt of {s.prompt_len} tokens plus {s.gen} generated needs {needed} positions; "
-                            f"the artifact's context is {limit}", target.artifact)
+                            f"the artifact's context is {limit}", job.artifact)
     for point in sweep_points(s):
         if point.context > limit:
             raise QwdeployError(f"--context {point.context} exceeds the artifact's context of {limit}",
-                                target.artifact)
+                                job.artifact)
 
 
 def prompt_ids(vocab_size: int, batch: int, length: int, seed: int) -> np.ndarray:
@@ -79,36 +79,36 @@ def prompt_ids(vocab_size: int, batch: int, length: int, seed: int) -> np.ndarra
     return rng.integers(0, min(vocab_size, MAX_PROMPT_ID), size=(batch, length), dtype=np.int64)  # [batch, length]
 
 
-def measure(targets: list[Target], s: Settings, isolate: bool = True, progress: bool = True) -> list[Measurement]:
-    """Profile every target; with several, each counted run visits them in turn so drift hits all alike."""
+def measure(jobs: list[Job], s: Settings, isolate: bool = True, progress: bool = True) -> list[Measurement]:
+    """Profile every job; with several, each counted run visits them in turn so drift hits all alike."""
     if s.gen < 2:
         raise QwdeployError("--gen must be at least 2: one token from prefill, the rest from decode steps")
     if s.runs < 1 or s.prompt_len < 1 or s.batch < 1:
         raise QwdeployError("--runs, --prompt-len and --batch must be positive")
     points = sweep_points(s)
-    total = len(targets) * (2 + s.runs + len(points) * s.runs)
+    total = len(jobs) * (2 + s.runs + len(points) * s.runs)
     with ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=total, desc="profile", unit="run", disable=not progress, leave=False))
         workers, results = [], []
-        for target in targets:
-            bar.set_postfix_str(f"loading {target.artifact.name}")
-            worker = start_worker(target, isolate)
+        for job in jobs:
+            bar.set_postfix_str(f"loading {job.artifact.name}")
+            worker = start_worker(job, isolate)
             stack.callback(worker.close)
             info, baseline, loaded, load_peak = worker.call("info")
-            check_fits(info, s, target)
+            check_fits(info, s, job)
             workers.append(worker)
-            results.append(Measurement(target, info, baseline, loaded, load_peak))
+            results.append(Measurement(job, info, baseline, loaded, load_peak))
 
         def prompt(m: Measurement, batch: int, length: int) -> np.ndarray:
             return prompt_ids(m.info.vocab_size, batch, length, s.seed)
 
         for worker, m in zip(workers, results):
-            bar.set_postfix_str(f"warm-up {m.target.artifact.name}")
+            bar.set_postfix_str(f"warm-up {m.job.artifact.name}")
             worker.call("run", prompt(m, s.batch, s.prompt_len), s.gen)
             bar.update()
         for run in range(s.runs):
             for worker, m in zip(workers, results):
-                bar.set_postfix_str(f"run {run + 1}/{s.runs} {m.target.artifact.name}")
+                bar.set_postfix_str(f"run {run + 1}/{s.runs} {m.job.artifact.name}")
                 m.samples.append(worker.call("run", prompt(m, s.batch, s.prompt_len), s.gen))
                 bar.update()
         for point in points:
@@ -121,7 +121,7 @@ def measure(targets: list[Target], s: Settings, isolate: bool = True, progress: 
             for m, runs in zip(results, samples):
                 m.sweep.append((point, runs))
         for worker, m in zip(workers, results):
-            bar.set_postfix_str(f"instrumented {m.target.artifact.name}")
+            bar.set_postfix_str(f"instrumented {m.job.artifact.name}")
             steps = min(s.instrument_steps, s.gen - 1)
             m.report = worker.call("instrument", prompt(m, s.batch, s.prompt_len), steps)
             bar.update()

@@ -25,7 +25,9 @@ DOING = {"info": "loading", "run": "running", "instrument": "instrumenting"}  # 
 
 
 @dataclass(frozen=True)
-class Target:
+class Job:
+    """One artifact measured on one device: what a worker opens."""
+
     artifact: Path
     kind: str
     device: str
@@ -37,10 +39,10 @@ class Target:
 class Measured:
     """Wraps a session: every run records the process's RSS high-water mark during that run."""
 
-    def __init__(self, target: Target):
+    def __init__(self, job: Job):
         self.baseline_bytes = memory.rss_bytes()
-        collector = collector_for(target.kind, target.device)
-        self.session: Session = collector.open(target.artifact, target.threads, dict(target.options))
+        collector = collector_for(job.kind, job.device)
+        self.session: Session = collector.open(job.artifact, job.threads, dict(job.options))
         self.loaded_bytes = memory.rss_bytes()
         # Read after loaded_bytes and before any reset, so it covers loading's transient peak and is >= loaded.
         self.load_peak_bytes = memory.peak_rss_bytes()
@@ -62,8 +64,8 @@ class Measured:
 
 
 class InProcessWorker:
-    def __init__(self, target: Target):
-        self._measured = Measured(target)
+    def __init__(self, job: Job):
+        self._measured = Measured(job)
 
     def call(self, method: str, *args: Any) -> Any:
         return getattr(self._measured, method)(*args)
@@ -72,9 +74,9 @@ class InProcessWorker:
         self._measured.close()
 
 
-def _serve(conn, target: Target) -> None:
+def _serve(conn, job: Job) -> None:
     try:
-        measured = Measured(target)
+        measured = Measured(job)
         conn.send(("ok", None))
     except BaseException as exc:  # reported to the parent, which raises it
         conn.send(("error", _portable(exc)))
@@ -98,12 +100,12 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 class ChildWorker:
-    def __init__(self, target: Target):
+    def __init__(self, job: Job):
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, target), daemon=True)
+        self._process = context.Process(target=_serve, args=(child, job), daemon=True)
         self._process.start()
-        self._target = target
+        self._job = job
         child.close()
         self._receive(DOING["info"])
 
@@ -112,10 +114,10 @@ class ChildWorker:
             status, value = self._conn.recv()
         except (EOFError, OSError):
             self._process.join()
-            engine = ENGINES[self._target.kind]
-            raise EngineError(death_message(engine, self._process.exitcode, f"{doing} {self._target.artifact.name}",
+            engine = ENGINES[self._job.kind]
+            raise EngineError(death_message(engine, self._process.exitcode, f"{doing} {self._job.artifact.name}",
                                             "profile it with another runtime, or report this engine fault"),
-                              self._target.artifact) from None
+                              self._job.artifact) from None
         if status == "error":
             raise value
         return value
@@ -137,5 +139,5 @@ class ChildWorker:
         self._conn.close()
 
 
-def start_worker(target: Target, isolate: bool) -> InProcessWorker | ChildWorker:
-    return ChildWorker(target) if isolate else InProcessWorker(target)
+def start_worker(job: Job, isolate: bool) -> InProcessWorker | ChildWorker:
+    return ChildWorker(job) if isolate else InProcessWorker(job)

@@ -10,19 +10,19 @@ from onnx import NodeProto
 
 from ...graph import Graph, Reject
 from ...ort.fusions import MS
-from ...passes import Context
+from ...ort.context import OrtContext
 
 ANCHOR = "Sigmoid"
 
 
-def match(g: Graph, sigmoid: NodeProto, ctx: Context) -> tuple[NodeProto, NodeProto]:
+def match(g: Graph, sigmoid: NodeProto, ctx: OrtContext) -> tuple[NodeProto, NodeProto]:
     silu = g.follow(sigmoid.output[0], "Mul")
     if sigmoid.input[0] not in silu.input:
         raise Reject("Sigmoid(a) is not multiplied by a (a gate, not SiLU)")
     return sigmoid, silu
 
 
-def rewrite(g: Graph, found: tuple[NodeProto, NodeProto], ctx: Context) -> None:
+def rewrite(g: Graph, found: tuple[NodeProto, NodeProto], ctx: OrtContext) -> None:
     sigmoid, silu = found
     name = silu.name.rsplit("/", 1)[0] + "/QuickGelu"
     g.add_opset(MS, 1)

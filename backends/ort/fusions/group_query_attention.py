@@ -4,7 +4,7 @@ Pattern, anchored at the Softmax of the portable graph's attention:
     q = rotary(Transpose(norm?(Reshape(q_proj)))), k likewise, v = Transpose(Reshape(v_proj))
     present_k = Concat(past_k, k), present_v = Concat(past_v, v)
     out = Reshape(Transpose(MatMul(Softmax(scale * q @ present_k^T + mask), present_v)))
-Rotary becomes do_rotary with cos/sin caches. Qwen3's per-head q/k norms, by ctx.options["qk_norm"]:
+Rotary becomes do_rotary with cos/sin caches. Qwen3's per-head q/k norms, by ctx.qk_norm:
   "gqa":      GroupQueryAttention's q/k_norm_weight inputs (CUDA; its CPU kernel lacks them);
   "qwdeploy": our QKNormRotary op normalizes and rotates, GroupQueryAttention only attends
               (packed_qkv then makes it QKNormRotaryPacked on the packed projection);
@@ -22,7 +22,7 @@ from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN, DOMAIN_VERSION
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from ..lengths import attention_lengths
 from ..rotary_cache import POSITION_IDS, rotary_caches
 from . import MS, rms_norm
@@ -38,7 +38,7 @@ class Head:
     cos: str | None
 
 
-def _head(g: Graph, value: str, rotated: bool) -> Head:
+def _head(g: Graph, value: str, rotated: bool, ctx: OrtContext) -> Head:
     """Walk back from a rotated (or, for v, plain) [batch, heads, seq, head_dim] tensor to its projection."""
     cos = None
     if rotated:
@@ -49,7 +49,7 @@ def _head(g: Graph, value: str, rotated: bool) -> Head:
     norm = None
     node = g.producer.get(value)
     if node is not None and node.op_type == "Mul":
-        norm = rms_norm.match(g, node, Context())
+        norm = rms_norm.match(g, node, ctx)
         value = norm.x
     reshape = g.expect(value, "Reshape")
     shape = g.const(reshape.input[1]).tolist()
@@ -58,7 +58,7 @@ def _head(g: Graph, value: str, rotated: bool) -> Head:
     return Head(reshape.input[0], shape[2], norm, cos)
 
 
-def match(g: Graph, softmax: NodeProto, ctx: Context) -> dict:
+def match(g: Graph, softmax: NodeProto, ctx: OrtContext) -> dict:
     if next((a.i for a in softmax.attribute if a.name == "axis"), -1) != -1:
         raise Reject("softmax is not over the key axis")
     add = g.expect(softmax.input[0], "Add")
@@ -68,9 +68,9 @@ def match(g: Graph, softmax: NodeProto, ctx: Context) -> dict:
         raise Reject("attention scale is not a constant")
     scores = g.expect(g.skip(g.expect(mul.input[0], "Reshape").input[0]), "MatMul")
     present_k = g.expect(g.expect(scores.input[1], "Transpose").input[0], "Concat")
-    q = _head(g, g.expect(scores.input[0], "Reshape").input[0], rotated=True)
+    q = _head(g, g.expect(scores.input[0], "Reshape").input[0], rotated=True, ctx=ctx)
     value = softmax.output[0]
-    if [n.op_type for n in g.consumers.get(value, [])] == ["Cast"]:
+    if [n.op_type for n in g.users(value)] == ["Cast"]:
         value = g.follow(value, "Cast").output[0]
     probs = g.follow(g.follow(value, "Reshape").output[0], "MatMul")  # [batch, kv_heads, group * seq, head_dim]
     present_v = g.expect(probs.input[1], "Concat")
@@ -78,8 +78,8 @@ def match(g: Graph, softmax: NodeProto, ctx: Context) -> dict:
     for concat in (present_k, present_v):
         if concat.input[0] not in g.inputs or concat.output[0] not in g.outputs:
             raise Reject(f"{concat.name} does not append to a past KV graph input")
-    k = _head(g, present_k.input[1], rotated=True)
-    v = _head(g, present_v.input[1], rotated=False)
+    k = _head(g, present_k.input[1], rotated=True, ctx=ctx)
+    v = _head(g, present_v.input[1], rotated=False, ctx=ctx)
     if q.cos != k.cos:
         raise Reject("q and k are rotated with different tables")
     if (q.norm is None) != (k.norm is None):
@@ -91,16 +91,16 @@ def _separate_norm(g: Graph, head: Head) -> str:
     """[batch, seq, heads * head_dim] from the normalized 4-D heads, for GQA's 3-D inputs."""
     flat = g.add_const("heads_to_hidden", np.array([0, 0, -1], np.int64))
     reshape = g.make("Reshape", [head.norm.nodes[0].output[0], flat], 1, head.norm.nodes[0].name + "_flat")
-    g.node.append(reshape)
+    g.append(reshape)
     return reshape.output[0]
 
 
-def rewrite(g: Graph, f: dict, ctx: Context) -> None:
+def rewrite(g: Graph, f: dict, ctx: OrtContext) -> None:
     q, k, v = f["q"], f["k"], f["v"]
     past_k, past_v = f["present_k"].input[0], f["present_v"].input[0]
     seqlens, total = attention_lengths(g, ctx)
     cos, sin = rotary_caches(g, ctx, q.cos, g.elem_type(past_k))
-    mode = ctx.options.get("qk_norm", "gqa") if q.norm is not None else None
+    mode = ctx.qk_norm if q.norm is not None else None
     scope = f["out"].name.rsplit("/", 1)[0]
     q_in, k_in, extra = q.proj, k.proj, []
     attrs = dict(num_heads=q.heads, kv_num_heads=k.heads, do_rotary=1, scale=f["scale"])

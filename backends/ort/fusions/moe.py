@@ -7,7 +7,7 @@ Pattern (exporters/onnx/moe.py), anchored at the TopK:
                   out_e = expert_mlp(Gather(tokens, pairs_e[:, 0])) * GatherND(w, pairs_e)
     routed = ReduceSum(ScatterND(zeros, Concat(pairs_e...), Concat(out_e...)), [1])
     routed = Add(routed, Sigmoid(MatMul(tokens, W_sg)) * shared_mlp(tokens))? # Qwen2-MoE shared expert
-The check verifies the routing against the model spec (ctx.options["moe"]) when given: expert
+The check verifies the routing against the model spec (ctx.moe) when given: expert
 count, top_k and whether the weights are renormalised. Expert weights are packed per
 kernels/schemas.py: gate_up [E, 2I, H] (gate rows first), down [E, H, I]; QMoE stores them
 symmetric block-quantized (MatMulNBits' layout with the implicit zero point 2^(bits-1)).
@@ -22,7 +22,7 @@ from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN, DOMAIN_VERSION
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from ..moe_experts import Mlp, expert_of, mlp
 from ..quant.blockwise import quantize
 from ..quant.config import QuantConfig
@@ -56,7 +56,7 @@ def _routing(g: Graph, topk: NodeProto) -> tuple[str, str, int, bool, str]:
     if not g.is_const(router.input[1]) or g.const(router.input[1]).ndim != 2:
         raise Reject("router is not a MatMul by a constant matrix")
     weights, normalize = topk.output[0], False
-    users = g.consumers.get(weights, [])
+    users = g.users(weights)
     div = next((n for n in users if n.op_type == "Div"), None)
     if div is not None:
         total = g.expect(div.input[1], "ReduceSum")
@@ -64,7 +64,7 @@ def _routing(g: Graph, topk: NodeProto) -> tuple[str, str, int, bool, str]:
         if div.input[0] != weights or total.input[0] != weights or axes not in ([-1], [1]):
             raise Reject("top-k weights are divided by something other than their sum over the slots")
         weights, normalize = div.output[0], True
-    users = g.consumers.get(weights, [])
+    users = g.users(weights)
     if len(users) == 1 and users[0].op_type == "Cast":
         weights = users[0].output[0]
     return router.input[0], g.skip(softmax.input[0]), int(g.scalar(topk.input[1])), normalize, weights
@@ -72,7 +72,7 @@ def _routing(g: Graph, topk: NodeProto) -> tuple[str, str, int, bool, str]:
 
 def _scatter(g: Graph, ids: str) -> NodeProto:
     """The ReduceSum over slots of the ScatterND that places every expert's output."""
-    shape = next((n for n in g.consumers.get(ids, []) if n.op_type == "Shape"), None)
+    shape = next((n for n in g.users(ids) if n.op_type == "Shape"), None)
     if shape is None:
         raise Reject("no Shape of the top-k ids sizes the scatter target")
     zeros = g.follow(g.follow(shape.output[0], "Concat").output[0], "ConstantOfShape")
@@ -85,7 +85,7 @@ def _scatter(g: Graph, ids: str) -> NodeProto:
 
 def _shared(g: Graph, routed: str, tokens: str) -> tuple[Mlp | None, str | None, NodeProto | None]:
     """Qwen2-MoE: Add(routed, Mul(Sigmoid(MatMul(tokens, W_sg)), shared_mlp(tokens)))."""
-    users = g.consumers.get(routed, [])
+    users = g.users(routed)
     if len(users) != 1 or users[0].op_type != "Add":
         return None, None, None
     add = users[0]
@@ -107,10 +107,10 @@ def _swiglu_shapes(gate: tuple, up: tuple, down: tuple, hidden: int) -> bool:
     return gate == up == down[::-1] and gate[0] == hidden
 
 
-def match(g: Graph, topk: NodeProto, ctx: Context) -> Found:
+def match(g: Graph, topk: NodeProto, ctx: OrtContext) -> Found:
     tokens, logits, top_k, normalize, weights = _routing(g, topk)
     num_experts = g.const(g.producer[logits].input[1]).shape[1]  # router weight [H, E]
-    spec = ctx.options.get("moe")
+    spec = ctx.moe
     if spec is not None:
         expected = (spec.num_experts, spec.top_k, spec.norm_topk_prob)
         if (num_experts, top_k, normalize) != expected:
@@ -129,7 +129,7 @@ def match(g: Graph, topk: NodeProto, ctx: Context) -> Found:
     if len(shapes) != 1 or not _swiglu_shapes(*shapes.pop(), g.const(g.producer[logits].input[1]).shape[0]):
         raise Reject("expert weights are not [H, I], [H, I], [I, H] alike for every expert")
     shared, shared_gate, add = _shared(g, reduce.output[0], tokens)
-    if ctx.options.get("quant") is not None and not ctx.options["quant"].symmetric:
+    if ctx.quant is not None and not ctx.quant.symmetric:
         raise Reject("QMoE reads symmetric weights only (symmetric=false asks for zero points)")
     return Found(tokens, logits, top_k, normalize, [m for _, m in found], shared, shared_gate,
                  add or reduce, topk.name.rsplit("/", 1)[0])
@@ -142,10 +142,10 @@ def _quantized(g: Graph, name: str, weights: np.ndarray, config: QuantConfig) ->
             g.add_const(f"{name}.scales", np.stack([p.scales for p in parts]).astype(weights.dtype))]
 
 
-def rewrite(g: Graph, f: Found, ctx: Context) -> None:
+def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
     gate_up = np.stack([m.gate_up() for m in f.experts])  # [E, 2I, H]
     down = np.stack([m.down() for m in f.experts])  # [E, H, I]
-    config: QuantConfig | None = ctx.options.get("quant")
+    config = ctx.quant
     attrs = dict(top_k=f.top_k, normalize_topk=int(f.normalize))
     if config is None:
         op, expert_inputs = "MoE", [g.add_const(f"{f.scope}/experts.gate_up", gate_up),

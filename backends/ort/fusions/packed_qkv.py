@@ -12,7 +12,7 @@ from onnx import NodeProto, helper
 
 from ....kernels.schemas import DOMAIN
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from ..projections import Projection, packed, projection
 
 ANCHOR = "com.microsoft:GroupQueryAttention"
@@ -28,7 +28,7 @@ def _qk_norm(g: Graph, gqa: NodeProto) -> NodeProto | None:
     return node
 
 
-def match(g: Graph, gqa: NodeProto, ctx: Context) -> tuple[NodeProto, NodeProto | None, list[Projection]]:
+def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> tuple[NodeProto, NodeProto | None, list[Projection]]:
     if len(gqa.input) < 3 or not gqa.input[1] or not gqa.input[2]:
         raise Reject("query is already packed")
     norm = _qk_norm(g, gqa)
@@ -45,7 +45,7 @@ def _attributes(node: NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def rewrite(g: Graph, found: tuple[NodeProto, NodeProto | None, list[Projection]], ctx: Context) -> None:
+def rewrite(g: Graph, found: tuple[NodeProto, NodeProto | None, list[Projection]], ctx: OrtContext) -> None:
     gqa, norm, parts = found
     scope = gqa.name.rsplit("/", 1)[0]
     nodes, qkv = packed(g, parts, scope + "/qkv_proj")  # qkv: [batch, seq, (heads + 2 * kv_heads) * head_dim]

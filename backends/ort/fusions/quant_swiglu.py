@@ -10,21 +10,21 @@ from onnx import NodeProto, helper
 
 from ....kernels.schemas import DOMAIN
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 
 ANCHOR = f"{DOMAIN}:SwiGLU"
 CARRIED = ("K", "N", "bits", "block_size")
 
 
-def match(g: Graph, swiglu: NodeProto, ctx: Context) -> NodeProto:
+def match(g: Graph, swiglu: NodeProto, ctx: OrtContext) -> NodeProto:
     matmul = g.expect(swiglu.input[0], "MatMulNBits", single_use=True)
     if len(matmul.input) > 4 and any(matmul.input[4:]):
         raise Reject("the gate/up projection has a bias or g_idx, which QuantSwiGLU does not take")
     return matmul
 
 
-def rewrite(g: Graph, matmul: NodeProto, ctx: Context) -> None:
-    swiglu = g.consumers[matmul.output[0]][0]
+def rewrite(g: Graph, matmul: NodeProto, ctx: OrtContext) -> None:
+    swiglu = g.users(matmul.output[0])[0]
     x, b, scales = matmul.input[:3]
     zero_points = matmul.input[3] if len(matmul.input) > 3 else ""
     inputs = [x, b, g.add_const(scales + ".flat", g.const(scales).reshape(-1))]

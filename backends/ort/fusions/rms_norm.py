@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from onnx import NodeProto
 
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 
 ANCHOR = "Mul"
 
@@ -44,7 +44,7 @@ def _normalized(g: Graph, value: str) -> tuple[str, str, list[NodeProto]]:
     raise Reject(f"'{value}' is not x / sqrt(...)")
 
 
-def match(g: Graph, mul: NodeProto, ctx: Context) -> Found:
+def match(g: Graph, mul: NodeProto, ctx: OrtContext) -> Found:
     weight = next((i for i in mul.input if g.is_const(i)), None)
     if weight is None or g.const(weight).ndim != 1:
         raise Reject("no 1-D constant weight")
@@ -68,7 +68,7 @@ def match(g: Graph, mul: NodeProto, ctx: Context) -> Found:
     return Found(g.skip(xf), weight, g.scalar(eps_name), used)
 
 
-def rewrite(g: Graph, f: Found, ctx: Context) -> None:
+def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
     anchor = f.nodes[0]
     node = g.make("SimplifiedLayerNormalization", [f.x, f.weight], list(anchor.output),
                   anchor.name.rsplit("/", 1)[0] + "/SimplifiedLayerNormalization", axis=-1, epsilon=f.eps,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from onnx import NodeProto
 
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from . import MS
 
 ANCHOR = "SimplifiedLayerNormalization"
@@ -23,7 +23,7 @@ class Found:
     norm: NodeProto
 
 
-def match(g: Graph, norm: NodeProto, ctx: Context) -> Found:
+def match(g: Graph, norm: NodeProto, ctx: OrtContext) -> Found:
     add = g.expect(norm.input[0], "Add")
     if any(g.is_const(i) for i in add.input):
         raise Reject("the Add adds a constant (a bias that broadcasts), not a residual stream")
@@ -32,7 +32,7 @@ def match(g: Graph, norm: NodeProto, ctx: Context) -> Found:
     return Found(add, norm)
 
 
-def rewrite(g: Graph, f: Found, ctx: Context) -> None:
+def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
     total = f.add.output[0]
     keep_sum = g.uses(total) > 1
     eps = next(a.f for a in f.norm.attribute if a.name == "epsilon")

@@ -2,7 +2,7 @@
 
 Pattern: Mul(Mul(a, Sigmoid(a)), b), a = x @ W_gate, b = x @ W_up (constant weights, same x).
 Rewrite: y = x @ [W_gate | W_up]; SwiGLU(y) with gate first, which both ops' packed form expects.
-ctx.options["swiglu_domain"] picks the op: "qwdeploy" (kernels/schemas.py) or "com.microsoft".
+ctx.swiglu_domain picks the op: "qwdeploy" (kernels/schemas.py) or "com.microsoft".
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN, DOMAIN_VERSION
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from ..gated import Gated, gated
 from ..projections import Projection, packed, projection
 
@@ -27,7 +27,7 @@ class Found:
     up: Projection
 
 
-def match(g: Graph, sigmoid: NodeProto, ctx: Context) -> Found:
+def match(g: Graph, sigmoid: NodeProto, ctx: OrtContext) -> Found:
     unit = gated(g, sigmoid)
     gate, up = projection(g, unit.gate), projection(g, unit.up)
     if gate.x != up.x:
@@ -37,8 +37,8 @@ def match(g: Graph, sigmoid: NodeProto, ctx: Context) -> Found:
     return Found(unit, gate, up)
 
 
-def rewrite(g: Graph, f: Found, ctx: Context) -> None:
-    domain = ctx.options.get("swiglu_domain", DOMAIN)
+def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
+    domain = ctx.swiglu_domain
     scope = f.unit.product.name.rsplit("/", 1)[0]
     nodes, gate_up = packed(g, [f.gate, f.up], f"{scope}/gate_up_proj")  # [..., 2 * I]
     g.add_opset(domain, DOMAIN_VERSION if domain == DOMAIN else 1)

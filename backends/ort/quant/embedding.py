@@ -15,9 +15,8 @@ import numpy as np
 from onnx import NodeProto
 
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from ..fusions import MS
-from .config import QuantConfig
 from .matmul_nbits import MIN_ROWS
 from .store import quantized_inputs
 
@@ -30,8 +29,8 @@ class Found:
     table: np.ndarray  # [V, H]
 
 
-def match(g: Graph, gather: NodeProto, ctx: Context) -> Found:
-    config: QuantConfig = ctx.options["quant"]
+def match(g: Graph, gather: NodeProto, ctx: OrtContext) -> Found:
+    config = ctx.quant
     if "embed" in config.keep:
         raise Reject("embeddings kept in float (-O keep=embed)")
     if not g.is_const(gather.input[0]):
@@ -47,8 +46,8 @@ def match(g: Graph, gather: NodeProto, ctx: Context) -> Found:
     return Found(gather, table)
 
 
-def rewrite(g: Graph, f: Found, ctx: Context) -> None:
-    config: QuantConfig = ctx.options["quant"]
+def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
+    config = ctx.quant
     rows, width = f.table.shape
     packed, scales, zero_points = quantized_inputs(g, ctx, f.gather.input[0], f.table, transposed=False)
     name = f.gather.name.rsplit("/", 1)[0] + "/GatherBlockQuantized"

@@ -10,9 +10,8 @@ import numpy as np
 from onnx import NodeProto
 
 from ...graph import Graph, Reject
-from ...passes import Context
+from ..context import OrtContext
 from ..fusions import MS
-from .config import QuantConfig
 from .store import quantized_inputs
 
 # Narrower projections (MoE routers, the shared-expert gate) stay float: they are tiny, and a
@@ -33,18 +32,17 @@ def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, bool, NodeProto |
         if not g.is_const(node.input[1]) or g.const(node.input[1]).ndim != 2:
             raise Reject("right operand is not a constant matrix")
         weight = g.const(node.input[1]).T  # [K, N] → [N, K]
-    users = g.consumers.get(node.output[0], [])
+    users = g.users(node.output[0])
     bias = users[0] if len(users) == 1 and users[0].op_type == "Add" and any(
         g.is_const(i) and g.const(i).shape == (weight.shape[0],) for i in users[0].input) else None
     return weight, node.op_type == "MatMul", bias
 
 
-def quantize_matmuls(g: Graph, ctx: Context) -> int:
-    config: QuantConfig = ctx.options["quant"]
-    layers = ctx.options.get("num_layers", 0)
+def quantize_matmuls(g: Graph, ctx: OrtContext) -> int:
+    config = ctx.quant
     count = 0
     for node in [n for n in g.node if n.op_type in ("MatMul", "Gemm") and n.domain == ""]:
-        if config.keeps(node.name, layers):
+        if config.keeps(node.name, ctx.num_layers):
             continue
         try:
             weight, transposed, bias_add = _candidate(g, node)

@@ -25,7 +25,7 @@ def trace_events(measurements: list[Measurement]) -> dict:
     events: list[dict] = []
     for i, m in enumerate(measurements):
         runs_pid, ops_pid = 2 * i + 1, 2 * i + 2
-        label = f"{m.target.artifact.name} ({m.target.kind}, {m.target.device})"
+        label = f"{m.job.artifact.name} ({m.job.kind}, {m.job.device})"
         events += [_meta(runs_pid, None, f"{label}: counted runs"), _meta(ops_pid, None, f"{label}: kernel launches")]
         for run, sample in enumerate(m.samples):
             events.append(_meta(runs_pid, run + 1, f"run {run + 1}"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...toolkit.errors import QwdeployError
+from ...errors import QwdeployError
 from .native import llama_cpp, model_params, silence_logs
 
 ENGINE = "llama.cpp"

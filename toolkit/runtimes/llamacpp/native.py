@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ...toolkit.errors import MissingDependencyError
+from ...errors import MissingDependencyError
 
 TENSOR_NAME_OFFSET = 256  # struct ggml_tensor: type, buffer, ne[4], nb[4], op, op_params[16], flags, src[10], view_src, view_offs, data
 TENSOR_NAME_BYTES = 64

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...exporters.gguf.reader import GGUFFile
-from ...toolkit.engines import quiet_native_output
-from ...toolkit.errors import QwdeployError
-from ...toolkit.profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
+from ....exporters.gguf.reader import GGUFFile
+from ...engines import quiet_native_output
+from ...errors import QwdeployError
+from ...profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
 from .native import EMPTY_OPS, Ggml, llama_cpp, model_params, silence_logs
 
 KV_BYTES = 2  # llama.cpp's default f16 KV cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...toolkit.profiler.contract import OpEvent, OpReport
+from ...profiler.contract import OpEvent, OpReport
 
 KERNEL_SUFFIX = "_kernel_time"
 RUN_EVENT = "model_run"

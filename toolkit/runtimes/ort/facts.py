@@ -9,9 +9,8 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from ...toolkit.errors import ArtifactError
-from ...toolkit.files import read_json_object
-from ...toolkit.layout import BACKEND_MANIFEST, GENAI_CONFIG, MODEL_FILE
+from ...errors import ArtifactError
+from ...layout import BACKEND_MANIFEST, GENAI_CONFIG, MODEL_FILE, BackendManifest
 
 STANDARD_DOMAINS = ("", "ai.onnx", "com.microsoft")
 PAST_PREFIX = "past_key_values."
@@ -82,20 +81,13 @@ def read_graph(folder: Path) -> GraphFacts:
 
 def custom_op_libraries(folder: Path, facts: GraphFacts) -> list[Path]:
     """The kernel library the backend manifest records; an error when the graph needs one and none is named."""
-    manifest = folder / BACKEND_MANIFEST
-    custom = None
-    if manifest.is_file():
-        data = read_json_object(manifest, BACKEND_MANIFEST, ArtifactError)
-        custom = data.get("custom_ops")
-        library = custom.get("library") if isinstance(custom, dict) else None
-        if custom is not None and not (isinstance(custom, dict) and isinstance(library, (str, type(None)))):
-            raise ArtifactError("'custom_ops' must be an object whose 'library' is a path or null", manifest)
-    library = custom.get("library") if custom else None
+    manifest = BackendManifest.read(folder)
+    library = manifest.custom_ops.library if manifest is not None and manifest.custom_ops.emitted else None
     if library:
-        path = (folder / library).resolve()
+        path = folder / library
         if not path.is_file():
-            raise ArtifactError(f"names kernel library '{library}', which does not exist", manifest)
-        return [path]
+            raise ArtifactError(f"names kernel library '{library}', which is not in the folder", folder / BACKEND_MANIFEST)
+        return [path.resolve()]
     if facts.custom_domains:
         raise ArtifactError(f"the graph uses ops of domain {', '.join(facts.custom_domains)} but no "
                             f"{BACKEND_MANIFEST} names a kernel library for them", folder)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...toolkit.errors import MissingDependencyError, QwdeployError
-from ...toolkit.profiler.contract import ArtifactInfo, OpReport, RunSample
+from ...errors import MissingDependencyError, QwdeployError
+from ...profiler.contract import ArtifactInfo, OpReport, RunSample
 from .events import decode_report
-from ...toolkit.layout import MODEL_FILE
+from ...layout import MODEL_FILE
 from .facts import GraphFacts, custom_op_libraries, read_graph
 
 PREFILL_CHUNK = 512  # longer prompts prefill in chunks, so full-vocabulary logits stay ~300 MB
@@ -75,7 +75,7 @@ class OrtSession:
             options.profile_file_prefix = str(Path(profile_dir) / "ort")
         return ort.InferenceSession(str(self.folder / MODEL_FILE), options, providers=[self.provider])
 
-    def _forward(self, session, ids: np.ndarray, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+    def forward(self, session, ids: np.ndarray, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
         """ids [batch, n] after cache [batch, kv_heads, past, head_dim] → logits [batch, n, vocab], new cache."""
         batch, n = ids.shape
         past = next(iter(cache.values())).shape[2]
@@ -91,13 +91,13 @@ class OrtSession:
                  for name, (heads, dim) in self.facts.past_inputs.items()}
         start = time.perf_counter()
         for chunk in range(0, prompt.shape[1], PREFILL_CHUNK):
-            logits, cache = self._forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache)
+            logits, cache = self.forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache)
         token = logits[:, -1].argmax(-1)  # [batch]
         ttft = time.perf_counter() - start
         steps = []
         for _ in range(decode_steps):
             start = time.perf_counter()
-            logits, cache = self._forward(session, token[:, None].astype(np.int64), cache)
+            logits, cache = self.forward(session, token[:, None].astype(np.int64), cache)
             token = logits[:, -1].argmax(-1)
             steps.append(time.perf_counter() - start)
         return ttft, steps

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...toolkit.engines import quiet_native_output
-from ...toolkit.errors import MissingDependencyError, QwdeployError
-from ...toolkit.profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
+from ...engines import quiet_native_output
+from ...errors import MissingDependencyError, QwdeployError
+from ...profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
 
 NO_KERNEL = frozenset({
     "aten::to", "aten::_to_copy", "aten::resolve_conj", "aten::resolve_neg", "aten::result_type",
