@@ -50,6 +50,7 @@ class OpReport:
     method: str  # how launches were counted, in one sentence
     launches_per_step: list[int]  # one per instrumented decode step
     events: list[OpEvent]  # every launch of the instrumented decode steps
+    fallbacks_per_step: list[int] | None = None  # launches a device handed to a CPU (CANN AI_CPU tasks); None: unknown
 
 
 class Session(Protocol):

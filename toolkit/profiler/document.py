@@ -16,7 +16,7 @@ from .stats import summary
 from .sweeps import Budget, fit, fits, kv_cache_bytes, usd_per_million_tokens
 
 SCHEMA_ID = "qwdeploy.profile"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ def build_document(m: Measurement, s: Settings, host: Host, budget: Budget, usd_
         "runs": runs,
         "summary": summaries,
         "launches": {"per_decode_step": int(statistics.median(launches)) if launches else 0,
-                     "per_step": list(launches), "method": m.report.method},
+                     "per_step": list(launches), "method": m.report.method,
+                     "fallbacks_per_step": m.report.fallbacks_per_step},
         "ops": _ops(m.report),
         "memory": {"host_baseline_bytes": m.baseline_rss_bytes, "host_loaded_bytes": m.loaded_rss_bytes,
                    "host_load_peak_bytes": m.load_peak_rss_bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Callable
 
 Row = tuple[str, ...]
@@ -57,6 +58,8 @@ def summary_rows(doc: dict) -> list[Row]:
         ("decode", _stat(doc["summary"]["decode_tokens_per_s"], rate)),
         ("decode step", _stat(doc["summary"]["decode_step_s"], ms)),
         ("launches / decode step", str(doc["launches"]["per_decode_step"])),
+        *((("CPU fallbacks / decode step", str(int(statistics.median(fallbacks)))),)
+          if (fallbacks := doc["launches"].get("fallbacks_per_step")) else ()),
         ("peak host RSS", f"{size(doc['memory']['host_peak_bytes'])} "
                           f"(baseline {size(doc['memory']['host_baseline_bytes'])})"),
         ("peak device memory", size(doc["memory"]["device_peak_bytes"])),
