@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # System packages qwdeploy's kernel builds and tests use: CMake, the host and aarch64 cross C++
-# compilers, and qemu-user to run aarch64 test binaries. Idempotent: installs only what is missing.
+# compilers, qemu-user to run aarch64 test binaries, and LLVM 19's mlir-translate/llc to lower the Ascend
+# kernels to x86 for their numerical check (bishengir, from pip's ascendnpu-ir, is built on LLVM 19).
+# Idempotent: installs only what is missing.
 # CUDA (nvcc) is not installed here; CUDA builds need the CUDA toolkit at /usr/local/cuda or on PATH.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ g++-aarch64-linux-gnu qemu-user)
+packages=(cmake ninja-build g++ g++-aarch64-linux-gnu qemu-user mlir-19-tools llvm-19)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

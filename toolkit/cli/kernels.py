@@ -21,11 +21,18 @@ def kernels() -> None:
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="parallel compile jobs [all cores]")
 @click.option("--force", is_flag=True, help="rebuild even when the cache holds this build")
 def build_cmd(target: str, cuda_arch: str | None, ort_include: str | None, jobs: int | None, force: bool) -> None:
-    """Compile the kernels for a target (cached by sources + target + compiler) and print the library path."""
+    """Compile the kernels for a target (cached by sources + target + compiler) and print the library path.
+
+    An Ascend profile compiles kernels/ascend/ for its SoC instead and prints each kernel's HIVM IR (or device
+    object, where the CANN toolkit's hivmc is on PATH)."""
+    from ...kernels.ascend_build import ascend_soc
     from ...kernels.build import build
     from ...kernels.ort_headers import ort_include as headers
     from ...kernels.targets import resolve_target
 
+    if ascend_soc(target) is not None:
+        _build_ascend(target, cuda_arch, ort_include, jobs, force)
+        return
     if ort_include is not None:
         headers(ort_include)  # checked before anything is said to be building
     resolved = resolve_target(target, cuda_arch)
@@ -34,6 +41,20 @@ def build_cmd(target: str, cuda_arch: str | None, ort_include: str | None, jobs:
         click.echo(f"note: {resolved.note}", err=True)
     result = build(resolved, ort_include, jobs, force)
     click.echo(str(result.library))
+
+
+def _build_ascend(target: str, cuda_arch: str | None, ort_include: str | None, jobs: int | None, force: bool) -> None:
+    from ...kernels import ascend_build
+
+    if cuda_arch or ort_include:
+        raise click.UsageError("--cuda-arch and --ort-include do not apply to an Ascend profile's kernels")
+    resolved = ascend_build.resolve(target)
+    click.echo(f"building Ascend kernels for {resolved.describe()}: {', '.join(ascend_build.KERNELS)}", err=True)
+    result = ascend_build.build(resolved, jobs, force)
+    if not result.has_device_objects:
+        click.echo(ascend_build.HIVMC_NOTE, err=True)
+    for path in result.outputs():
+        click.echo(str(path))
 
 
 @kernels.command("list")
