@@ -79,6 +79,7 @@ class Backend(ABC, Generic[O]):
     quants: tuple[str, ...]  # accepted --quant values, the first is the default without a profile
     portable: str  # the portable graph's precision (exporter --quant) the pipeline starts from
     defaults: O  # this device's option values before -O
+    verify_provider: str  # the ONNX Runtime execution provider `export --verify` runs the artifact on
 
     @abstractmethod
     def availability(self) -> tuple[bool, str]:
@@ -91,6 +92,9 @@ class Backend(ABC, Generic[O]):
     @abstractmethod
     def build(self, request: BuildRequest[O]) -> BuildResult:
         """Run the pipeline over request.portable and write the artifact folder request.out."""
+
+    def check_profile(self, profile: DeviceProfile | None) -> None:
+        """Refuse a profile this device cannot build for (one line), before any work is done."""
 
     def resolve_quant(self, quant: str | None, profile: DeviceProfile | None) -> str:
         name = quant if quant is not None else (profile.deploy.onnx_quant if profile is not None else self.quants[0])

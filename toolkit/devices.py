@@ -32,7 +32,6 @@ DEVICES: dict[str, Device] = {d.name: d for d in (
     Device("cuda", "cuda", "qwdeploy.backends.cuda.backend:BACKEND",
            {"onnx": "qwdeploy.backends.cuda.collector:COLLECTOR", "gguf": f"{_LLAMA}:CUDA_COLLECTOR",
             "hf": f"{_TRANSFORMERS}:CUDA_COLLECTOR"}),
-    Device("cann", "ascend", None,
-           planned="the Huawei Ascend backend is being built; export --format gguf or onnx without --target "
-                   "for now"),
+    Device("cann", "ascend", "qwdeploy.backends.cann.backend:BACKEND",
+           {"onnx": "qwdeploy.backends.cann.collector:COLLECTOR"}),
 )}

@@ -22,6 +22,7 @@ GENAI_CONFIG = "genai_config.json"  # onnxruntime-genai's runtime config
 GENERATION_CONFIG = "generation_config.json"  # copied from the checkpoint
 BACKEND_MANIFEST = "qwdeploy_backend.json"  # what a device backend did (passes, options, library)
 CHECKSUMS_FILE = "checksums.sha256"  # sha256sum format, every other file of the folder
+PROVIDER_OPTIONS = "provider_options.json"  # execution provider → the ONNX Runtime session options it runs with
 CHECKPOINT_CONFIG = "config.json"  # a Hugging Face checkpoint's
 GGUF_MAGIC = b"GGUF"
 

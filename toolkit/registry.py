@@ -33,6 +33,8 @@ class LazyRegistry(Generic[T]):
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:  # an optional package this entry runs on is not installed
+                if (exc.name or "").startswith("qwdeploy"):
+                    raise
                 raise MissingDependencyError(f"{self.kind} '{name}' needs {exc.name or exc}, which is not "
                                              "installed (pip install 'qwdeploy[all]')") from None
             self._loaded[name] = getattr(module, attr) if attr else module

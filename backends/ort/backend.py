@@ -37,6 +37,10 @@ class OrtBackend(Backend[OrtOptions]):
     refuses_custom_ops: str | None = None  # why this device's graphs cannot take our ops
     pipeline_of: Callable[[Plan[OrtOptions], bool], list[Phase]]  # staticmethod: (plan, emit our ops) → phases
 
+    @property
+    def verify_provider(self) -> str:
+        return self.providers[0]
+
     def availability(self) -> tuple[bool, str]:
         if importlib.util.find_spec("onnxruntime") is None:
             return False, f"onnxruntime is not installed ({self.install})"

@@ -54,6 +54,15 @@ def _default_quant(request: ExportRequest) -> str:
     return "f16"
 
 
+def _device_note(request: ExportRequest, quant: QuantType) -> list[tuple[str, str]]:
+    """On an Ascend profile, where llama.cpp's CANN backend runs this file's matmuls (why its default is what it is)."""
+    if request.profile is None or request.profile.accelerator.kind != "ascend":
+        return []
+    from ...backends.cann.gguf_support import quant_note
+
+    return [("matmuls", quant_note(request.profile, quant.name))]
+
+
 def _check_profile(request: ExportRequest, quant: QuantType) -> None:
     profile = request.profile
     if profile and quant.name not in profile.deploy.dtypes:
@@ -76,6 +85,7 @@ def export(request: ExportRequest) -> ExportResult:
     ckpt = request.checkpoint
     quant = quant_type(_default_quant(request))
     _check_profile(request, quant)
+    device_note = _device_note(request, quant)
     if request.target or request.via != "native":
         raise QwdeployError("--target and --via apply to ONNX exports only")
     verify = request.verify
@@ -97,6 +107,7 @@ def export(request: ExportRequest) -> ExportResult:
         summary = [("type", quant.name), ("size", f"{tmp.stat().st_size / 1024**2:.1f} MiB")]
         if types:
             summary.append(("tensor types", ", ".join(f"{k} x{v}" for k, v in types.most_common())))
+        summary += device_note
         if verify:
             summary.append(("vs transformers", compare_with_transformers(tmp, ckpt.directory).summary()))
     return ExportResult(request.out, summary)

@@ -45,8 +45,9 @@ def precision_for(quant: str | None) -> Precision:
     if name in BACKEND_QUANTS:
         from ...backends import BACKENDS
 
+        devices = [n for n in BACKENDS.names() if any(q.startswith("int") for q in BACKENDS.get(n).quants)]
         raise QwdeployError(
             f"--quant {quant}: integer ONNX weights are made for a device; add --target "
-            f"({' or '.join(BACKENDS.names())}), or use one of {', '.join(PRECISIONS)} for the portable graph"
+            f"({' or '.join(devices)}), or use one of {', '.join(PRECISIONS)} for the portable graph"
         )
     raise QwdeployError(f"--quant {quant}: unknown ONNX weight type; use one of {', '.join(PRECISIONS)}")

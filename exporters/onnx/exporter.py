@@ -59,6 +59,7 @@ def _export_for_target(request: ExportRequest) -> ExportResult:
     from ...backends.base import BuildRequest, Plan
 
     backend = BACKENDS.get(request.target)
+    backend.check_profile(request.profile)
     quant = backend.resolve_quant(request.quant, request.profile)
     options = backend.resolve_options(request.options, quant)
     out = check_output(request.out, request.inputs)
@@ -69,7 +70,7 @@ def _export_for_target(request: ExportRequest) -> ExportResult:
         export(portable)
         plan = Plan(quant, options, request.checkpoint.spec, request.profile)
         built = backend.build(BuildRequest(portable.out, final, plan, request.force, tuple(request.inputs)))
-        checked = _verify(request, final, quant, backend.providers[0])
+        checked = _verify(request, final, quant, backend.verify_provider)
     return ExportResult(out, built.summary + checked)
 
 

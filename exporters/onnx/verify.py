@@ -70,13 +70,10 @@ def onnx_logits(folder: Path, ids: list[int], provider: str) -> np.ndarray:
     Runs in the calling process; `verify_folder` calls it in a child."""
     # The profiler's session already feeds these graphs (KV cache, mask, positions, kernel library): reused.
     session = OrtSession(folder, provider, threads=None, options={})
-    cache = {name: np.zeros((1, heads, 0, dim), session.kv_dtype)
-             for name, (heads, dim) in session.facts.past_inputs.items()}
+    cache = session.new_cache(1)
     split = max(1, len(ids) - DECODE_STEPS)
-    logits = []
-    for chunk in [ids[:split], *([token] for token in ids[split:])]:
-        out, cache = session.forward(session.session, np.array([chunk], np.int64), cache)
-        logits.append(out[0])
+    chunks = [ids[:split], *([token] for token in ids[split:])]
+    logits = [session.forward(session.session, np.array([chunk], np.int64), cache)[0] for chunk in chunks]
     return np.concatenate(logits)
 
 

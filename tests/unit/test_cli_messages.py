@@ -42,10 +42,13 @@ def test_profile_run_options_are_refused_before_anything_loads(gguf_file, flags,
     assert "loading" not in result.output  # no progress bar: nothing started
 
 
-def test_the_ascend_target_says_what_exists_today(make_checkpoint, tmp_path):
+def test_the_ascend_target_needs_an_ascend_profile_before_any_work(make_checkpoint, tmp_path):
     result = _run("export", make_checkpoint("qwen2"), "--format", "onnx", "--target", "cann", "-o", tmp_path / "o")
-    _one_line(result, 1, "backend 'cann' is not available in this version")
-    assert "available: cpu, cuda" in result.stderr
+    _one_line(result, 1, "--target cann compiles for one Ascend SoC: add --profile ascend-310p")
+    result = _run("export", make_checkpoint("qwen2"), "--format", "onnx", "--target", "cann", "--profile", "rpi5",
+                  "-o", tmp_path / "o")
+    _one_line(result, 1, "--target cann compiles for one Ascend SoC")
+    assert not (tmp_path / "o").exists()
 
 
 def test_integer_onnx_weights_without_a_target_name_the_targets(make_checkpoint, tmp_path):

@@ -27,6 +27,7 @@ class GraphFacts:
     vocab_size: int
     context_length: int | None
     custom_domains: tuple[str, ...]
+    static_context: int | None = None  # fixed KV buffer length (static graphs, backends/cann); None: growing
 
 
 def _initializer_bytes(t: onnx.TensorProto) -> int:
@@ -61,12 +62,13 @@ def read_graph(folder: Path) -> GraphFacts:
     graph = model.graph
     sizes = {t.name: _initializer_bytes(t) for t in graph.initializer}
     gathered = _gathered_only(graph, set(sizes))
-    past, kv_bytes, kv_dtype = {}, 0, "float32"
+    past, kv_bytes, kv_dtype, static = {}, 0, "float32", None
     for value in graph.input:
         if not value.name.startswith(PAST_PREFIX):
             continue
         tensor = value.type.tensor_type
         heads, head_dim = tensor.shape.dim[1].dim_value, tensor.shape.dim[3].dim_value  # [batch, kv_heads, past, head_dim]
+        static = tensor.shape.dim[2].dim_value or None
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
         past[value.name] = (heads, head_dim)
         kv_bytes += heads * head_dim * dtype.itemsize
@@ -75,8 +77,8 @@ def read_graph(folder: Path) -> GraphFacts:
     domains = tuple(sorted({node.domain for node in graph.node} - set(STANDARD_DOMAINS)))
     return GraphFacts(nodes=len(graph.node), weight_bytes=sum(sizes.values()),
                       gathered_bytes=sum(sizes[n] for n in gathered), kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
-                      past_inputs=past, vocab_size=logits[-1].dim_value, context_length=_context_length(folder),
-                      custom_domains=domains)
+                      past_inputs=past, vocab_size=logits[-1].dim_value, context_length=static or _context_length(folder),
+                      custom_domains=domains, static_context=static)
 
 
 def custom_op_libraries(folder: Path, facts: GraphFacts) -> list[Path]:

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import MissingDependencyError, QwdeployError
+from ...errors import ArtifactError, MissingDependencyError, QwdeployError
+from ...files import read_json_object
+from ...layout import MODEL_FILE, PROVIDER_OPTIONS
 from ...profiler.contract import ArtifactInfo, OpReport, RunSample
+from .cache import GrowingCache, new_cache
 from .events import decode_report
-from ...layout import MODEL_FILE
 from .facts import GraphFacts, custom_op_libraries, read_graph
 
 PREFILL_CHUNK = 512  # longer prompts prefill in chunks, so full-vocabulary logits stay ~300 MB
@@ -73,31 +75,35 @@ class OrtSession:
         if profile_dir is not None:
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(profile_dir) / "ort")
-        return ort.InferenceSession(str(self.folder / MODEL_FILE), options, providers=[self.provider])
+        return ort.InferenceSession(str(self.folder / MODEL_FILE), options, providers=[self._provider()])
 
-    def forward(self, session, ids: np.ndarray, cache: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
-        """ids [batch, n] after cache [batch, kv_heads, past, head_dim] → logits [batch, n, vocab], new cache."""
-        batch, n = ids.shape
-        past = next(iter(cache.values())).shape[2]
-        feeds = {"input_ids": ids, "attention_mask": np.ones((batch, past + n), np.int64),
-                 "position_ids": np.broadcast_to(np.arange(past, past + n, dtype=np.int64), (batch, n)), **cache}
-        names = ["logits", *(name.replace("past_key_values", "present") for name in cache)]
-        logits, *present = session.run(names, feeds)
-        return logits, dict(zip(cache, present))
+    def _provider(self) -> str | tuple[str, dict[str, str]]:
+        """The provider, with the options the artifact asks it to run with (PROVIDER_OPTIONS), if any."""
+        path = self.folder / PROVIDER_OPTIONS
+        asked = read_json_object(path, PROVIDER_OPTIONS, ArtifactError) if path.is_file() else {}
+        return (self.provider, asked[self.provider]) if self.provider in asked else self.provider
+
+    def new_cache(self, batch: int) -> GrowingCache:
+        return new_cache(self.facts, batch, self.kv_dtype)
+
+    def forward(self, session, ids: np.ndarray, cache: GrowingCache) -> np.ndarray:
+        """ids [batch, n] after what `cache` holds → logits [batch, n, vocab]; the cache takes them in."""
+        names = ["logits", *(name.replace("past_key_values", "present") for name in cache.values)]
+        logits, *present = session.run(names, cache.feeds(ids))
+        cache.update(present, ids.shape[1])
+        return logits
 
     def _generate(self, session, prompt: np.ndarray, decode_steps: int) -> tuple[float, list[float]]:
-        batch = prompt.shape[0]
-        cache = {name: np.zeros((batch, heads, 0, dim), self.kv_dtype)
-                 for name, (heads, dim) in self.facts.past_inputs.items()}
+        cache = self.new_cache(prompt.shape[0])
         start = time.perf_counter()
         for chunk in range(0, prompt.shape[1], PREFILL_CHUNK):
-            logits, cache = self.forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache)
+            logits = self.forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache)
         token = logits[:, -1].argmax(-1)  # [batch]
         ttft = time.perf_counter() - start
         steps = []
         for _ in range(decode_steps):
             start = time.perf_counter()
-            logits, cache = self.forward(session, token[:, None].astype(np.int64), cache)
+            logits = self.forward(session, token[:, None].astype(np.int64), cache)
             token = logits[:, -1].argmax(-1)
             steps.append(time.perf_counter() - start)
         return ttft, steps
