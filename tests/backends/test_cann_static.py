@@ -97,3 +97,50 @@ def test_a_static_graph_refuses_more_tokens_than_its_buffers(static):
     cache = session.new_cache(1)
     with pytest.raises(QwdeployError, match=f"{CONTEXT + 1} tokens do not fit the static graph's {CONTEXT} KV slots"):
         session.forward(session.session, np.ones((1, CONTEXT + 1), np.int64), cache)
+
+
+def test_the_cann_provider_runs_with_the_folders_options_and_the_cpu_without(static):
+    from qwdeploy.toolkit.runtimes.ort.session import provider_with_options
+
+    folder = static("qwen2")
+    name, options = provider_with_options(folder, "CANNExecutionProvider")
+    assert name == "CANNExecutionProvider" and options["precision_mode"] == "must_keep_origin_dtype"
+    assert provider_with_options(folder, "CPUExecutionProvider") == "CPUExecutionProvider"
+
+
+FAKE_ATC = """#!/bin/sh
+# Stands in for CANN's atc: records its arguments, writes the .om it was asked for, or fails on request.
+echo "$@" > "$ATC_LOG"
+[ -n "$ATC_FAIL" ] && { echo "ATC run failed, E19010: no parser for op Foo"; exit 1; }
+for arg in "$@"; do case "$arg" in --output=*) touch "${arg#--output=}.om";; esac; done
+"""
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_atc_runs_when_it_is_on_path_and_its_failure_is_one_line(make_checkpoint, tmp_path, monkeypatch, fails):
+    from qwdeploy.exporters.onnx.exporter import export
+    from qwdeploy.exporters.request import ExportRequest
+    from qwdeploy.toolkit.checkpoint import open_checkpoint
+    from qwdeploy.toolkit.errors import QwdeployError
+    from qwdeploy.toolkit.profiles import load_profile
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "atc").write_text(FAKE_ATC)
+    (bin_dir / "atc").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("ATC_LOG", str(tmp_path / "atc.args"))
+    if fails:
+        monkeypatch.setenv("ATC_FAIL", "1")
+    request = ExportRequest(open_checkpoint(make_checkpoint("qwen2")), tmp_path / "out", target="cann",
+                            profile=load_profile("ascend-310p"), show_progress=False, verify=False,
+                            options={"context": str(CONTEXT)})
+    if fails:
+        with pytest.raises(QwdeployError, match="atc failed \\(1\\): ATC run failed, E19010: no parser for op Foo"):
+            export(request)
+        assert not (tmp_path / "out").exists()
+        return
+    result = export(request)
+    assert ("atc", "compiled by atc") in result.summary
+    assert (tmp_path / "out" / "model_Ascend310P3.om").is_file()
+    assert "--soc_version=Ascend310P3" in (tmp_path / "atc.args").read_text()

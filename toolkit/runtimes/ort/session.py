@@ -75,13 +75,8 @@ class OrtSession:
         if profile_dir is not None:
             options.enable_profiling = True
             options.profile_file_prefix = str(Path(profile_dir) / "ort")
-        return ort.InferenceSession(str(self.folder / MODEL_FILE), options, providers=[self._provider()])
-
-    def _provider(self) -> str | tuple[str, dict[str, str]]:
-        """The provider, with the options the artifact asks it to run with (PROVIDER_OPTIONS), if any."""
-        path = self.folder / PROVIDER_OPTIONS
-        asked = read_json_object(path, PROVIDER_OPTIONS, ArtifactError) if path.is_file() else {}
-        return (self.provider, asked[self.provider]) if self.provider in asked else self.provider
+        return ort.InferenceSession(str(self.folder / MODEL_FILE), options,
+                                    providers=[provider_with_options(self.folder, self.provider)])
 
     def new_cache(self, batch: int) -> GrowingCache:
         return new_cache(self.facts, batch, self.kv_dtype)
@@ -123,6 +118,13 @@ class OrtSession:
 
     def close(self) -> None:
         self.session = None
+
+
+def provider_with_options(folder: Path, provider: str) -> str | tuple[str, dict[str, str]]:
+    """The provider, with the options the artifact asks it to run with (PROVIDER_OPTIONS), if any."""
+    path = folder / PROVIDER_OPTIONS
+    asked = read_json_object(path, PROVIDER_OPTIONS, ArtifactError) if path.is_file() else {}
+    return (provider, asked[provider]) if provider in asked else provider
 
 
 class OrtCollector:
