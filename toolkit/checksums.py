@@ -26,6 +26,10 @@ HEADER_SEARCH_BYTES = 64 * 2**10  # our writer puts the key right after general.
 BLOCK = 8 * 2**20
 
 
+def file_sha256(path: Path) -> str:
+    return _hash_file(path).hexdigest()
+
+
 def _hash_file(path: Path, hasher=None, skip: tuple[int, int] | None = None):
     """sha256 of a file, reading `skip` = (offset, length) as the placeholder's zeros."""
     hasher = hasher or hashlib.sha256()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from .errors import CheckpointError, QwdeployError
+from .errors import ArtifactError, CheckpointError, QwdeployError
 
 # Index, generation, tokenizer and model configs are kilobytes to a few megabytes; refuse more unread.
 MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -78,3 +79,16 @@ def brief(value: object, limit: int = 80) -> str:
 def is_int(value: object) -> bool:
     """An integer as JSON means it: Python's bools are ints, JSON's true/false are not."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def exact_keys(schema: type, data: Any, path: Path) -> dict:
+    """`data` when it is an object with exactly the dataclass `schema`'s fields; ArtifactError naming the first
+    unknown or missing key otherwise (a file written by another qwdeploy version says so, not half-read)."""
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{schema.__name__} must be an object, got {type(data).__name__}", path)
+    expected = {f.name for f in fields(schema)}
+    unknown, missing = sorted(set(data) - expected), sorted(expected - set(data))
+    if unknown or missing:
+        what = f"unknown key '{unknown[0]}'" if unknown else f"missing key '{missing[0]}'"
+        raise ArtifactError(f"{what} in {schema.__name__}; written by another qwdeploy version?", path)
+    return data

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ArtifactError, QwdeployError
-from .files import read_json_object
+from .files import exact_keys, read_json_object
 
 MODEL_FILE = "model.onnx"
 DATA_FILE = MODEL_FILE + ".data"  # the external weights beside the graph
@@ -98,22 +98,13 @@ class BackendManifest:
         if not path.exists():
             return None
         data = read_json_object(path, BACKEND_MANIFEST, ArtifactError)
-        custom, passes = _exact(cls, data, path)["custom_ops"], data["passes"]
+        custom, passes = exact_keys(cls, data, path)["custom_ops"], data["passes"]
         if not isinstance(custom, dict) or not isinstance(passes, list) or not all(isinstance(p, dict) for p in passes):
             raise ArtifactError("'custom_ops' must be an object and 'passes' a list of objects", path)
-        library = _exact(CustomOpsRecord, custom, path)["library"]
+        library = exact_keys(CustomOpsRecord, custom, path)["library"]
         if library is not None and (not isinstance(library, str) or Path(library).is_absolute()
                                     or ".." in Path(library).parts):
             raise ArtifactError(f"custom_ops.library {library!r} must be a file name inside the artifact folder", path)
         return cls(**{**data, "custom_ops": CustomOpsRecord(**custom),
-                      "passes": tuple(PassRecord(**_exact(PassRecord, p, path)) for p in passes)})
+                      "passes": tuple(PassRecord(**exact_keys(PassRecord, p, path)) for p in passes)})
 
-
-def _exact(schema: type, data: dict, path: Path) -> dict:
-    expected = {f.name for f in fields(schema)}
-    unknown, missing = sorted(set(data) - expected), sorted(expected - set(data))
-    if unknown or missing:
-        what = f"unknown key '{unknown[0]}'" if unknown else f"missing key '{missing[0]}'"
-        raise ArtifactError(f"{what} in {schema.__name__}; written by a different qwdeploy version? Export it again",
-                            path)
-    return data

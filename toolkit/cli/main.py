@@ -20,6 +20,9 @@ COMMANDS = LazyRegistry[click.Command](
         "backends": "qwdeploy.toolkit.cli.backends:backends",
         "kernels": "qwdeploy.toolkit.cli.kernels:kernels",
         "profile": "qwdeploy.toolkit.cli.profile:profile",
+        "package": "qwdeploy.toolkit.cli.package:package",
+        "verify": "qwdeploy.toolkit.cli.package:verify",
+        "run": "qwdeploy.toolkit.cli.run:run",
     },
 )
 

@@ -21,7 +21,7 @@ METHOD = ("llama.cpp eval callback: ggml graph nodes computed per decode token, 
           f"{', '.join(sorted(EMPTY_OPS))} (views the CPU backend does not compute)")
 
 
-def _gguf_facts(path: Path) -> tuple[int, int, int | None]:
+def gguf_facts(path: Path) -> tuple[int, int, int | None]:
     """(bytes a decode step reads, KV bytes per token, context length) from the GGUF header."""
     gguf = GGUFFile(path)
     meta, arch = gguf.metadata, gguf.metadata["general.architecture"]
@@ -45,7 +45,7 @@ class LlamaSession:
         self.lib = llama_cpp()
         silence_logs()
         self.path, self.threads = Path(path), threads or os.cpu_count() or 1
-        read_per_token, kv_per_token, context = _gguf_facts(self.path)
+        read_per_token, kv_per_token, context = gguf_facts(self.path)
         with quiet_native_output():
             self.model = self.lib.llama_model_load_from_file(str(self.path).encode(), model_params(gpu_layers))
         if not self.model:
@@ -62,7 +62,7 @@ class LlamaSession:
             details={"parameters": str(self.lib.llama_model_n_params(self.model)), "kv cache": "f16",
                      "threads": str(self.threads)})
 
-    def _context(self, batch: int, tokens: int, callback=None):
+    def new_context(self, batch: int, tokens: int, callback=None):
         """A context for `batch` sequences of up to `tokens` positions; the timed one is kept and reused."""
         params = self.lib.llama_context_default_params()
         params.n_ctx = -(-batch * tokens // CTX_ROUND) * CTX_ROUND
@@ -83,12 +83,12 @@ class LlamaSession:
         key = (batch, -(-tokens // CTX_ROUND))
         if self._ctx_key != key:
             self._free_context()
-            self._ctx, self._ctx_key = self._context(batch, tokens), key
+            self._ctx, self._ctx_key = self.new_context(batch, tokens), key
         ctx, n_batch = self._ctx
         self.lib.llama_memory_clear(self.lib.llama_get_memory(ctx), True)
         return ctx, n_batch
 
-    def _decode(self, ctx, lb, tokens: np.ndarray, start: int, want_logits: bool) -> None:
+    def decode(self, ctx, lb, tokens: np.ndarray, start: int, want_logits: bool) -> None:
         """tokens [batch, n] at positions start.. of sequences 0..batch-1, one llama_decode call."""
         batch, n = tokens.shape
         for i, (seq, offset) in enumerate(np.ndindex(batch, n)):
@@ -115,14 +115,14 @@ class LlamaSession:
             start = time.perf_counter()
             for offset in range(0, length, chunk):
                 part = prompt[:, offset:offset + chunk]
-                self._decode(ctx, lb, part, offset, offset + part.shape[1] == length)
+                self.decode(ctx, lb, part, offset, offset + part.shape[1] == length)
             token = self._argmax(ctx, batch, part.shape[1])
             ttft, steps = time.perf_counter() - start, []
             for step in range(decode_steps):
                 if on_step:
                     on_step(step)
                 start = time.perf_counter()
-                self._decode(ctx, lb, token[:, None], length + step, True)
+                self.decode(ctx, lb, token[:, None], length + step, True)
                 token = self._argmax(ctx, batch, 1)
                 steps.append(time.perf_counter() - start)
             return ttft, steps
@@ -137,7 +137,7 @@ class LlamaSession:
     def instrument(self, prompt: np.ndarray, steps: int) -> OpReport:
         recorder = _NodeRecorder(self.ggml)
         callback = self.lib.ggml_backend_sched_eval_callback(recorder)
-        ctx, n_batch = self._context(prompt.shape[0], prompt.shape[1] + steps + 1, callback)
+        ctx, n_batch = self.new_context(prompt.shape[0], prompt.shape[1] + steps + 1, callback)
         try:
             self._generate(ctx, n_batch, prompt, steps, on_step=recorder.begin_step)
         finally:

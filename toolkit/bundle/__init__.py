@@ -1,0 +1,1 @@
+"""Bundles: an artifact packaged for one device, as a folder or a deterministic .tar.gz of it."""
