@@ -133,3 +133,36 @@ def test_a_tar_gz_bundle_packs_verifies_and_runs(artifacts, tmp_path):
     from_bundle = runner.invoke(cli, ["run", str(archive), *args])
     direct = runner.invoke(cli, ["run", str(artifacts["gguf"]), *args])
     assert from_bundle.exit_code == 0 and from_bundle.stdout and from_bundle.stdout == direct.stdout
+
+
+def test_an_rpi5_bundle_with_our_ops_carries_an_aarch64_kernel_library(make_checkpoint, tmp_path):
+    """The library is built for the profile's CPU (cross-compiled here), not copied from this x86 host."""
+    folder = tmp_path / "onnx"
+    export_onnx(ExportRequest(open_checkpoint(make_checkpoint("qwen2")), folder, target="cpu", quant="int4",
+                              profile=load_profile("rpi5"), show_progress=False, verify=False,
+                              options={"custom_ops": "on"}))
+    package(folder, load_profile("rpi5"), tmp_path / "b")
+    library = tmp_path / "b" / "model" / "libqwdeploy_kernels.so"
+    header = library.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["reference"] is None  # cannot run here
+    custom = json.loads((tmp_path / "b" / "model" / "qwdeploy_backend.json").read_text())["custom_ops"]
+    assert custom["library"] == library.name and custom["target"].startswith("rpi5 (aarch64")
+    assert "libqwdeploy_kernels.so" in {f["path"].rsplit("/", 1)[-1] for f in json.loads(
+        (tmp_path / "b" / "manifest.json").read_text())["files"]}
+
+
+def test_verify_run_regenerates_the_tokens_recorded_at_packaging(artifacts, make_checkpoint, tmp_path):
+    import torch
+    import transformers
+
+    made = package(artifacts["gguf"], load_profile("rpi5"), tmp_path / "b")
+    reference = made.manifest.reference
+    model = transformers.AutoModelForCausalLM.from_pretrained(make_checkpoint("qwen2"), torch_dtype=torch.float32)
+    expected = model.generate(torch.tensor([reference.prompt]), max_new_tokens=len(reference.tokens),
+                              do_sample=False)[0, len(reference.prompt):].tolist()
+    assert reference.tokens == expected[:len(reference.tokens)]  # llama.cpp f16 vs transformers fp32, greedy
+    assert dict(verify_bundle(tmp_path / "b", run=True))["run"].startswith(f"{len(reference.tokens)} greedy tokens")
+    _manifest(lambda m: m["reference"]["tokens"].__setitem__(3, m["reference"]["tokens"][3] + 1))(tmp_path / "b")
+    with pytest.raises(QwdeployError, match="greedy tokens differ from those recorded at packaging from position 3"):
+        verify_bundle(tmp_path / "b", run=True)

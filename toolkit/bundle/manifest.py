@@ -53,6 +53,14 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Greedy tokens the bundle's model generated when it was packaged, for `verify --run` to compare."""
+
+    prompt: list[int]
+    tokens: list[int]
+
+
+@dataclass(frozen=True)
 class BundleManifest:
     format: str
     format_version: int
@@ -63,6 +71,7 @@ class BundleManifest:
     export: dict[str, Any]  # what the artifact says about how it was made
     runtime: Runtime
     memory: MemoryPlan
+    reference: Reference | None  # None where this machine cannot run the model (a foreign kernel library)
     files: tuple[FileEntry, ...]
 
     def write(self, folder: Path) -> None:
@@ -81,6 +90,8 @@ class BundleManifest:
         try:
             return cls(**{**data, "runtime": Runtime(**exact_keys(Runtime, data["runtime"], path)),
                           "memory": MemoryPlan(**exact_keys(MemoryPlan, data["memory"], path)),
+                          "reference": Reference(**exact_keys(Reference, data["reference"], path))
+                          if data["reference"] is not None else None,
                           "files": tuple(FileEntry(**exact_keys(FileEntry, f, path)) for f in data["files"])})
         except TypeError:
             raise ArtifactError("'runtime', 'memory' and each of 'files' must be objects", path) from None

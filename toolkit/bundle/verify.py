@@ -42,7 +42,21 @@ def _runtime_line(manifest: BundleManifest) -> str:
     return f"{runtime.name} {version} ({runtime.requirement})"
 
 
-def verify_bundle(folder: Path, profile: DeviceProfile | None = None) -> list[tuple[str, str]]:
+def _rerun(folder: Path, manifest: BundleManifest) -> str:
+    from .package import reference_tokens
+
+    if manifest.reference is None:
+        return "skipped: no tokens were recorded at packaging (the model did not run there)"
+    recorded = manifest.reference.tokens
+    ours = reference_tokens(folder / manifest.model, manifest.artifact_kind, manifest.reference.prompt)
+    if ours != recorded:
+        at = next(i for i, (a, b) in enumerate(zip(ours + [-1], recorded + [-1])) if a != b)
+        raise ArtifactError(f"greedy tokens differ from those recorded at packaging from position {at} "
+                            f"({ours[at:at + 4]} here, {recorded[at:at + 4]} recorded)", folder)
+    return f"{len(ours)} greedy tokens, the same as recorded at packaging"
+
+
+def verify_bundle(folder: Path, profile: DeviceProfile | None = None, run: bool = False) -> list[tuple[str, str]]:
     """(check, result) rows; ArtifactError naming the first file or number that is wrong."""
     folder = Path(folder)
     manifest = BundleManifest.read(folder)
@@ -62,7 +76,8 @@ def verify_bundle(folder: Path, profile: DeviceProfile | None = None) -> list[tu
         plan = memory_plan(folder / manifest.model, manifest.artifact_kind, profile, manifest.memory.context)
     if not plan.fits:
         raise ArtifactError(f"does not fit {plan.budget_source}: {describe(plan)}", folder)
-    return [("files", f"{len(listed)} files, sizes and sha256 as listed, nothing extra"),
+    rows = [("files", f"{len(listed)} files, sizes and sha256 as listed, nothing extra"),
             ("fits", describe(plan)),
             ("runtime", _runtime_line(manifest)),
             ("made for", f"{manifest.profile} by qwdeploy {manifest.toolkit_version}")]
+    return rows + ([("run", _rerun(folder, manifest))] if run else [])

@@ -48,7 +48,8 @@ def package(artifact: Path, profile_name: str, out: Path, context: int | None, a
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--profile", "profile_name", help="Check the fit against this profile instead of the bundle's own.")
-def verify(bundle: Path, profile_name: str | None) -> None:
+@click.option("--run", "rerun", is_flag=True, help="Also generate the greedy tokens recorded at packaging and compare.")
+def verify(bundle: Path, profile_name: str | None, rerun: bool) -> None:
     """Check a bundle (folder or .tar.gz): manifest, every checksum, no extra or missing files, no links,
     the fit for its profile (or --profile), and the runtime this machine has."""
     from ..atomic import scratch_directory
@@ -60,7 +61,7 @@ def verify(bundle: Path, profile_name: str | None) -> None:
         from ..bundle.archive import open_bundle
 
         with scratch_directory(bundle) as tmp:
-            rows = verify_bundle(open_bundle(bundle, tmp, MAX_UNPACKED_BYTES), profile)
+            rows = verify_bundle(open_bundle(bundle, tmp, MAX_UNPACKED_BYTES), profile, rerun)
     else:
-        rows = verify_bundle(bundle, profile)
+        rows = verify_bundle(bundle, profile, rerun)
     print_rows(None, [("verified", str(bundle)), *rows])
