@@ -112,10 +112,8 @@ def test_tampering_is_refused_in_one_line_naming_what(artifacts, tmp_path, tampe
     _one_line(runner.invoke(cli, ["verify", str(tmp_path / "b")]), message)
 
 
-def test_package_refuses_a_checkpoint_and_a_missing_artifact(make_checkpoint, tmp_path):
+def test_package_refuses_a_missing_artifact(tmp_path):
     runner = CliRunner()
-    _one_line(runner.invoke(cli, ["package", str(make_checkpoint("qwen2")), "--profile", "rpi5", "-o",
-                                  str(tmp_path / "b")]), "a checkpoint is packaged after export")
     _one_line(runner.invoke(cli, ["package", str(tmp_path / "nothing"), "--profile", "rpi5", "-o",
                                   str(tmp_path / "b")]), "no such file or directory")
 
@@ -166,3 +164,24 @@ def test_verify_run_regenerates_the_tokens_recorded_at_packaging(artifacts, make
     _manifest(lambda m: m["reference"]["tokens"].__setitem__(3, m["reference"]["tokens"][3] + 1))(tmp_path / "b")
     with pytest.raises(QwdeployError, match="greedy tokens differ from those recorded at packaging from position 3"):
         verify_bundle(tmp_path / "b", run=True)
+
+
+@pytest.mark.parametrize(("profile", "model", "facts"), [
+    ("rpi5", "model.gguf", {"type": "q4_0"}),
+    ("x86-server", "model", {"backend": "cpu", "quant": "int4"}),
+])
+def test_a_checkpoint_is_exported_with_the_profiles_defaults_then_bundled(make_checkpoint, tmp_path, profile, model,
+                                                                         facts):
+    checkpoint = make_checkpoint("qwen2")
+    made = package(checkpoint, load_profile(profile), tmp_path / "b")
+    manifest = made.manifest
+    assert manifest.model == model and (tmp_path / "b" / model).exists()
+    assert facts.items() <= manifest.export.items()
+    assert manifest.export["vs transformers" if model.endswith(".gguf") else "verify"]  # the export's own check
+    config = checkpoint / "config.json"
+    import hashlib
+
+    assert manifest.source["config_sha256"] == hashlib.sha256(config.read_bytes()).hexdigest()
+    assert manifest.source["weights"] == {p.name: p.stat().st_size for p in checkpoint.glob("*.safetensors")}
+    assert dict(verify_bundle(tmp_path / "b"))["made for"].startswith(profile)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the export's scratch is gone

@@ -68,6 +68,7 @@ class BundleManifest:
     profile: str
     artifact_kind: str  # gguf | onnx
     model: str  # the model file or folder inside the bundle
+    source: dict[str, Any] | None  # the checkpoint it was exported from, when packaging exported it
     export: dict[str, Any]  # what the artifact says about how it was made
     runtime: Runtime
     memory: MemoryPlan

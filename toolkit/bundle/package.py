@@ -6,10 +6,12 @@ import shutil
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, scratch_directory
+from ..checkpoint import Checkpoint, open_checkpoint
 from ..checksums import file_sha256
-from ..errors import QwdeployError
+from ..errors import QwdeployError, UnsupportedModelError
 from ..layout import BACKEND_MANIFEST, BackendManifest, artifact_kind
 from ..profiler.artifacts import preflight
 from ..profiles import DeviceProfile
@@ -17,6 +19,7 @@ from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, BundleManifest, FileEntr
 from .plan import describe, memory_plan
 
 MODEL = {"gguf": "model.gguf", "onnx": "model"}  # where the artifact sits inside the bundle
+EXPORT_FACTS = ("type", "weights", "matmuls", "verify", "vs transformers")  # export rows a manifest keeps
 README = "README.md"
 MODELFILE = "Modelfile"  # what `ollama create NAME -f Modelfile` reads
 # The package a device runs each artifact with, by kind and backend; versions below these lack what we use.
@@ -90,14 +93,45 @@ def _modelfile(gguf: Path) -> str:
     return f"FROM ./{MODEL['gguf']}\n{stop}"
 
 
+def _fingerprint(checkpoint: Checkpoint) -> dict[str, Any]:
+    """What identifies the source without hashing gigabytes: its config's sha256 and its weight files' sizes."""
+    return {"checkpoint": checkpoint.directory.name, "config_sha256": file_sha256(checkpoint.config_path),
+            "weights": {p.name: p.stat().st_size for p in checkpoint.weights.files()}}
+
+
+def _export(checkpoint: Checkpoint, profile: DeviceProfile, folder: Path) -> tuple[Path, list[tuple[str, str]]]:
+    """The checkpoint exported with the profile's defaults: its format, quant type and backend."""
+    from ...exporters import EXPORTERS
+    from ...exporters.request import ExportRequest
+
+    fmt = profile.deploy.format
+    exporter = EXPORTERS.get(fmt)
+    reason = exporter.unsupported_reason(checkpoint.spec)
+    if reason:
+        raise UnsupportedModelError(f"cannot export to {fmt} for {profile.name}: {reason}", checkpoint.directory)
+    checkpoint.validate()
+    out = folder / MODEL[fmt]
+    result = exporter.export(ExportRequest(checkpoint, out, profile=profile, show_progress=False,
+                                           target=profile.deploy.backend if fmt == "onnx" else None))
+    return out, result.summary
+
+
 def package(artifact: Path, profile: DeviceProfile, out: Path, context: int | None = None, force: bool = False,
             allow_misfit: bool = False) -> Packaged:
-    """A bundle folder at `out`; refuses an artifact that does not fit the profile unless `allow_misfit`."""
+    """A bundle folder at `out`; refuses an artifact that does not fit the profile unless `allow_misfit`.
+    A checkpoint is exported first, with the profile's format, quant type and backend."""
     artifact = Path(artifact)
+    if artifact_kind(artifact) != "hf":
+        return _package(artifact, profile, out, context, force, allow_misfit, None, [])
+    checkpoint = open_checkpoint(artifact)
+    with scratch_directory(Path(out)) as tmp:
+        exported, summary = _export(checkpoint, profile, tmp)
+        return _package(exported, profile, out, context, force, allow_misfit, _fingerprint(checkpoint), summary)
+
+
+def _package(artifact: Path, profile: DeviceProfile, out: Path, context: int | None, force: bool,
+             allow_misfit: bool, source: dict[str, Any] | None, exported: list[tuple[str, str]]) -> Packaged:
     kind = artifact_kind(artifact)
-    if kind not in MODEL:
-        raise QwdeployError("a checkpoint is packaged after export: qwdeploy export it for the profile first",
-                            artifact)
     integrity = preflight(artifact, kind)
     plan = memory_plan(artifact, kind, profile, context)
     if not plan.fits and not allow_misfit:
@@ -116,10 +150,11 @@ def package(artifact: Path, profile: DeviceProfile, out: Path, context: int | No
             shutil.copytree(artifact, tmp / MODEL[kind])
         (tmp / README).write_text(_readme(profile, kind, plan, runtime))
         export = {"integrity": integrity, "backend": backend.backend if backend else None,
-                  "quant": backend.quant if backend else None, "graph_check": backend.graph_check if backend else None}
+                  "quant": backend.quant if backend else None, "graph_check": backend.graph_check if backend else None,
+                  **{label: value for label, value in exported if label in EXPORT_FACTS}}
         reference = None if _cannot_run_here(tmp / MODEL[kind], kind) else Reference(
             REFERENCE_PROMPT, reference_tokens(tmp / MODEL[kind], kind, REFERENCE_PROMPT))
         manifest = BundleManifest(FORMAT, FORMAT_VERSION, metadata.version("qwdeploy"), profile.name, kind, MODEL[kind],
-                                  export, runtime, plan, reference, file_entries(tmp))
+                                  source, export, runtime, plan, reference, file_entries(tmp))
         manifest.write(tmp)
     return Packaged(Path(out), manifest, integrity)
