@@ -39,6 +39,22 @@ def option(default: Any, parse: Callable[[str], Any], help: str, quants: tuple[s
     return field(default=default, metadata={OPTION: Option(parse, help, quants)})
 
 
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return text
+    return parse
+
+
 def option_fields(options: Any) -> dict[str, tuple[Option, Any]]:
     """name → (the option, its value in `options`), in declaration order."""
     return {f.name: (f.metadata[OPTION], getattr(options, f.name)) for f in fields(options) if OPTION in f.metadata}

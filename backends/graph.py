@@ -250,6 +250,13 @@ class Graph:
         self.graph.node.extend(self.node)
         return self.model
 
+    def drop_input(self, name: str) -> None:
+        """Remove a graph input that nothing reads any more."""
+        kept = [v for v in self.graph.input if v.name != name]
+        del self.graph.input[:]
+        self.graph.input.extend(kept)
+        self.inputs.discard(name)
+
     def add_opset(self, domain: str, version: int) -> None:
         if not any(o.domain == domain for o in self.model.opset_import):
             self.model.opset_import.append(helper.make_opsetid(domain, version))

@@ -10,7 +10,6 @@ verify is in kernels/ascend/README.md.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -18,15 +17,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
 
 from ..toolkit.errors import MissingDependencyError, QwdeployError
+from .build import build_once, tool_version
 from ..toolkit.layout import cache_root
 from ..toolkit.profiles import DeviceProfile, load_profile
 
@@ -128,12 +124,6 @@ def tools() -> Tools:
     return Tools(_bishengir("bishengir-compile"), _bishengir("bishengir-opt"), shutil.which("hivmc"))
 
 
-@lru_cache(maxsize=None)
-def _version(tool: str) -> str:
-    out = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
-    return out[0] if out else "unknown"
-
-
 def resolve(target: str) -> AscendTarget:
     """An Ascend profile's SoC, checked against the compiler's own targets (which also give its core count)."""
     profile = _ascend_profile(target)
@@ -155,8 +145,8 @@ def build_key(target: AscendTarget, found: Tools) -> str:
         source = SOURCE_DIR / f"{kernel}.mlir"
         digest.update(kernel.encode() + b"\0" + source.read_bytes() + b"\0" + " ".join(flags).encode() + b"\0")
     digest.update(json.dumps([target.soc, target.ai_cores, STAGE_PASS]).encode())
-    digest.update(_version(found.compile).encode())
-    digest.update(_version(found.hivmc).encode() if found.hivmc else b"no hivmc")
+    digest.update(tool_version(found.compile).encode())
+    digest.update(tool_version(found.hivmc).encode() if found.hivmc else b"no hivmc")
     return digest.hexdigest()[:16]
 
 
@@ -171,33 +161,17 @@ def build(target: AscendTarget, jobs: int | None = None, force: bool = False) ->
     result = planned(target)
     if result.exists() and not force:
         return result
-    result.directory.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(result.directory.parent / f".{result.directory.name}.lock"):
-        if result.exists() and not force:
-            return result  # another process built it while this one waited
-        staging = Path(tempfile.mkdtemp(dir=result.directory.parent, prefix=".building-"))
-        try:
-            with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
-                objects = list(pool.map(lambda kernel: _compile(kernel, target, found, staging / kernel), KERNELS))
-            manifest = {"target": asdict(target), "compiler": _version(found.compile),
-                        "hivmc": _version(found.hivmc) if found.hivmc else None, "kernels": list(KERNELS),
-                        "device_objects": all(objects)}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-            if result.directory.exists():
-                shutil.rmtree(result.directory)
-            staging.rename(result.directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+    def make(staging: Path) -> None:
+        with ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
+            objects = list(pool.map(lambda kernel: _compile(kernel, target, found, staging / kernel), KERNELS))
+        manifest = {"target": asdict(target), "compiler": tool_version(found.compile),
+                    "hivmc": tool_version(found.hivmc) if found.hivmc else None, "kernels": list(KERNELS),
+                    "device_objects": all(objects)}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+    build_once(result.directory, result.exists, force, make)
     return result
-
-
-@contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """One build of a given key at a time across processes (parallel test workers, two CLI runs)."""
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _compile(kernel: str, target: AscendTarget, found: Tools, out: Path) -> bool:

@@ -10,11 +10,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 from ..toolkit.errors import MissingDependencyError, QwdeployError
 from ..toolkit.layout import cache_root
@@ -66,7 +65,8 @@ def _nvcc() -> str:
 
 
 @lru_cache(maxsize=None)
-def _version(tool: str) -> str:
+def tool_version(tool: str) -> str:
+    """A compiler's version line, for build keys and manifests."""
     out = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout.strip().splitlines()
     return out[-1] if "nvcc" in tool else (out[0] if out else "unknown")
 
@@ -91,7 +91,7 @@ def build_key(target: BuildTarget, tools: dict[str, str]) -> str:
     digest.update(json.dumps(asdict(target), sort_keys=True).encode())
     for tool in ("cxx", "nvcc"):
         if tool in tools:
-            digest.update(_version(tools[tool]).encode())
+            digest.update(tool_version(tools[tool]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -112,37 +112,37 @@ def build(target: BuildTarget, ort_include_dir: str | Path | None = None, jobs: 
         return result
     tools = toolchain(target)
     include = ort_include(ort_include_dir)
-    result.directory.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(result.directory.parent / f".{result.directory.name}.lock"):
-        if result.exists() and not force:
-            return result  # another process built it while this one waited
-        _compile(result, target, tools, include, jobs)
-    return result
 
-
-@contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """One build of a given key at a time across processes (parallel test workers, two exports)."""
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def _compile(result: Build, target: BuildTarget, tools: dict[str, str], include: Path, jobs: int | None) -> None:
-    build_dir = Path(tempfile.mkdtemp(dir=result.directory.parent, prefix=".building-"))
-    try:
+    def make(build_dir: Path) -> None:
         _cmake(_configure_args(target, tools, include, build_dir), build_dir)
         _cmake([tools["cmake"], "--build", str(build_dir), "-j", str(jobs or os.cpu_count() or 2)], build_dir)
         manifest = {"target": asdict(target), "ort_include": str(include), "library": LIBRARY,
-                    "test_driver": TEST_DRIVER, "compiler": _version(tools["cxx"]),
-                    "nvcc": _version(tools["nvcc"]) if "nvcc" in tools else None}
+                    "test_driver": TEST_DRIVER, "compiler": tool_version(tools["cxx"]),
+                    "nvcc": tool_version(tools["nvcc"]) if "nvcc" in tools else None}
         (build_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if result.directory.exists():
-            shutil.rmtree(result.directory)
-        build_dir.rename(result.directory)
-    except BaseException:
-        shutil.rmtree(build_dir, ignore_errors=True)
-        raise
+
+    build_once(result.directory, result.exists, force, make)
+    return result
+
+
+def build_once(directory: Path, complete: Callable[[], bool], force: bool, make: Callable[[Path], None]) -> None:
+    """`make(staging)` into a temporary folder beside `directory`, renamed into place when it returns. A lock
+    lets one process build a given key at a time (parallel test workers, two exports); a process that waited
+    finds it `complete()` and builds nothing."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete() and not force:
+            return
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".building-"))
+        try:
+            make(staging)
+            if directory.exists():
+                shutil.rmtree(directory)
+            staging.rename(directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
 
 def _configure_args(target: BuildTarget, tools: dict[str, str], include: Path, build_dir: Path) -> list[str]:

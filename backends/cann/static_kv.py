@@ -93,10 +93,7 @@ def make_static(g: Graph, ctx: Context, context: int) -> int:
                                                     f"{scope}/present")])
     g.replace([g.producer[bias]], [], rename={bias: static_bias})
     graph = g.graph
-    kept_inputs = [v for v in graph.input if v.name != ATTENTION_MASK]
-    del graph.input[:]
-    graph.input.extend(kept_inputs)
-    g.inputs.discard(ATTENTION_MASK)
+    g.drop_input(ATTENTION_MASK)
     _fix_dims(list(graph.input) + list(graph.output), {0: 1})
     _fix_dims([v for v in (*graph.input, *graph.output) if v.name.startswith(("past_key_values", "present"))],
               {2: context})

@@ -6,28 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ...toolkit.errors import QwdeployError
-from ..base import option
+from ..base import choice, option, parse_bool
 from .quant.config import KEEP_CHOICES, QuantConfig
 
 CustomOps = Literal["on", "off", "auto"]
 BITS = {"int4": 4, "int8": 8}  # the integer quant types, and the weight bits each stores
 INTEGER = tuple(BITS)
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true or false")
-
-
-def _choice(*allowed: str):
-    def parse(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return text
-    return parse
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -37,21 +21,21 @@ def _names(text: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class OrtOptions:
     custom_ops: CustomOps = option(
-        "off", _choice("off", "on", "auto"),
+        "off", choice("off", "on", "auto"),
         "emit qwdeploy-domain ops: on (builds the kernels for the target when needed), off, "
         "auto (on when the target's kernel library is already built)")
     quant_swiglu: bool = option(
-        True, _bool, "int4/int8 with custom ops: fuse the quantized gate/up MatMulNBits + SwiGLU into qwdeploy "
+        True, parse_bool, "int4/int8 with custom ops: fuse the quantized gate/up MatMulNBits + SwiGLU into qwdeploy "
         "QuantSwiGLU (one node instead of two; off keeps MatMulNBits + SwiGLU)", INTEGER)
     block_size: int = option(32, int, "int4/int8 block size along K (power of two, 16-256)", INTEGER)
-    symmetric: bool = option(True, _bool, "no zero points (true) or a zero point per block (false)", INTEGER)
-    scale_dtype: str = option("f32", _choice("f32", "f16"), "precision of the block scales", INTEGER)
+    symmetric: bool = option(True, parse_bool, "no zero points (true) or a zero point per block (false)", INTEGER)
+    scale_dtype: str = option("f32", choice("f32", "f16"), "precision of the block scales", INTEGER)
     accuracy_level: int = option(0, int, "MatMulNBits accuracy_level (4: int8 activations on CPU)", INTEGER)
-    method: str = option("search", _choice("rtn", "search"), "scale choice: round-to-nearest or error search",
+    method: str = option("search", choice("rtn", "search"), "scale choice: round-to-nearest or error search",
                          INTEGER)
     keep: tuple[str, ...] = option((), _names, f"weights kept in float, comma-separated: {', '.join(KEEP_CHOICES)}",
                                    INTEGER)
-    explain: bool = option(False, _bool, "list every fusion candidate that was rejected, and why")
+    explain: bool = option(False, parse_bool, "list every fusion candidate that was rejected, and why")
 
     def quant_config(self, quant: str) -> QuantConfig | None:
         """The weight quantization `quant` asks for with these block options; None for a float build."""

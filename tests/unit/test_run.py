@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import llama_cpp  # noqa: F401  (the dev install has every engine: missing is a failure, not a skip)
+import onnxruntime  # noqa: F401
 import pytest
+import torch
+import transformers
 from click.testing import CliRunner
 
 from qwdeploy.exporters.request import ExportRequest
 from qwdeploy.toolkit.checkpoint import open_checkpoint
 from qwdeploy.toolkit.cli.main import cli
 from qwdeploy.toolkit.runtimes.generate import OnnxTokenizer, generate_ids, render_chat
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("llama_cpp")
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 PROMPT = "Hello world, this is"
 NEW_TOKENS = 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from importlib import metadata
@@ -20,6 +21,7 @@ from .plan import describe, memory_plan
 
 MODEL = {"gguf": "model.gguf", "onnx": "model"}  # where the artifact sits inside the bundle
 EXPORT_FACTS = ("type", "weights", "matmuls", "verify", "vs transformers")  # export rows a manifest keeps
+COPY_BLOCK = 8 * 2**20
 README = "README.md"
 MODELFILE = "Modelfile"  # what `ollama create NAME -f Modelfile` reads
 # The package a device runs each artifact with, by kind and backend; versions below these lack what we use.
@@ -60,9 +62,39 @@ class Packaged:
     integrity: str
 
 
-def file_entries(folder: Path) -> tuple[FileEntry, ...]:
-    return tuple(FileEntry(p.relative_to(folder).as_posix(), p.stat().st_size, file_sha256(p))
-                 for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST)
+def file_entries(folder: Path, known: dict[str, str]) -> tuple[FileEntry, ...]:
+    """Every file but the manifest; `known` maps names to digests hashed while they were written."""
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        name = path.relative_to(folder).as_posix()
+        entries.append(FileEntry(name, path.stat().st_size, known.get(name) or file_sha256(path)))
+    return tuple(entries)
+
+
+def _copy_hashed(source: Path, target: Path) -> str:
+    """Copy one file, hashing it on the way: the model is read once, not once to copy and again to hash."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while block := src.read(COPY_BLOCK):
+            digest.update(block)
+            dst.write(block)
+    shutil.copystat(source, target)
+    return digest.hexdigest()
+
+
+def _copy_model(artifact: Path, folder: Path, name: str) -> dict[str, str]:
+    """The artifact (a file or a folder of files) at `folder / name`; returns {bundle path: sha256}."""
+    if artifact.is_file():
+        return {name: _copy_hashed(artifact, folder / name)}
+    links = [p for p in artifact.rglob("*") if p.is_symlink()]
+    if links:
+        raise QwdeployError(f"{links[0].relative_to(artifact)} is a link; a bundle holds files only", artifact)
+    digests = {}
+    for path in sorted(p for p in artifact.rglob("*") if p.is_file()):
+        relative = Path(name) / path.relative_to(artifact)
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        digests[relative.as_posix()] = _copy_hashed(path, folder / relative)
+    return digests
 
 
 def _backend(artifact: Path, kind: str) -> BackendManifest | None:
@@ -140,14 +172,9 @@ def _package(artifact: Path, profile: DeviceProfile, out: Path, context: int | N
     backend = _backend(artifact, kind)
     runtime = _runtime(kind, backend)
     with atomic_directory(out, force=force, inputs=[artifact]) as tmp:
+        digests = _copy_model(artifact, tmp, MODEL[kind])
         if kind == "gguf":
-            shutil.copy2(artifact, tmp / MODEL[kind])
             (tmp / MODELFILE).write_text(_modelfile(artifact))
-        else:
-            links = [p for p in artifact.rglob("*") if p.is_symlink()]
-            if links:
-                raise QwdeployError(f"{links[0].relative_to(artifact)} is a link; a bundle holds files only", artifact)
-            shutil.copytree(artifact, tmp / MODEL[kind])
         (tmp / README).write_text(_readme(profile, kind, plan, runtime))
         export = {"integrity": integrity, "backend": backend.backend if backend else None,
                   "quant": backend.quant if backend else None, "graph_check": backend.graph_check if backend else None,
@@ -155,6 +182,6 @@ def _package(artifact: Path, profile: DeviceProfile, out: Path, context: int | N
         reference = None if _cannot_run_here(tmp / MODEL[kind], kind) else Reference(
             REFERENCE_PROMPT, reference_tokens(tmp / MODEL[kind], kind, REFERENCE_PROMPT))
         manifest = BundleManifest(FORMAT, FORMAT_VERSION, metadata.version("qwdeploy"), profile.name, kind, MODEL[kind],
-                                  source, export, runtime, plan, reference, file_entries(tmp))
+                                  source, export, runtime, plan, reference, file_entries(tmp, digests))
         manifest.write(tmp)
     return Packaged(Path(out), manifest, integrity)
