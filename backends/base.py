@@ -22,6 +22,7 @@ from typing import Any, Callable, Generic, TypeVar
 from ..toolkit.errors import QwdeployError
 from ..toolkit.profiles import DTYPE_ALIASES, DeviceProfile
 from ..toolkit.spec import ModelSpec
+from ..toolkit.tensors import expected_tensors
 from .passes import Phase, PassReport
 
 OPTION = "qwdeploy.option"  # dataclass field metadata key
@@ -89,6 +90,10 @@ class BuildResult:
     summary: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Bytes a weight takes in a graph of each --quant type, block scales included (blocks of 32, f32 scales).
+WEIGHT_BYTES = {"f32": 4.0, "bf16": 2.0, "f16": 2.0, "int8": 1.125, "int4": 0.625}
+
+
 class Backend(ABC, Generic[O]):
     name: str
     description: str
@@ -96,6 +101,7 @@ class Backend(ABC, Generic[O]):
     portable: str  # the portable graph's precision (exporter --quant) the pipeline starts from
     defaults: O  # this device's option values before -O
     verify_provider: str  # the ONNX Runtime execution provider `export --verify` runs the artifact on
+    quantizes_embedding: bool = False  # integer builds gather from the quantized table instead of a float one
 
     @abstractmethod
     def availability(self) -> tuple[bool, str]:
@@ -108,6 +114,21 @@ class Backend(ABC, Generic[O]):
     @abstractmethod
     def build(self, request: BuildRequest[O]) -> BuildResult:
         """Run the pipeline over request.portable and write the artifact folder request.out."""
+
+    def estimate(self, spec: ModelSpec, quant: str) -> tuple[int, int]:
+        """(weight bytes, KV-cache bytes per token) of this device's graph for `quant`, from the spec alone:
+        what `export --profile` sizes candidates with before any weight is read."""
+        floats = WEIGHT_BYTES[self.portable]
+        weights = 0.0
+        for tensor in expected_tensors(spec):
+            if len(tensor.shape) == 1:
+                weights += tensor.numel * floats
+            elif tensor.role == "token_embd" and quant in ("int4", "int8") and not self.quantizes_embedding:
+                weights += tensor.numel * (floats + (WEIGHT_BYTES[quant] if spec.tie_word_embeddings else 0))
+            else:
+                weights += tensor.numel * WEIGHT_BYTES[quant]
+        kv_per_token = spec.num_layers * spec.num_kv_heads * spec.head_dim * 2 * floats  # K and V
+        return int(weights), int(kv_per_token)
 
     def check_profile(self, profile: DeviceProfile | None) -> None:
         """Refuse a profile this device cannot build for (one line), before any work is done."""

@@ -23,6 +23,7 @@ from .devices import DEVICES
 from .errors import ProfileError
 from .files import brief, read_regular
 
+ONNX_QUANTS = ("f32", "f16", "int8", "int4")
 DTYPES = ("f32", "f16", "bf16", "int8", "int4", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
 # Other spellings users type for those names.
 DTYPE_ALIASES = {"float32": "f32", "fp32": "f32", "float16": "f16", "fp16": "f16", "bfloat16": "bf16"}
@@ -61,6 +62,9 @@ class Deploy:
     onnx_quant: str
     onnx_opset: int = 17
     usd_per_hour: float = 0.0
+    # "format:type" entries, best first: what `export --profile` picks from when no type is given, taking the
+    # first whose memory plan fits the budget. Empty: the format above with its type.
+    prefer: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("deploy", "backend"): tuple(DEVICES),
     ("deploy", "dtypes"): DTYPES,
     ("deploy", "gguf_quant"): DTYPES,
-    ("deploy", "onnx_quant"): ("f32", "f16", "int8", "int4"),
+    ("deploy", "onnx_quant"): ONNX_QUANTS,
+    ("deploy", "prefer"): (*(f"gguf:{d}" for d in DTYPES if d not in ("int8", "int4")),
+                           *(f"onnx:{d}" for d in ONNX_QUANTS)),
 }
 
 # Inclusive bounds of numeric keys. Tools size buffers from, divide by and bill with these values,
@@ -163,6 +169,9 @@ def _check_consistency(p: DeviceProfile, source: Path) -> None:
         raise ProfileError("[memory] 'budget_gib' exceeds 'total_gib'", source)
     if p.deploy.gguf_quant not in p.deploy.dtypes:
         raise ProfileError(f"[deploy] 'gguf_quant' {p.deploy.gguf_quant!r} is not in 'dtypes'", source)
+    unlisted = [entry for entry in p.deploy.prefer if entry.partition(":")[2] not in p.deploy.dtypes]
+    if unlisted:
+        raise ProfileError(f"[deploy] 'prefer' entry {unlisted[0]!r} is not in 'dtypes'", source)
     needs = {"cuda": ("cuda_arch", "compute_capability"), "ascend": ("soc_version", "cann_version")}
     for key in needs.get(p.accelerator.kind, ()):
         if not getattr(p.accelerator, key):

@@ -14,6 +14,7 @@ class CpuBackend(OrtBackend):
     portable = "f32"
     providers = [CPU_PROVIDER]
     provider_options: list[dict] = []
+    quantizes_embedding = True  # the int4/int8 table serves the lookup and the tied LM head (cpu/pipeline.py)
     install = "pip install 'qwdeploy[onnx]'"
     qk_norm = "separate"  # ONNX Runtime's CPU GroupQueryAttention has no q/k norm inputs
     # accuracy_level 4: the int4/int8 kernels quantize activations to int8 (what makes them fast on CPU).

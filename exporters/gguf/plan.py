@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from gguf import GGMLQuantizationType as T
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType as T
 
 from ...toolkit.checkpoint import Checkpoint
 from ...toolkit.finite import require_finite
 from ...toolkit.tensors import ExpectedTensor
-from .names import TENSOR_NAMES
+from .names import F32_ROLES, TENSOR_NAMES
 from .quant import encode, nbytes, tensor_type
 
 CHUNK_ELEMENTS = 1 << 23  # rows are encoded in slices of about this many values (32 MiB as f32)
@@ -69,3 +69,36 @@ def encoded_chunks(ckpt: Checkpoint, tensor: PlannedTensor) -> Iterator[np.ndarr
             block = np.asarray(rows[start:start + step], dtype=np.float32)  # [step, cols]
             yield encode(require_finite(block, source, ckpt.directory, start), tensor.qtype)
             ckpt.release(source, start * row_bytes, (start + step) * row_bytes)
+
+
+# llama.cpp's quantizer for its K-quant file types (llama_tensor_get_type, read 2026-12): the LM head gets
+# Q6_K, attn_v and ffn_down get Q6_K in the layers use_more_bits picks (M variants), and a row that does not
+# split into 256-value super-blocks takes the fallback type.
+K_FALLBACK = {T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0}
+MORE_BITS_ROLES = ("attn_v", "ffn_down", "ffn_down_exp", "ffn_down_shexp")
+
+
+def _use_more_bits(layer: int, layers: int) -> bool:
+    return layer < layers // 8 or layer >= 7 * layers // 8 or (layer - layers // 8) % 3 == 2
+
+
+def _llama_type(tensor: PlannedTensor, wanted: T, layers: int, head: str) -> T:
+    if len(tensor.shape) == 1 or tensor.role in F32_ROLES:
+        return T.F32
+    qtype = wanted
+    if tensor.name == head:
+        qtype = T.Q6_K
+    elif tensor.role in MORE_BITS_ROLES and wanted != T.Q6_K and _use_more_bits(_layer_of(tensor.name), layers):
+        qtype = T.Q6_K
+    return K_FALLBACK[qtype] if tensor.shape[-1] % GGML_QUANT_SIZES[qtype][0] else qtype
+
+
+def estimate_bytes(expected: list[ExpectedTensor], wanted: T, by_llama: bool, layers: int) -> int:
+    """The file's tensor bytes for a type, before any weight is read: exact for the types qwdeploy writes,
+    llama.cpp's per-tensor rules for the K-quants it makes."""
+    planned = plan_tensors(expected, T.F32 if by_llama else wanted)
+    if not by_llama:
+        return sum(t.nbytes for t in planned)
+    names = {t.name for t in planned}
+    head = "output.weight" if "output.weight" in names else "token_embd.weight"  # tied: the embedding is the head
+    return sum(nbytes(t.shape, _llama_type(t, wanted, layers, head)) for t in planned)

@@ -167,8 +167,8 @@ def test_verify_run_regenerates_the_tokens_recorded_at_packaging(artifacts, make
 
 
 @pytest.mark.parametrize(("profile", "model", "facts"), [
-    ("rpi5", "model.gguf", {"type": "q4_0"}),
-    ("x86-server", "model", {"backend": "cpu", "quant": "int4"}),
+    ("rpi5", "model.gguf", {"type": "q8_0", "chosen": "gguf q8_0 for rpi5"}),
+    ("x86-server", "model", {"backend": "cpu", "quant": "int4", "chosen": "onnx int4 for x86-server"}),
 ])
 def test_a_checkpoint_is_exported_with_the_profiles_defaults_then_bundled(make_checkpoint, tmp_path, profile, model,
                                                                          facts):

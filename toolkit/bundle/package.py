@@ -20,7 +20,7 @@ from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, BundleManifest, FileEntr
 from .plan import describe, memory_plan
 
 MODEL = {"gguf": "model.gguf", "onnx": "model"}  # where the artifact sits inside the bundle
-EXPORT_FACTS = ("type", "weights", "matmuls", "verify", "vs transformers")  # export rows a manifest keeps
+EXPORT_FACTS = ("chosen", "type", "weights", "matmuls", "verify", "vs transformers")  # export rows a manifest keeps
 COPY_BLOCK = 8 * 2**20
 README = "README.md"
 MODELFILE = "Modelfile"  # what `ollama create NAME -f Modelfile` reads
@@ -132,20 +132,22 @@ def _fingerprint(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def _export(checkpoint: Checkpoint, profile: DeviceProfile, folder: Path) -> tuple[Path, list[tuple[str, str]]]:
-    """The checkpoint exported with the profile's defaults: its format, quant type and backend."""
+    """The checkpoint exported as the first of the profile's preferences that fits, with its backend."""
     from ...exporters import EXPORTERS
     from ...exporters.request import ExportRequest
+    from ..selection import choose
 
-    fmt = profile.deploy.format
-    exporter = EXPORTERS.get(fmt)
+    chosen = choose(checkpoint.spec, profile).chosen
+    exporter = EXPORTERS.get(chosen.format)
     reason = exporter.unsupported_reason(checkpoint.spec)
     if reason:
-        raise UnsupportedModelError(f"cannot export to {fmt} for {profile.name}: {reason}", checkpoint.directory)
+        raise UnsupportedModelError(f"cannot export to {chosen.format} for {profile.name}: {reason}",
+                                    checkpoint.directory)
     checkpoint.validate()
-    out = folder / MODEL[fmt]
-    result = exporter.export(ExportRequest(checkpoint, out, profile=profile, show_progress=False,
-                                           target=profile.deploy.backend if fmt == "onnx" else None))
-    return out, result.summary
+    out = folder / MODEL[chosen.format]
+    result = exporter.export(ExportRequest(checkpoint, out, quant=chosen.quant, profile=profile, show_progress=False,
+                                           target=profile.deploy.backend if chosen.format == "onnx" else None))
+    return out, [("chosen", f"{chosen} for {profile.name}"), *result.summary]
 
 
 def package(artifact: Path, profile: DeviceProfile, out: Path, context: int | None = None, force: bool = False,

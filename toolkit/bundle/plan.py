@@ -28,7 +28,12 @@ def artifact_facts(path: Path, kind: str) -> tuple[int, int, int | None]:
 
 
 def memory_plan(path: Path, kind: str, profile: DeviceProfile, context: int | None = None) -> MemoryPlan:
-    weights, kv_per_token, limit = artifact_facts(path, kind)
+    return plan_for(*artifact_facts(path, kind), profile, context)
+
+
+def plan_for(weights: int, kv_per_token: int, limit: int | None, profile: DeviceProfile,
+             context: int | None = None) -> MemoryPlan:
+    """Weights and a KV cache for `context` tokens (default: up to DEFAULT_CONTEXT of the model's `limit`)."""
     tokens = context or min(limit or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
     return MemoryPlan(weights=weights, kv_cache=kv_per_token * tokens, context=tokens,
                       runtime_overhead=OVERHEAD_BYTES + int(OVERHEAD_SHARE * weights),
