@@ -14,11 +14,10 @@ import numpy as np
 
 from ...toolkit.engines import run_isolated
 from ...toolkit.errors import ArtifactError, MissingDependencyError
-from ...toolkit.layout import BackendManifest
 from ...toolkit.metrics import Agreement, agreement
 from ...toolkit.profiles import DTYPE_ALIASES
 from ...toolkit.reference import prompt_ids, transformers_logits
-from ...toolkit.runtimes.ort.facts import read_graph
+from ...toolkit.runtimes.ort.facts import foreign_kernels
 from ...toolkit.runtimes.ort.session import OrtSession, onnxruntime_installed
 
 ENGINE = "ONNX Runtime"
@@ -83,17 +82,7 @@ def skip_reason(folder: Path, provider: str) -> str | None:
 
     if provider not in onnxruntime.get_available_providers():
         return f"no {provider.removesuffix('ExecutionProvider')} here"
-    domains = read_graph(folder).custom_domains
-    if not domains:
-        return None
-    manifest = BackendManifest.read(folder)
-    record = manifest.custom_ops if manifest is not None else None
-    if record is None or not record.library:
-        return f"the graph has {', '.join(domains)} ops and no kernel library for them"
-    # A library built for a device profile's CPU may not load (or may fault on missing instructions) here.
-    if not record.built_for_host:
-        return f"its kernel library is built for {record.target}, not for this machine"
-    return None
+    return foreign_kernels(folder)
 
 
 def verify_folder(folder: Path, checkpoint_dir: Path, precision: str, provider: str, shown_as: Path) -> str:

@@ -46,3 +46,23 @@ def test_aarch64_driver_under_qemu(aarch64_build: Build, case_dirs: list[str]):
 def test_aarch64_library_is_arm(aarch64_build: Build):
     header = aarch64_build.library.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
+
+
+def test_an_rpi5_bundle_carries_the_library_checked_under_qemu(aarch64_build: Build, case_dirs: list[str],
+                                                               make_checkpoint, tmp_path):
+    """The library a Raspberry Pi bundle ships is byte for byte the aarch64 build whose kernels pass here."""
+    from qwdeploy.exporters.onnx.exporter import export
+    from qwdeploy.exporters.request import ExportRequest
+    from qwdeploy.toolkit.bundle.package import package
+    from qwdeploy.toolkit.checkpoint import open_checkpoint
+    from qwdeploy.toolkit.profiles import load_profile
+
+    rpi5 = load_profile("rpi5")
+    export(ExportRequest(open_checkpoint(make_checkpoint("qwen3")), tmp_path / "onnx", target="cpu", quant="int4",
+                         profile=rpi5, show_progress=False, verify=False, options={"custom_ops": "on"}))
+    package(tmp_path / "onnx", rpi5, tmp_path / "bundle")
+    shipped = tmp_path / "bundle" / "model" / aarch64_build.library.name
+    assert shipped.read_bytes() == aarch64_build.library.read_bytes()
+    run = subprocess.run([QEMU, "-L", str(AARCH64_SYSROOT), str(aarch64_build.test_driver), *case_dirs],
+                         capture_output=True, text=True, timeout=300)
+    _check(run.stdout, run.returncode, "neon", len(case_dirs))

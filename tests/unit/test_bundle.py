@@ -148,6 +148,33 @@ def test_an_rpi5_bundle_with_our_ops_carries_an_aarch64_kernel_library(make_chec
     assert custom["library"] == library.name and custom["target"].startswith("rpi5 (aarch64")
     assert "libqwdeploy_kernels.so" in {f["path"].rsplit("/", 1)[-1] for f in json.loads(
         (tmp_path / "b" / "manifest.json").read_text())["files"]}
+    # On this x86 machine the bundle verifies, and says where it runs instead of crashing in a loader.
+    assert dict(verify_bundle(tmp_path / "b"))["runs here"].startswith("no: its kernel library is built for rpi5")
+    runner = CliRunner()
+    _one_line(runner.invoke(cli, ["verify", str(tmp_path / "b"), "--run"]), "verify --run on the device")
+    _one_line(runner.invoke(cli, ["run", str(tmp_path / "b"), "--prompt", "Hi"]),
+              "cannot run here: its kernel library is built for rpi5")
+
+
+def test_an_ascend_bundle_carries_the_cann_graph_and_generates_what_transformers_does(make_checkpoint, tmp_path):
+    """The static CANN graph (for ATC on the board) runs on ONNX Runtime's CPU provider here."""
+    import torch
+    import transformers
+
+    checkpoint = make_checkpoint("qwen2", dtype="float32")
+    made = package(checkpoint, load_profile("ascend-310b"), tmp_path / "b")
+    manifest = made.manifest
+    assert manifest.export["chosen"] == "onnx f16 for ascend-310b" and manifest.export["backend"] == "cann"
+    assert manifest.runtime.name == "onnxruntime-cann" and (tmp_path / "b" / "model" / "atc.sh").is_file()
+    rows = dict(verify_bundle(tmp_path / "b", run=True))
+    assert rows["runtime"].startswith("onnxruntime-cann >=1.20 needed; not installed here") and rows["runs here"] == "yes"
+    model = transformers.AutoModelForCausalLM.from_pretrained(checkpoint, torch_dtype=torch.float32)
+    prompt = manifest.reference.prompt
+    expected = model.generate(torch.tensor([prompt]), max_new_tokens=len(manifest.reference.tokens),
+                              do_sample=False)[0, len(prompt):].tolist()
+    assert manifest.reference.tokens == expected[:len(manifest.reference.tokens)]  # f16 graph vs fp32, greedy
+    ran = CliRunner().invoke(cli, ["run", str(tmp_path / "b"), "--prompt", "Hello world", "--max-tokens", "6"])
+    assert ran.exit_code == 0 and "(6 tokens generated)" in ran.stderr, ran.output
 
 
 def test_verify_run_regenerates_the_tokens_recorded_at_packaging(artifacts, make_checkpoint, tmp_path):

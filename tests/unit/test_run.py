@@ -120,3 +120,22 @@ def test_user_mistakes_are_one_line(args, message, tmp_path, checkpoint, onnx_fo
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr
+
+
+def test_a_conversation_keeps_its_turns_in_the_chat_template(checkpoint, onnx_folder, reference):
+    """No --prompt: each stdin line is a turn; the second is generated after the first turn and its reply,
+    rendered as transformers' tokenizer renders the same messages."""
+    tokenizer = OnnxTokenizer(onnx_folder)
+    first, second = "Hello there", "And then?"
+    ids1 = tokenizer.encode(render_chat(tokenizer.chat_template, first))
+    reply1 = tokenizer.decode(reference(ids1, 4))
+    rendered = render_chat(tokenizer.chat_template, second, ((first, reply1),))
+    hf = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    assert rendered == hf.apply_chat_template(
+        [{"role": "user", "content": first}, {"role": "assistant", "content": reply1},
+         {"role": "user", "content": second}], tokenize=False, add_generation_prompt=True)
+    ids2 = tokenizer.encode(rendered)
+    result = CliRunner().invoke(cli, ["run", str(onnx_folder), "--max-tokens", "4"], input=f"{first}\n{second}\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{reply1}\n{tokenizer.decode(reference(ids2, 4))}\n"
+    assert f"({len(ids1)} prompt tokens)" in result.stderr and f"({len(ids2)} prompt tokens)" in result.stderr

@@ -15,6 +15,7 @@ from ..checksums import file_sha256
 from ..errors import QwdeployError, UnsupportedModelError
 from ..layout import BACKEND_MANIFEST, BackendManifest, artifact_kind
 from ..profiler.artifacts import preflight
+from ..runtimes.generate import why_not_here
 from ..profiles import DeviceProfile
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, BundleManifest, FileEntry, MemoryPlan, Reference, Runtime
 from .plan import describe, memory_plan
@@ -44,15 +45,6 @@ def reference_tokens(model: Path, kind: str, prompt: list[int]) -> list[int]:
 
     return run_isolated(ENGINES[kind], model, f"generating with {model.name}", "package with a working runtime",
                         generate_ids, model, kind, prompt, REFERENCE_TOKENS)
-
-
-def _cannot_run_here(model: Path, kind: str) -> str | None:
-    """Why this machine cannot generate with the model (e.g. its kernel library is for the device's CPU)."""
-    if kind != "onnx":
-        return None
-    from ...exporters.onnx.verify import skip_reason
-
-    return skip_reason(model, "CPUExecutionProvider")
 
 
 @dataclass(frozen=True)
@@ -181,7 +173,7 @@ def _package(artifact: Path, profile: DeviceProfile, out: Path, context: int | N
         export = {"integrity": integrity, "backend": backend.backend if backend else None,
                   "quant": backend.quant if backend else None, "graph_check": backend.graph_check if backend else None,
                   **{label: value for label, value in exported if label in EXPORT_FACTS}}
-        reference = None if _cannot_run_here(tmp / MODEL[kind], kind) else Reference(
+        reference = None if why_not_here(tmp / MODEL[kind], kind) else Reference(
             REFERENCE_PROMPT, reference_tokens(tmp / MODEL[kind], kind, REFERENCE_PROMPT))
         manifest = BundleManifest(FORMAT, FORMAT_VERSION, metadata.version("qwdeploy"), profile.name, kind, MODEL[kind],
                                   source, export, runtime, plan, reference, file_entries(tmp, digests))

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..checksums import file_sha256
 from ..errors import ArtifactError
 from ..profiles import DeviceProfile
+from ..runtimes.generate import why_not_here
 from .manifest import MANIFEST, BundleManifest
 from .plan import describe, memory_plan
 
@@ -45,6 +46,9 @@ def _runtime_line(manifest: BundleManifest) -> str:
 def _rerun(folder: Path, manifest: BundleManifest) -> str:
     from .package import reference_tokens
 
+    foreign = why_not_here(folder / manifest.model, manifest.artifact_kind)
+    if foreign:
+        raise ArtifactError(f"--run cannot run this bundle here: {foreign}; verify --run on the device", folder)
     if manifest.reference is None:
         return "skipped: no tokens were recorded at packaging (the model did not run there)"
     recorded = manifest.reference.tokens
@@ -79,5 +83,7 @@ def verify_bundle(folder: Path, profile: DeviceProfile | None = None, run: bool 
     rows = [("files", f"{len(listed)} files, sizes and sha256 as listed, nothing extra"),
             ("fits", describe(plan)),
             ("runtime", _runtime_line(manifest)),
+            ("runs here", f"no: {foreign}" if (foreign := why_not_here(folder / manifest.model,
+                                                                     manifest.artifact_kind)) else "yes"),
             ("made for", f"{manifest.profile} by qwdeploy {manifest.toolkit_version}")]
     return rows + ([("run", _rerun(folder, manifest))] if run else [])

@@ -5,8 +5,9 @@ library from the folder's tokenizer.json; a GGUF file runs on llama.cpp through 
 is tokenized by llama.cpp from the vocabulary inside the file. Both engines sit behind the same
 two calls (prefill, step), so the loop, the sampling and the streaming are written once.
 
-`stream_isolated` runs it all in a spawned child and pipes the text back: a fault in a native
-engine then ends the child, not the CLI, and becomes one line.
+`Isolated` keeps the model in a spawned child that answers request after request (a conversation
+loads it once) and pipes the text back: a fault in a native engine then ends the child, not the
+CLI, and becomes one line.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ class Request:
     kind: str  # layout.artifact_kind: "onnx" or "gguf"
     device: str
     prompt: str
-    chat: bool
+    chat: bool | None  # None: the chat template when the artifact has one, else plain text
     max_tokens: int
     temperature: float
     seed: int | None
+    history: tuple[tuple[str, str], ...] = ()  # earlier (user, reply) turns of the conversation
 
 
 @dataclass(frozen=True)
@@ -71,17 +73,21 @@ class Engine(Protocol):
 
     def step(self, token: int) -> np.ndarray: ...  # logits [vocab] after `token`
 
+    def reset(self) -> None: ...  # forget every position: the next prefill starts a new sequence
+
     def close(self) -> None: ...
 
 
-def render_chat(template: str, prompt: str) -> str:
-    """The prompt as one user turn, ready for the assistant's reply, the way transformers renders it."""
+def render_chat(template: str, prompt: str, history: tuple[tuple[str, str], ...] = ()) -> str:
+    """The earlier turns and the prompt as the next user turn, ready for the assistant's reply, the way
+    transformers renders it."""
     import jinja2.sandbox
 
+    messages = [{"role": role, "content": text} for turn in history for role, text in zip(("user", "assistant"), turn)]
     # Templates come with the artifact: sandboxed, as transformers does.
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     try:
-        return env.from_string(template).render(messages=[{"role": "user", "content": prompt}],
+        return env.from_string(template).render(messages=[*messages, {"role": "user", "content": prompt}],
                                                 add_generation_prompt=True)
     except jinja2.TemplateError as exc:
         raise ArtifactError(f"the chat template does not render: {one_line(exc)}") from None
@@ -175,6 +181,9 @@ class OrtEngine:
     def step(self, token: int) -> np.ndarray:
         return self._forward([token])
 
+    def reset(self) -> None:
+        self._cache = self._session.new_cache(1)
+
     def close(self) -> None:
         self._session.close()
 
@@ -190,8 +199,10 @@ class LlamaEngine:
 
     def reserve(self, tokens: int) -> None:
         """A context for `tokens` positions; called once the prompt and the budget are known."""
+        self._free()
         self._ctx, self._n_batch = self._session.new_context(1, tokens)
         self._batch = self.lib.llama_batch_init(self._n_batch, 0, 1)
+        self._position = 0
 
     def _forward(self, ids: list[int]) -> np.ndarray:
         self._session.decode(self._ctx, self._batch, np.array([ids], dtype=np.int64), self._position, True)
@@ -207,10 +218,17 @@ class LlamaEngine:
     def step(self, token: int) -> np.ndarray:
         return self._forward([token])
 
-    def close(self) -> None:
+    def reset(self) -> None:
+        self._free()
+
+    def _free(self) -> None:
         if self._batch is not None:
             self.lib.llama_batch_free(self._batch)
             self.lib.llama_free(self._ctx)
+            self._ctx = self._batch = None
+
+    def close(self) -> None:
+        self._free()
         self._session.close()
 
 
@@ -221,6 +239,18 @@ def check_runnable(artifact: Path, kind: str) -> None:
     if kind not in RUNNABLE:
         raise QwdeployError(f"run takes an ONNX folder or a GGUF file, not a {kind} artifact; export it first",
                             artifact)
+    reason = why_not_here(artifact, kind)
+    if reason:
+        raise QwdeployError(f"cannot run here: {reason}; run it on the device it was made for", artifact)
+
+
+def why_not_here(artifact: Path, kind: str) -> str | None:
+    """Why this machine cannot run the artifact (e.g. its kernel library is for the device's CPU), or None."""
+    if kind != "onnx":
+        return None
+    from .ort.facts import foreign_kernels
+
+    return foreign_kernels(artifact)
 
 
 def open_artifact(artifact: Path, kind: str, device: str) -> tuple[Engine, Tokenizer]:
@@ -277,49 +307,74 @@ def generate_ids(artifact: Path, kind: str, prompt: list[int], max_tokens: int, 
         engine.close()
 
 
-def prompt_ids(tokenizer: Tokenizer, prompt: str, chat: bool) -> list[int]:
+def prompt_ids(tokenizer: Tokenizer, request: Request) -> list[int]:
+    chat = request.chat if request.chat is not None else tokenizer.chat_template is not None
     if not chat:
-        return tokenizer.encode(prompt)
+        return tokenizer.encode("".join(user + reply for user, reply in request.history) + request.prompt)
     if not tokenizer.chat_template:
         raise QwdeployError("this artifact carries no chat template; run without --chat")
-    return tokenizer.encode(render_chat(tokenizer.chat_template, prompt))
+    return tokenizer.encode(render_chat(tokenizer.chat_template, request.prompt, request.history))
 
 
-def stream(request: Request) -> Iterator[str | Stats]:
+def reply(engine: Engine, tokenizer: Tokenizer, request: Request) -> Iterator[str | Stats]:
     """Text as it is generated, then the Stats. Decoding the whole reply each time and printing the
     new suffix keeps characters split over several tokens whole."""
-    engine, tokenizer = open_artifact(request.artifact, request.kind, request.device)
-    try:
-        prompt = prompt_ids(tokenizer, request.prompt, request.chat)
-        generated: list[int] = []
-        printed = ""
-        start = time.perf_counter()
-        first = last = start
-        for token in tokens(engine, prompt, request.max_tokens, picker(request.temperature, request.seed),
-                            tokenizer.eos):
-            last = time.perf_counter()
-            if not generated:
-                first = last
-            generated.append(token)
-            text = tokenizer.decode(generated)
-            if not text.endswith(REPLACEMENT) and len(text) > len(printed):
-                yield text[len(printed):]
-                printed = text
+    prompt = prompt_ids(tokenizer, request)
+    engine.reset()
+    generated: list[int] = []
+    printed = ""
+    start = time.perf_counter()
+    first = last = start
+    for token in tokens(engine, prompt, request.max_tokens, picker(request.temperature, request.seed),
+                        tokenizer.eos):
+        last = time.perf_counter()
+        if not generated:
+            first = last
+        generated.append(token)
         text = tokenizer.decode(generated)
-        if len(text) > len(printed):
+        if not text.endswith(REPLACEMENT) and len(text) > len(printed):
             yield text[len(printed):]
-        rate = (len(generated) - 1) / (last - first) if len(generated) > 1 and last > first else None
-        yield Stats(len(prompt), len(generated), first - start, rate)
-    finally:
-        engine.close()
+            printed = text
+    text = tokenizer.decode(generated)
+    if len(text) > len(printed):
+        yield text[len(printed):]
+    rate = (len(generated) - 1) / (last - first) if len(generated) > 1 and last > first else None
+    yield Stats(len(prompt), len(generated), first - start, rate)
 
 
-def _child(conn, request: Request) -> None:
+class Generator(Protocol):
+    def reply(self, request: Request) -> Iterator[str | Stats]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcess:
+    """The engine in this process: a native crash takes the CLI with it (--in-process)."""
+
+    def __init__(self, artifact: Path, kind: str, device: str):
+        self._engine, self._tokenizer = open_artifact(artifact, kind, device)
+
+    def reply(self, request: Request) -> Iterator[str | Stats]:
+        return reply(self._engine, self._tokenizer, request)
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+def _serve(conn, artifact: Path, kind: str, device: str) -> None:
+    """The child's loop: load once, then answer each request sent until None."""
     try:
         with quiet_native_output():
-            for item in stream(request):
-                conn.send(("item", item))
-        conn.send(("end", None))
+            model = InProcess(artifact, kind, device)
+            conn.send(("ready", None))
+            while (request := conn.recv()) is not None:
+                try:
+                    for item in model.reply(request):
+                        conn.send(("item", item))
+                    conn.send(("end", None))
+                except QwdeployError as exc:
+                    conn.send(("user", str(exc)))
+            model.close()
     except QwdeployError as exc:
         conn.send(("user", str(exc)))
     except BaseException as exc:  # reported to the parent as one line
@@ -328,37 +383,52 @@ def _child(conn, request: Request) -> None:
         conn.close()
 
 
-def stream_isolated(request: Request) -> Iterator[str | Stats]:
-    """`stream` in a fresh spawned process; its death or failure is one QwdeployError line."""
-    engine = ENGINES[request.kind]
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(send, request), daemon=True)
-    process.start()
-    send.close()
-    try:
-        while True:
-            try:
-                status, value = receive.recv()
-            except EOFError:
-                process.join()
-                raise EngineError(death_message(engine, process.exitcode, f"generating from {request.artifact.name}",
-                                                "try the other artifact kind or --device, or report this engine "
-                                                "fault"), request.artifact) from None
-            if status == "item":
-                yield value
-            elif status == "end":
-                return
-            elif status == "user":
-                raise QwdeployError(value)
-            else:
-                raise EngineError(f"{engine} failed while generating: {value}", request.artifact)
-    finally:
-        receive.close()
-        process.join(timeout=5)  # an engine that faults while exiting has already answered
-        if process.is_alive():
-            process.kill()
-            process.join()
+class Isolated:
+    """The engine in a spawned child that keeps the model loaded between requests; its death or
+    failure is one QwdeployError line."""
+
+    def __init__(self, artifact: Path, kind: str, device: str):
+        self._artifact, self._engine = artifact, ENGINES[kind]
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child, artifact, kind, device), daemon=True)
+        self._process.start()
+        child.close()
+        try:
+            self._receive()
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self) -> tuple[str, object]:
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            self._process.join()
+            raise EngineError(death_message(self._engine, self._process.exitcode,
+                                            f"generating from {self._artifact.name}", "try the other artifact kind "
+                                            "or --device, or report this engine fault"), self._artifact) from None
+        if status == "user":
+            raise QwdeployError(value)
+        if status == "error":
+            raise EngineError(f"{self._engine} failed while generating: {value}", self._artifact)
+        return status, value
+
+    def reply(self, request: Request) -> Iterator[str | Stats]:
+        self._conn.send(request)
+        while (received := self._receive())[0] == "item":
+            yield received[1]
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass  # the child is gone already
+        self._conn.close()
+        self._process.join(timeout=5)  # an engine that faults while exiting has already answered
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
 
 def describe(stats: Stats) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+import platform
 from pathlib import Path
 
 import onnx
@@ -79,6 +80,21 @@ def read_graph(folder: Path) -> GraphFacts:
                       gathered_bytes=sum(sizes[n] for n in gathered), kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
                       past_inputs=past, vocab_size=logits[-1].dim_value, context_length=static or _context_length(folder),
                       custom_domains=domains, static_context=static)
+
+
+def foreign_kernels(folder: Path) -> str | None:
+    """Why this machine cannot run the folder's graph as its device would: ops without a kernel library, or a
+    library built for another CPU (it may not load, or fault on instructions this one lacks); None when it can."""
+    domains = read_graph(folder).custom_domains
+    if not domains:
+        return None
+    manifest = BackendManifest.read(folder)
+    record = manifest.custom_ops if manifest is not None else None
+    if record is None or not record.library:
+        return f"the graph has {', '.join(domains)} ops and no kernel library for them"
+    if not record.built_for_host:
+        return f"its kernel library is built for {record.target}, not for this machine ({platform.machine()})"
+    return None
 
 
 def custom_op_libraries(folder: Path, facts: GraphFacts) -> list[Path]:
