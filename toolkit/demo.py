@@ -161,10 +161,15 @@ def build_demo_checkpoint(
     config = demo_config(arch, size, dtype)
     spec = spec_from_config(config)
     with atomic_directory(out, force=force) as tmp:
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        generation = {"bos_token_id": TOKEN_ID[ENDOFTEXT], "eos_token_id": [TOKEN_ID[IM_END], TOKEN_ID[ENDOFTEXT]],
-                      "pad_token_id": TOKEN_ID[ENDOFTEXT], "do_sample": False}
-        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-        write_tokenizer(tmp, config["max_position_embeddings"])
+        write_metadata(tmp, config)
         write_weights(tmp, spec, dtype, seed, max_shard_bytes, progress)
     return out
+
+
+def write_metadata(directory: Path, config: dict) -> None:
+    """Everything of a checkpoint but its weights: config, generation config, the Qwen tokenizer."""
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    generation = {"bos_token_id": TOKEN_ID[ENDOFTEXT], "eos_token_id": [TOKEN_ID[IM_END], TOKEN_ID[ENDOFTEXT]],
+                  "pad_token_id": TOKEN_ID[ENDOFTEXT], "do_sample": False}
+    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    write_tokenizer(directory, config["max_position_embeddings"])

@@ -48,3 +48,13 @@ class EngineError(QwdeployError):
 
 class ArtifactError(QwdeployError):
     """An artifact file (GGUF/ONNX) that is corrupt or incomplete."""
+
+
+class QualityGateError(QwdeployError):
+    """An artifact evaluated below a limit the user set (`eval --max-kl` and friends): a result, not a fault."""
+
+    exit_code = 5
+
+
+class PlanError(QwdeployError):
+    """A sweep plan (TOML) that is malformed or names something that does not exist."""

@@ -26,18 +26,31 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
-    """Compare logits [..., vocab]; leading axes are flattened into positions."""
+@dataclass(frozen=True)
+class PositionAgreement:
+    kl: np.ndarray  # [positions] KL(reference || candidate), nats
+    top1: np.ndarray  # [positions] whether the argmaxes match
+    max_abs: np.ndarray  # [positions] largest logit difference
+
+    def summary(self) -> Agreement:
+        return Agreement(positions=len(self.kl), max_abs=float(self.max_abs.max()), top1=float(self.top1.mean()),
+                         kl_mean=float(self.kl.mean()), kl_max=float(self.kl.max()))
+
+
+def per_position(reference: np.ndarray, candidate: np.ndarray) -> PositionAgreement:
+    """Compare logits [..., vocab] position by position; leading axes are flattened into positions."""
     if reference.shape != candidate.shape:
         raise ValueError(f"logit shapes differ: {reference.shape} vs {candidate.shape}")
     ref = reference.reshape(-1, reference.shape[-1])  # [positions, vocab]
     cand = candidate.reshape(-1, candidate.shape[-1])
     log_p, log_q = _log_softmax(ref), _log_softmax(cand)
-    kl = (np.exp(log_p) * (log_p - log_q)).sum(-1)  # [positions]
-    return Agreement(
-        positions=len(ref),
-        max_abs=float(np.abs(ref.astype(np.float64) - cand).max()),
-        top1=float((ref.argmax(-1) == cand.argmax(-1)).mean()),
-        kl_mean=float(kl.mean()),
-        kl_max=float(kl.max()),
+    return PositionAgreement(
+        kl=(np.exp(log_p) * (log_p - log_q)).sum(-1),  # [positions]
+        top1=ref.argmax(-1) == cand.argmax(-1),
+        max_abs=np.abs(ref.astype(np.float64) - cand).max(-1),
     )
+
+
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
+    """Compare logits [..., vocab]; leading axes are flattened into positions."""
+    return per_position(reference, candidate).summary()

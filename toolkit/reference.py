@@ -38,9 +38,19 @@ def prompt_ids(directory: Path, text: str = VERIFY_PROMPT) -> list[int]:
     return Tokenizer.from_file(str(Path(directory) / "tokenizer.json")).encode(text).ids
 
 
-def transformers_logits(directory: Path, ids: list[int]) -> np.ndarray:
-    """fp32 logits [seq, vocab] for one sequence."""
+def reference_model(directory: Path):
+    """The checkpoint in transformers' own implementation, fp32 on the CPU, ready for inference."""
     torch, transformers = _torch_and_transformers()
-    model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+    return transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def model_logits(model, ids: list[int]) -> np.ndarray:
+    """A loaded model's logits [seq, vocab] for one sequence."""
+    torch, _ = _torch_and_transformers()
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def transformers_logits(directory: Path, ids: list[int]) -> np.ndarray:
+    """fp32 logits [seq, vocab] for one sequence."""
+    return model_logits(reference_model(directory), ids)

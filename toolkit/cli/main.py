@@ -23,6 +23,8 @@ COMMANDS = LazyRegistry[click.Command](
         "package": "qwdeploy.toolkit.cli.package:package",
         "verify": "qwdeploy.toolkit.cli.package:verify",
         "run": "qwdeploy.toolkit.cli.run:run",
+        "eval": "qwdeploy.toolkit.cli.eval:eval_command",
+        "sweep": "qwdeploy.toolkit.cli.sweep:sweep",
     },
 )
 

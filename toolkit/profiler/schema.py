@@ -1,7 +1,8 @@
 """The profile document's JSON schema (shipped as profile.schema.json) and its validation.
 
 jsonschema validates when installed; otherwise a small validator covers the keywords the schema
-uses (listed in KEYWORDS), so a document is always checked before it is written.
+uses (listed in KEYWORDS), so a document is always checked before it is written. `check_document`
+does the same for other documents (eval's).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 from ..errors import QwdeployError
 
 SCHEMA_FILE = "profile.schema.json"
-KEYWORDS = {"$schema", "$id", "title", "type", "required", "properties", "additionalProperties", "items",
-            "minItems", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "oneOf"}
+KEYWORDS = {"$schema", "$id", "title", "description", "type", "required", "properties", "additionalProperties",
+            "items", "minItems", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "oneOf"}
 TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
          "integer": int, "number": (int, float)}
 
@@ -27,17 +28,22 @@ def profile_schema() -> dict:
 
 def validate(document: dict) -> None:
     """Raise QwdeployError naming the first place where `document` breaks the schema."""
+    check_document(document, profile_schema(), "profile")
+
+
+def check_document(document: dict, schema: dict, what: str) -> None:
+    """Raise QwdeployError naming the first place where `document` breaks `schema` (a `what` document)."""
     try:
         import jsonschema
     except ImportError:
-        errors = schema_errors(document, profile_schema())
+        errors = schema_errors(document, schema)
         if errors:
-            raise QwdeployError(f"profile document breaks its schema: {errors[0]}") from None
+            raise QwdeployError(f"{what} document breaks its schema: {errors[0]}") from None
         return
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(profile_schema()).iter_errors(document))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
     if error is not None:
         where = "/".join(map(str, error.absolute_path)) or "(root)"
-        raise QwdeployError(f"profile document breaks its schema at {where}: {error.message}")
+        raise QwdeployError(f"{what} document breaks its schema at {where}: {error.message}")
 
 
 def _is_type(value: Any, name: str) -> bool:

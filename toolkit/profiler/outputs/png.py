@@ -9,7 +9,7 @@ from ...errors import MissingDependencyError
 TOP_OPS = 12
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
     except ImportError:
@@ -21,7 +21,7 @@ def _pyplot():
 
 
 def write_png(doc: dict, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     sweeps = sorted({p["axis"] for p in doc["sweep"]})
     fig, axes = plt.subplots(1, 2 + len(sweeps), figsize=(6 * (2 + len(sweeps)), 4.5), squeeze=False)
     ops, latency, *sweep_axes = axes[0]
