@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import ArtifactError, CheckpointError, QwdeployError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 # Index, generation, tokenizer and model configs are kilobytes to a few megabytes; refuse more unread.
 MAX_JSON_BYTES = 64 * 1024 * 1024
@@ -65,6 +71,18 @@ def parse_json_object(raw: bytes, path: Path, what: str | None = None,
 def read_json_object(path: Path, what: str | None = None, error: type[QwdeployError] = CheckpointError) -> dict:
     """A JSON object from a regular file of at most MAX_JSON_BYTES, or one line saying why not."""
     return parse_json_object(read_regular(path, MAX_JSON_BYTES, error), path, what, error)
+
+
+def read_toml(path: Path, limit: int, error: type[QwdeployError]) -> dict:
+    """A TOML file of at most `limit` bytes as a table; every way it can be unreadable is one `error` line."""
+    try:
+        return tomllib.loads(read_regular(path, limit, error).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise error("not valid TOML (not UTF-8 text)", path) from None
+    except RecursionError:
+        raise error("not valid TOML (nested too deeply)", path) from None
+    except ValueError as exc:  # TOMLDecodeError, and integers beyond Python's digit limit
+        raise error(f"not valid TOML ({exc})", path) from None
 
 
 def brief(value: object, limit: int = 80) -> str:

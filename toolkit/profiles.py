@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from .devices import DEVICES
 from .errors import ProfileError
-from .files import brief, read_regular
+from .files import brief, read_toml
 
 ONNX_QUANTS = ("f32", "f16", "int8", "int4")
 DTYPES = ("f32", "f16", "bf16", "int8", "int4", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k")
@@ -198,12 +192,5 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
             raise ProfileError(f"unknown profile '{name_or_path}'; known: {', '.join(profile_names())}")
     elif not os.path.lexists(path):
         raise ProfileError("no such profile file", path)
-    try:
-        data = tomllib.loads(read_regular(path, MAX_PROFILE_BYTES, ProfileError).decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ProfileError("not valid TOML (not UTF-8 text)", path) from None
-    except RecursionError:
-        raise ProfileError("not valid TOML (nested too deeply)", path) from None
-    except ValueError as exc:  # TOMLDecodeError, and integers beyond Python's digit limit
-        raise ProfileError(f"not valid TOML ({exc})", path) from None
+    data = read_toml(path, MAX_PROFILE_BYTES, ProfileError)
     return parse_profile(data, path.stem, path)

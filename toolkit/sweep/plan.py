@@ -33,19 +33,13 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import types
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from ..errors import PlanError
-from ..files import brief, read_regular
+from ..files import brief, read_toml
 from ..profiles import CHOICES as PROFILE_CHOICES, DeviceProfile, load_profile
 from ..selection import FORMATS
 from .results import FIGURES
@@ -246,12 +240,5 @@ def parse_plan(data: dict, source: Path) -> Plan:
 def load_plan(path: Path) -> Plan:
     """A plan from its TOML file; one-line PlanError (or ProfileError for a target) when it is wrong."""
     path = Path(path).absolute()
-    try:
-        data = tomllib.loads(read_regular(path, MAX_PLAN_BYTES, PlanError).decode("utf-8"))
-    except UnicodeDecodeError:
-        raise PlanError("not valid TOML (not UTF-8 text)", path) from None
-    except RecursionError:
-        raise PlanError("not valid TOML (nested too deeply)", path) from None
-    except ValueError as exc:  # TOMLDecodeError, and integers beyond Python's digit limit
-        raise PlanError(f"not valid TOML ({exc})", path) from None
+    data = read_toml(path, MAX_PLAN_BYTES, PlanError)
     return parse_plan(data, path)
