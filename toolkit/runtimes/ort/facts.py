@@ -29,6 +29,7 @@ class GraphFacts:
     context_length: int | None
     custom_domains: tuple[str, ...]
     static_context: int | None = None  # fixed KV buffer length (static graphs, backends/cann); None: growing
+    inputs: frozenset[str] = frozenset()  # what the graph declares; builders differ (genai derives positions)
 
 
 def _initializer_bytes(t: onnx.TensorProto) -> int:
@@ -51,9 +52,13 @@ def _gathered_only(graph: onnx.GraphProto, names: set[str]) -> set[str]:
     return gathered - other_uses
 
 
-def _context_length(folder: Path) -> int | None:
+def _genai_model_field(folder: Path, *keys: str) -> int | None:
+    """An integer under genai_config.json's "model" (e.g. decoder.head_size), None when absent."""
     try:
-        return int(json.loads((folder / GENAI_CONFIG).read_text())["model"]["context_length"])
+        value = json.loads((folder / GENAI_CONFIG).read_text())["model"]
+        for key in keys:
+            value = value[key]
+        return int(value)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -69,6 +74,10 @@ def read_graph(folder: Path) -> GraphFacts:
             continue
         tensor = value.type.tensor_type
         heads, head_dim = tensor.shape.dim[1].dim_value, tensor.shape.dim[3].dim_value  # [batch, kv_heads, past, head_dim]
+        # The genai builder leaves head_dim symbolic ("kv_cache_dim") and states it in its config.
+        head_dim = head_dim or _genai_model_field(folder, "decoder", "head_size") or 0
+        if not (heads and head_dim):
+            raise ArtifactError(f"input {value.name} does not state its KV heads and head size", folder / MODEL_FILE)
         static = tensor.shape.dim[2].dim_value or None
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
         past[value.name] = (heads, head_dim)
@@ -78,8 +87,9 @@ def read_graph(folder: Path) -> GraphFacts:
     domains = tuple(sorted({node.domain for node in graph.node} - set(STANDARD_DOMAINS)))
     return GraphFacts(nodes=len(graph.node), weight_bytes=sum(sizes.values()),
                       gathered_bytes=sum(sizes[n] for n in gathered), kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
-                      past_inputs=past, vocab_size=logits[-1].dim_value, context_length=static or _context_length(folder),
-                      custom_domains=domains, static_context=static)
+                      past_inputs=past, vocab_size=logits[-1].dim_value, context_length=static or _genai_model_field(folder, "context_length"),
+                      custom_domains=domains, static_context=static,
+                      inputs=frozenset(value.name for value in graph.input))
 
 
 def foreign_kernels(folder: Path) -> str | None:
