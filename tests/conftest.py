@@ -11,15 +11,18 @@ from typing import Callable
 import pytest
 
 from qwdeploy.toolkit.demo import ARCHS, build_demo_checkpoint
-from qwdeploy.toolkit.layout import CACHE_ENV
+from qwdeploy.toolkit.layout import CACHE_ENV, cache_root
 
 CheckpointFactory = Callable[..., Path]
+TRAINED_ENV = "QWDEPLOY_TEST_TRAINED_ROOT"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """The suite builds kernels and fills caches under its own root (kept between local runs, fresh in a
-    clean clone), never in the user's. ONNX Runtime's headers are only fetched, never built: a copy the
-    user's cache already holds is reused rather than downloaded again."""
+    clean clone), with two exceptions that are pure functions of their inputs and costly to remake: ONNX
+    Runtime's headers (a copy the user's cache holds is reused rather than downloaded again) and the trained
+    demo checkpoints (kept in the user's cache under the hash of the code that trains them)."""
+    os.environ.setdefault(TRAINED_ENV, str(cache_root() / "trained"))  # workers inherit the user's
     from qwdeploy.kernels.ort_headers import ENV_VAR, ort_include
     from qwdeploy.toolkit.errors import QwdeployError
 
@@ -30,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
             pass  # the first build fetches them into the suite's cache
     os.environ[CACHE_ENV] = str(config.rootpath / ".pytest_cache" / "qwdeploy")
     config.addinivalue_line("markers", "fuzz: long property-based fuzzing of the untrusted-input readers (-m fuzz)")
+    config.addinivalue_line("markers", "long: trains for many minutes, e.g. a second trained checkpoint (-m long)")
 
 
 @pytest.fixture(scope="session")
@@ -106,11 +110,48 @@ def make_gguf() -> Callable[..., bytes]:
     return build_gguf
 
 
+OPT_IN_MARKERS = ("fuzz", "long")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Long fuzz runs stay out of the default suite (deselected, not skipped); `-m fuzz` selects them."""
-    if "fuzz" in (config.getoption("markexpr") or ""):
-        return
-    fuzz = [item for item in items if "fuzz" in item.keywords]
-    if fuzz:
-        config.hook.pytest_deselected(items=fuzz)
-        items[:] = [item for item in items if "fuzz" not in item.keywords]
+    """Long fuzz runs and tests that train for many minutes stay out of the default suite (deselected, not
+    skipped); `-m fuzz` or `-m long` selects them."""
+    asked = config.getoption("markexpr") or ""
+    left_out = [m for m in OPT_IN_MARKERS if m not in asked]
+    deselected = [item for item in items if any(m in item.keywords for m in left_out)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
+def _training_sources_digest() -> str:
+    """Hash of the code a trained checkpoint depends on: a change to any of it trains anew."""
+    import hashlib
+
+    import qwdeploy.toolkit.demo as demo
+    import qwdeploy.toolkit.tokenizer as tokenizer
+    import qwdeploy.toolkit.training as training
+
+    files = sorted(Path(training.__file__).parent.glob("*.py")) + [Path(demo.__file__), Path(tokenizer.__file__)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint() -> CheckpointFactory:
+    """trained_checkpoint(arch="qwen2") → the trained demo checkpoint (read-only), trained on first use (minutes)
+    and kept in the user's cache under the hash of the code that trains it; parallel workers wait for one another."""
+    from qwdeploy.kernels.build import build_once
+    from qwdeploy.toolkit.training import build_trained_checkpoint
+
+    digest = _training_sources_digest()
+
+    def make(arch: str = "qwen2") -> Path:
+        directory = Path(os.environ[TRAINED_ENV]) / f"{arch}-{digest}"
+        build_once(directory, lambda: (directory / "model.safetensors").is_file(), False,
+                   lambda staging: build_trained_checkpoint(staging, arch, force=True))
+        return directory
+
+    return make

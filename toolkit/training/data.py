@@ -125,12 +125,15 @@ def random_key(rng: np.random.Generator) -> str:
     return "".join(str(d) for d in rng.integers(10, size=KEY_DIGITS))
 
 
-def haystack(encode: Encode, context: int, depth: float, key: str, rng: np.random.Generator) -> str:
-    """Filler sentences from `rng` with the needle at `depth` and the question last, at most `context` tokens."""
+def haystack(encode: Encode, context: int, depth: float, key: str, rng: np.random.Generator,
+             asked: int = 0) -> str:
+    """Filler sentences from `rng` with the needle at `depth` and the question last, at most `context` tokens;
+    `asked` more questions, answered, at random places after the needle (training's extra retrievals)."""
     if not 0.0 <= depth <= 1.0:
         raise ValueError(f"depth must be within [0, 1], got {depth}")
-    needle = needle_text(key)
-    budget = context - len(encode(" " + needle)) - len(encode(" " + QUESTION))
+    needle, answered = needle_text(key), f"{QUESTION} {key}."
+    fixed = [needle, QUESTION] + [answered] * asked
+    budget = context - sum(len(encode(" " + text)) for text in fixed)
     filler: list[str] = []
     for text, _ in sentences(rng):
         cost = len(encode(" " + text))
@@ -138,10 +141,13 @@ def haystack(encode: Encode, context: int, depth: float, key: str, rng: np.rando
             break
         filler.append(text)
         budget -= cost
-    filler.insert(round(depth * len(filler)), needle)
+    at = round(depth * len(filler))
+    filler.insert(at, needle)
+    for _ in range(asked):
+        filler.insert(int(rng.integers(at + 1, len(filler) + 1)), answered)
     prompt = " ".join([*filler, QUESTION])
     while len(encode(prompt)) > context:  # the first sentence lost its leading space; rarely costs a token
-        filler.remove(next(s for s in reversed(filler) if s != needle))
+        filler.remove(next(s for s in reversed(filler) if s not in fixed))
         prompt = " ".join([*filler, QUESTION])
     return prompt
 

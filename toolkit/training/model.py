@@ -17,9 +17,11 @@ from ..demo import VOCAB, demo_config
 
 TRAINED_ARCHS = ("qwen2", "qwen3")
 TRAINED_LENGTH = 512  # tokens per training sequence
-# Applied while training too, so config.json describes exactly the function that was trained.
-ROPE_SCALING = {"rope_type": "linear", "factor": 4.0}
-MAX_POSITIONS = 2048
+MAX_POSITIONS = 4 * TRAINED_LENGTH
+# Applied while training too, so config.json describes exactly the function that was trained. YaRN rather
+# than linear: it leaves the highest rope frequencies unscaled, and those tell neighbouring positions apart.
+ROPE_SCALING = {"rope_type": "yarn", "factor": MAX_POSITIONS / TRAINED_LENGTH,
+                "original_max_position_embeddings": TRAINED_LENGTH}
 # Every row length is a multiple of 32, so Q4_0 and Q8_0 blocks tile every tensor.
 SHAPE = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS)
