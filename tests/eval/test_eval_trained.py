@@ -5,7 +5,8 @@ must retrieve exactly where it does and keep its perplexity.
 Gates hold the unquantized artifacts to that: --max-ppl-ratio 1.01 (the issue's 1%) and --min-needle 1 (every
 needle the reference retrieves). f32 artifacts differ from transformers' fp32 only in summation order, so the
 KL bound is f16's (tests/parity), orders above what they reach; f16 artifacts are held to the bounds every f16
-artifact meets on the verify prompt (exporters/onnx/verify.BOUNDS), here over every position of the text.
+artifact meets on the verify prompt (exporters/onnx/verify.BOUNDS), here over every position of the text. The
+Ascend static graph (f16, a KV buffer of the trained length) is evaluated the same way on ONNX Runtime's CPU.
 
 Quantized artifacts must keep every needle and their perplexity within 1% too. Their KL bounds sit about ten
 times above what they measured on this machine (q8_0 9e-5, int8 6e-5, q4_k_m 6e-4, q4_0 1.8e-3, int4 3.9e-3):
@@ -29,7 +30,7 @@ from qwdeploy.toolkit.training import TRAINED_LENGTH
 CONTEXTS = (128, 256, 384, TRAINED_LENGTH)  # inside the trained length
 DEPTHS = 5
 ARTIFACTS = {"gguf-f32.gguf": ("gguf", "f32"), "gguf-f16.gguf": ("gguf", "f16"), "onnx-f32": ("onnx", "f32"),
-             "onnx-f16": ("onnx", "f16")}
+             "onnx-f16": ("onnx", "f16"), "cann-static-f16": ("onnx", None)}
 F16_BOUND = 2e-5  # mean KL, nats
 QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 1e-3), "gguf-q4_k_m.gguf": ("gguf", "q4_k_m", {}, 5e-3),
              "gguf-q4_0.gguf": ("gguf", "q4_0", {}, 2e-2), "onnx-int8": ("onnx", "int8", {"target": "cpu"}, 1e-3),
@@ -46,6 +47,14 @@ def _export(checkpoint: Path, out: Path, fmt: str, quant: str, **target) -> Path
     EXPORTERS.get(fmt).export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, verify=False,
                                             show_progress=False, **target))
     return out
+
+
+def _cann_static() -> dict:
+    """The Ascend static graph (f16, a KV buffer of the trained length), evaluated on ONNX Runtime's CPU."""
+    from qwdeploy.toolkit.profiles import load_profile
+
+    return {"target": "cann", "profile": load_profile("ascend-910b"),
+            "options": {"context": str(TRAINED_LENGTH), "gears": "1,16"}}
 
 
 def _eval(checkpoint: Path, artifacts: list[Path], out: Path) -> tuple[int, str, dict]:
@@ -65,7 +74,8 @@ def checkpoint(trained_checkpoint) -> Path:
 @pytest.fixture(scope="module")
 def evaluated(checkpoint, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("eval-trained")
-    paths = [_export(checkpoint, root / name, fmt, quant) for name, (fmt, quant) in ARTIFACTS.items()]
+    paths = [_export(checkpoint, root / name, fmt, quant, **(_cann_static() if name.startswith("cann") else {}))
+             for name, (fmt, quant) in ARTIFACTS.items()]
     code, output, doc = _eval(checkpoint, paths, root / "out")
     assert code == 0, output
     return doc
