@@ -36,7 +36,9 @@ QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 1e-3), "gguf-q4_k_m.gguf": (
              "gguf-q4_0.gguf": ("gguf", "q4_0", {}, 2e-2), "onnx-int8": ("onnx", "int8", {"target": "cpu"}, 1e-3),
              "onnx-int4": ("onnx", "int4", {"target": "cpu"}, 4e-2)}
 
-pytestmark = pytest.mark.slow  # trains the demo checkpoint on first use (minutes), then evaluates five models
+# Trains the demo checkpoint on first use (minutes), then evaluates a dozen models. One worker takes every
+# test that needs it, so the other is not left waiting on the training lock.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained")]
 
 
 def _export(checkpoint: Path, out: Path, fmt: str, quant: str, **target) -> Path:
