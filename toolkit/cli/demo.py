@@ -23,7 +23,7 @@ RANDOM_ONLY = ("size", "dtype", "max_shard_size")
 @click.option("--max-shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_BYTES, show_default=True,
               help="Bytes per safetensors shard; larger checkpoints are split with an index.")
 @click.option("--trained", is_flag=True,
-              help="Train a small qwen2/qwen3 on the CPU (about nine minutes on two cores), deterministically, "
+              help="Train a small qwen2/qwen3 on the CPU (about eight minutes on two cores), deterministically, "
                    "to retrieve passkeys hidden in a generated text and to model that text, instead of random "
                    "weights.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (with --trained).")
