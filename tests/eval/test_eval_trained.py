@@ -42,9 +42,7 @@ QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 1e-3, PPL_RATIO),
              "gguf-q4_0.gguf": ("gguf", "q4_0", {}, 2e-2, QUANTIZED_PPL_RATIO),
              "onnx-int4": ("onnx", "int4", {"target": "cpu"}, 4e-2, QUANTIZED_PPL_RATIO)}
 
-# Trains the demo checkpoint on first use (minutes), then evaluates a dozen models. One worker takes every
-# test that needs it, so the other is not left waiting on the training lock.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("trained")]
+pytestmark = pytest.mark.slow  # trains the demo checkpoint on first use (minutes), then evaluates a dozen models
 
 
 def _export(checkpoint: Path, out: Path, fmt: str, quant: str, **target) -> Path:

@@ -19,7 +19,6 @@ from qwdeploy.toolkit.reference import transformers_logits
 from qwdeploy.toolkit.training import TRAINED_ARCHS, TRAINED_LENGTH, default_text, needle_prompt, qwen_encode
 from qwdeploy.toolkit.training.data import TEXT_STREAM, sample_text, used_ids
 
-pytestmark = pytest.mark.xdist_group("trained")  # see tests/eval/test_eval_trained.py
 DEPTHS = np.linspace(0.0, 1.0, 11)
 KEYS_PER_DEPTH = 4
 

@@ -27,8 +27,8 @@ class Phase:
 
 
 # Retrieval needs an induction circuit (find the earlier occurrence of this token, copy what followed it),
-# which forms late and suddenly when copying is a few tokens in hundreds; copy drills, where half of every
-# sequence repeats the other half, grow it first. Then text with needles, carried to the trained length.
+# which forms late and suddenly when copying is a few tokens in hundreds; copy drills, where a span of random
+# ids repeats right after itself, grow it first. Then text with needles, carried to the trained length.
 CURRICULUM = (Phase(64, 0.4, 1.0), Phase(128, 0.3, 0.3), Phase(TRAINED_LENGTH, 0.3, 0.2))
 THREADS = 2
 LEARNING_RATE = 3e-3
