@@ -118,10 +118,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skipped); `-m fuzz` or `-m long` selects them."""
     asked = config.getoption("markexpr") or ""
     left_out = [m for m in OPT_IN_MARKERS if m not in asked]
-    deselected = [item for item in items if any(m in item.keywords for m in left_out)]
+    kept, deselected = [], []
+    for item in items:
+        (deselected if any(m in item.keywords for m in left_out) else kept).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item not in deselected]
+        items[:] = kept
 
 
 def _training_sources_digest() -> str:

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from eval_cases import ARCH, DAMAGED_TENSOR, STATIC_CONTEXT
+from eval_cases import ARCH, DAMAGED_TENSOR, STATIC_CONTEXT, export
 
 
 @pytest.fixture(scope="session")
@@ -28,16 +28,6 @@ def _damaged_checkpoint(checkpoint: Path, out: Path) -> Path:
     return out
 
 
-def _export(checkpoint: Path, out: Path, fmt: str, quant: str | None, **target) -> Path:
-    from qwdeploy.exporters import EXPORTERS
-    from qwdeploy.exporters.request import ExportRequest
-    from qwdeploy.toolkit.checkpoint import open_checkpoint
-
-    EXPORTERS.get(fmt).export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, verify=False,
-                                            show_progress=False, **target))
-    return out
-
-
 @pytest.fixture(scope="session")
 def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """artifacts(name) → path, exported on first use: gguf_f32, onnx_f32, cann_static (f16, static KV of
@@ -46,12 +36,12 @@ def artifacts(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Cal
 
     root, built = tmp_path_factory.mktemp("eval-artifacts"), {}
     recipes = {
-        "gguf_f32": lambda: _export(checkpoint, root / "f32.gguf", "gguf", "f32"),
-        "onnx_f32": lambda: _export(checkpoint, root / "onnx-f32", "onnx", "f32"),
-        "cann_static": lambda: _export(checkpoint, root / "cann-static", "onnx", None, target="cann",
+        "gguf_f32": lambda: export(checkpoint, root / "f32.gguf", "gguf", "f32"),
+        "onnx_f32": lambda: export(checkpoint, root / "onnx-f32", "onnx", "f32"),
+        "cann_static": lambda: export(checkpoint, root / "cann-static", "onnx", None, target="cann",
                                        profile=load_profile("ascend-910b"),
                                        options={"context": str(STATIC_CONTEXT), "gears": "1,16"}),
-        "damaged": lambda: _export(_damaged_checkpoint(checkpoint, root / "damaged-checkpoint"),
+        "damaged": lambda: export(_damaged_checkpoint(checkpoint, root / "damaged-checkpoint"),
                                    root / "damaged.gguf", "gguf", "f32"),
     }
 

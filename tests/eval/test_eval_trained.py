@@ -28,6 +28,8 @@ from click.testing import CliRunner
 from qwdeploy.toolkit.cli.main import cli
 from qwdeploy.toolkit.training import TRAINED_LENGTH
 
+from eval_cases import export
+
 CONTEXTS = (128, 256, 384, TRAINED_LENGTH)  # inside the trained length
 DEPTHS = 5
 ARTIFACTS = {"gguf-f32.gguf": ("gguf", "f32"), "gguf-f16.gguf": ("gguf", "f16"), "onnx-f32": ("onnx", "f32"),
@@ -43,16 +45,6 @@ QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 1e-3, PPL_RATIO),
              "onnx-int4": ("onnx", "int4", {"target": "cpu"}, 4e-2, QUANTIZED_PPL_RATIO)}
 
 pytestmark = pytest.mark.slow  # trains the demo checkpoint on first use (minutes), then evaluates a dozen models
-
-
-def _export(checkpoint: Path, out: Path, fmt: str, quant: str, **target) -> Path:
-    from qwdeploy.exporters import EXPORTERS
-    from qwdeploy.exporters.request import ExportRequest
-    from qwdeploy.toolkit.checkpoint import open_checkpoint
-
-    EXPORTERS.get(fmt).export(ExportRequest(open_checkpoint(checkpoint), out, quant=quant, verify=False,
-                                            show_progress=False, **target))
-    return out
 
 
 def _cann_static() -> dict:
@@ -80,7 +72,7 @@ def checkpoint(trained_checkpoint) -> Path:
 @pytest.fixture(scope="module")
 def evaluated(checkpoint, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("eval-trained")
-    paths = [_export(checkpoint, root / name, fmt, quant, **(_cann_static() if name.startswith("cann") else {}))
+    paths = [export(checkpoint, root / name, fmt, quant, **(_cann_static() if name.startswith("cann") else {}))
              for name, (fmt, quant) in ARTIFACTS.items()]
     code, output, doc = _eval(checkpoint, paths, root / "out")
     assert code == 0, output
@@ -90,7 +82,7 @@ def evaluated(checkpoint, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def quantized(checkpoint, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("eval-quantized")
-    paths = [_export(checkpoint, root / name, fmt, quant, **target)
+    paths = [export(checkpoint, root / name, fmt, quant, **target)
              for name, (fmt, quant, target, _, _) in QUANTIZED.items()]
     code, output, doc = _eval(checkpoint, paths, root / "out", QUANTIZED_PPL_RATIO)
     assert code == 0, output
@@ -144,7 +136,7 @@ def test_a_gguf_without_its_rope_scaling_passes_short_parity_and_loses_needles_a
     config = json.loads((unscaled / "config.json").read_text())
     del config["rope_scaling"]
     (unscaled / "config.json").write_text(json.dumps(config))
-    broken = _export(unscaled, tmp_path / "no-rope-scaling.gguf", "gguf", "f32")
+    broken = export(unscaled, tmp_path / "no-rope-scaling.gguf", "gguf", "f32")
 
     ids = qwen_encode()(default_text())[:20]
     # A 20-token parity check sees nearly the model: top-1 as high as a sound 4-bit artifact's (~90%, above).

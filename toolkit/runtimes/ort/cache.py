@@ -15,13 +15,16 @@ class GrowingCache:
     def __init__(self, facts: GraphFacts, batch: int, dtype: type):
         self.values = {name: np.zeros((batch, heads, 0, dim), dtype) for name, (heads, dim) in facts.past_inputs.items()}
         self.length = 0  # tokens already in the cache
+        # onnxruntime-genai's builder derives positions from attention_mask and declares no position_ids.
+        self.takes_positions = "position_ids" in facts.inputs
 
     def feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """ids [batch, n] → the graph's inputs for them."""
         batch, n = ids.shape
-        positions = np.broadcast_to(np.arange(self.length, self.length + n, dtype=np.int64), (batch, n))
-        return {"input_ids": ids, "attention_mask": np.ones((batch, self.length + n), np.int64),
-                "position_ids": positions, **self.values}
+        feeds = {"input_ids": ids, "attention_mask": np.ones((batch, self.length + n), np.int64), **self.values}
+        if self.takes_positions:
+            feeds["position_ids"] = np.broadcast_to(np.arange(self.length, self.length + n, dtype=np.int64), (batch, n))
+        return feeds
 
     def update(self, present: list[np.ndarray], n: int) -> None:
         self.values = dict(zip(self.values, present))

@@ -52,14 +52,22 @@ def _gathered_only(graph: onnx.GraphProto, names: set[str]) -> set[str]:
     return gathered - other_uses
 
 
-def _genai_model_field(folder: Path, *keys: str) -> int | None:
-    """An integer under genai_config.json's "model" (e.g. decoder.head_size), None when absent."""
+def _genai_model(folder: Path) -> dict:
+    """genai_config.json's "model" section; empty when the folder has none or it is unreadable."""
     try:
-        value = json.loads((folder / GENAI_CONFIG).read_text())["model"]
-        for key in keys:
-            value = value[key]
-        return int(value)
+        model = json.loads((folder / GENAI_CONFIG).read_text())["model"]
     except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return model if isinstance(model, dict) else {}
+
+
+def _int_at(table: dict, *keys: str) -> int | None:
+    """The integer at table[k0][k1]..., None when absent or not an integer."""
+    try:
+        for key in keys:
+            table = table[key]
+        return int(table)
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -69,13 +77,14 @@ def read_graph(folder: Path) -> GraphFacts:
     sizes = {t.name: _initializer_bytes(t) for t in graph.initializer}
     gathered = _gathered_only(graph, set(sizes))
     past, kv_bytes, kv_dtype, static = {}, 0, "float32", None
+    genai = _genai_model(folder)
     for value in graph.input:
         if not value.name.startswith(PAST_PREFIX):
             continue
         tensor = value.type.tensor_type
         heads, head_dim = tensor.shape.dim[1].dim_value, tensor.shape.dim[3].dim_value  # [batch, kv_heads, past, head_dim]
         # The genai builder leaves head_dim symbolic ("kv_cache_dim") and states it in its config.
-        head_dim = head_dim or _genai_model_field(folder, "decoder", "head_size") or 0
+        head_dim = head_dim or _int_at(genai, "decoder", "head_size") or 0
         if not (heads and head_dim):
             raise ArtifactError(f"input {value.name} does not state its KV heads and head size", folder / MODEL_FILE)
         static = tensor.shape.dim[2].dim_value or None
@@ -87,8 +96,9 @@ def read_graph(folder: Path) -> GraphFacts:
     domains = tuple(sorted({node.domain for node in graph.node} - set(STANDARD_DOMAINS)))
     return GraphFacts(nodes=len(graph.node), weight_bytes=sum(sizes.values()),
                       gathered_bytes=sum(sizes[n] for n in gathered), kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
-                      past_inputs=past, vocab_size=logits[-1].dim_value, context_length=static or _genai_model_field(folder, "context_length"),
-                      custom_domains=domains, static_context=static,
+                      past_inputs=past, vocab_size=logits[-1].dim_value,
+                      context_length=static or _int_at(genai, "context_length"), custom_domains=domains,
+                      static_context=static,
                       inputs=frozenset(value.name for value in graph.input))
 
 

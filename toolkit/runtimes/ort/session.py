@@ -84,8 +84,7 @@ class OrtSession:
     def forward(self, session, ids: np.ndarray, cache: GrowingCache) -> np.ndarray:
         """ids [batch, n] after what `cache` holds → logits [batch, n, vocab]; the cache takes them in."""
         names = ["logits", *(name.replace("past_key_values", "present") for name in cache.values)]
-        feeds = {name: value for name, value in cache.feeds(ids).items() if name in self.facts.inputs}
-        logits, *present = session.run(names, feeds)
+        logits, *present = session.run(names, cache.feeds(ids))
         cache.update(present, ids.shape[1])
         return logits
 
