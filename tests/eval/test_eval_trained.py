@@ -8,12 +8,13 @@ KL bound is f16's (tests/parity), orders above what they reach; f16 artifacts ar
 artifact meets on the verify prompt (exporters/onnx/verify.BOUNDS), here over every position of the text. The
 Ascend static graph (f16, a KV buffer of the trained length) is evaluated the same way on ONNX Runtime's CPU.
 
-Quantized artifacts must keep every needle, and their perplexity within 1% (8-bit) or 3% (4-bit; measured up
-to 0.7%). Their KL bounds sit about ten times above what they measured on this machine (q8_0 6e-5, int8 3e-5,
-q4_k_m 6e-4, q4_0 1.8e-3, int4 3.3e-3): round-to-nearest at 8 bits is ~16x more exact than at 4, and a
-quantizer with a wrong scale or nibble order lands at KL > 0.1 (a damaged MLP in test_eval_cli: KL 2 to 4).
-Training on another CPU gives other weights, hence the margins. Top-1 is not bounded for them: the text picks most words uniformly among equals, so a 1e-4
-nudge flips the argmax between tied words without changing what the model knows.
+Quantized artifacts must keep every needle, and their perplexity within 1% (8-bit) or 2% (4-bit; measured up
+to 0.7%). Their KL bounds sit about four times above what they measured on this machine (q8_0 6e-5, int8
+3e-5, q4_k_m 6.3e-4, q4_0 1.8e-3, int4 3.3e-3; an earlier training of the same model gave up to 1.5x
+those): truncating instead of rounding to nearest doubles the error and quadruples the KL, and a wrong scale
+or nibble order lands at KL > 0.1 (a damaged MLP in test_eval_cli: KL 2 to 4). Top-1 is not bounded for them:
+the text picks most words uniformly among equals, so a 1e-4 nudge flips the argmax between tied words
+without changing what the model knows.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ ARTIFACTS = {"gguf-f32.gguf": ("gguf", "f32"), "gguf-f16.gguf": ("gguf", "f16"),
              "onnx-f16": ("onnx", "f16"), "cann-static-f16": ("onnx", None)}
 F16_BOUND = 2e-5  # mean KL, nats
 PPL_RATIO = 1.01
-QUANTIZED_PPL_RATIO = 1.03
+QUANTIZED_PPL_RATIO = 1.02
 # name → (format, type, target, mean KL bound, perplexity ratio bound)
-QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 1e-3, PPL_RATIO),
-             "onnx-int8": ("onnx", "int8", {"target": "cpu"}, 1e-3, PPL_RATIO),
-             "gguf-q4_k_m.gguf": ("gguf", "q4_k_m", {}, 5e-3, QUANTIZED_PPL_RATIO),
-             "gguf-q4_0.gguf": ("gguf", "q4_0", {}, 2e-2, QUANTIZED_PPL_RATIO),
-             "onnx-int4": ("onnx", "int4", {"target": "cpu"}, 4e-2, QUANTIZED_PPL_RATIO)}
+QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 2.5e-4, PPL_RATIO),
+             "onnx-int8": ("onnx", "int8", {"target": "cpu"}, 2e-4, PPL_RATIO),
+             "gguf-q4_k_m.gguf": ("gguf", "q4_k_m", {}, 2.5e-3, QUANTIZED_PPL_RATIO),
+             "gguf-q4_0.gguf": ("gguf", "q4_0", {}, 7e-3, QUANTIZED_PPL_RATIO),
+             "onnx-int4": ("onnx", "int4", {"target": "cpu"}, 1.3e-2, QUANTIZED_PPL_RATIO)}
 
 pytestmark = pytest.mark.slow  # trains the demo checkpoint on first use (minutes), then evaluates a dozen models
 
