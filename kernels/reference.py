@@ -41,11 +41,37 @@ def dequantize(packed: np.ndarray, scales: np.ndarray, cols: int, bits: int, blo
     return w.reshape(rows, blocks * block_size)[:, :cols]
 
 
-def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, K: int,
-                 N: int, bits: int, block_size: int) -> np.ndarray:
+def quantize_activations(x: np.ndarray, K: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """x [..., K] float32 → int8 codes [..., blocks, block_size] (zero past K) and scales [..., blocks, 1],
+    in float32 operations the kernels repeat exactly: inv = 127/max|x|, q = rint(x * inv), scale = max|x|/127."""
+    blocks = -(-K // block_size)
+    padded = np.zeros((*x.shape[:-1], blocks * block_size), np.float32)
+    padded[..., :K] = x
+    xb = padded.reshape(*x.shape[:-1], blocks, block_size)
+    amax = np.abs(xb).max(-1, keepdims=True)  # [..., blocks, 1]
+    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
+    q = np.clip(np.rint(xb * inv), -127, 127)
+    return q, amax / np.float32(127)
+
+
+def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
+                 bias: np.ndarray | None = None, *, K: int, N: int, bits: int, block_size: int,
+                 accuracy_level: int) -> np.ndarray:
     w = dequantize(B, scales, K, bits, block_size, zero_points)  # [N, K]
-    gate_up = X.astype(np.float64) @ w.T  # [..., N]
-    return swiglu(gate_up).astype(X.dtype)
+    x = X.astype(np.float64)
+    if accuracy_level == 4:  # what the int8 codes stand for
+        q, xs = quantize_activations(X, K, block_size)  # [..., blocks, block_size], [..., blocks, 1]
+        x = (q.astype(np.float64) * xs).reshape(*X.shape[:-1], -1)[..., :K]
+    y = x @ w.T  # [..., N]
+    if bias is not None:
+        y += bias
+    return y.astype(X.dtype)
+
+
+def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, K: int,
+                 N: int, bits: int, block_size: int, accuracy_level: int) -> np.ndarray:
+    return swiglu(quant_linear(X, B, scales, zero_points, K=K, N=N, bits=bits, block_size=block_size,
+                               accuracy_level=accuracy_level))
 
 
 def route(router_logits: np.ndarray, top_k: int, normalize_topk: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +153,7 @@ def qk_norm_rotary_packed(QKV: np.ndarray, q_norm_weight: np.ndarray, k_norm_wei
 REFERENCES = {
     "SwiGLU": swiglu,
     "QuantSwiGLU": quant_swiglu,
+    "QuantLinear": quant_linear,
     "MoE": moe,
     "QMoE": qmoe,
     "QKNormRotary": qk_norm_rotary,

@@ -53,9 +53,26 @@ SCHEMAS = {
                 Arg("zero_points", "[2*I * ceil(K/block_size*bits/8)]", "uint8", optional=True),
             ),
             outputs=(Arg("Y", "[..., I]", "float32"),),
-            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int"},
+            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int"},
             doc="Packed gate/up projection on block-quantized weights (ONNX Runtime's MatMulNBits layout, "
-            "N = 2*I rows, gate rows first) followed by SwiGLU; the [.., 2*I] intermediate never reaches memory.",
+            "N = 2*I rows, gate rows first; accuracy_level as QuantLinear's) followed by SwiGLU; the [.., 2*I] "
+            "intermediate never reaches memory.",
+        ),
+        OpSchema(
+            "QuantLinear",
+            inputs=(
+                Arg("X", "[..., K]", "float32"),
+                Arg("B", "[N, K/block_size, block_size*bits/8]", "uint8"),
+                Arg("scales", "N * K/block_size elements, any shape", "float32"),
+                Arg("zero_points", "N * ceil(K/block_size*bits/8) elements, any shape", "uint8", optional=True),
+                Arg("bias", "[N]", "float32", optional=True),
+            ),
+            outputs=(Arg("Y", "[..., N]", "float32"),),
+            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int"},
+            doc="Y = X @ W^T + bias with W block-quantized in ONNX Runtime's MatMulNBits layout; B, scales and "
+            "zero points are MatMulNBits' own tensors, read where they lie (no prepacked copy). accuracy_level "
+            "as MatMulNBits': 4 quantizes X to int8 per block (scale max|x|/127, round to nearest even) for "
+            "integer dot products per block, then applies both scales; 0 computes in float.",
         ),
         OpSchema(
             "MoE",

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "quant_linear.h"
 #include "simd.h"
 
 namespace qwd {
@@ -177,10 +178,30 @@ void prefill_rows(const float* xt, int64_t ldx, int64_t tokens, const Weights& w
   }
 }
 
+// accuracy_level 4: gate and up rows [begin, end) as int8 dot products, then SwiGLU.
+void int8_rows(const Int8Activations& a, const Weights& w, int64_t begin, int64_t end, float* y) {
+  const int64_t inter = w.rows / 2, n = end - begin;
+  std::vector<int64_t> rows(2 * n);  // gate rows, then the matching up rows
+  for (int64_t i = 0; i < n; ++i) rows[i] = begin + i, rows[n + i] = inter + begin + i;
+  std::vector<float> out(a.tokens * 2 * n);  // [tokens, 2n]
+  int8_dot_rows(a, w, rows.data(), 2 * n, out.data());
+  for (int64_t t = 0; t < a.tokens; ++t) {
+    const float* o = out.data() + t * 2 * n;
+    for (int64_t i = 0; i < n; ++i) y[t * inter + begin + i] = simd::silu_scalar(o[i]) * o[n + i];
+  }
+}
+
 }  // namespace
 
-void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, const Parallel& par) {
+void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, int accuracy_level,
+                  const Parallel& par) {
   const int64_t inter = w.rows / 2, cols = w.cols, nb = w.blocks();
+  if (accuracy_level == 4) {
+    const Int8Activations a(x, tokens, w);
+    // Two rows (gate and up) of ~cols weights per output: 32 outputs per task keep scheduling cheap.
+    parallel_ranges(par, inter, 32, [&](int64_t begin, int64_t end) { int8_rows(a, w, begin, end, y); });
+    return;
+  }
   std::vector<float> xp(tokens * cols);  // [tokens, cols] in the int4 chunk order
   for (int64_t t = 0; t < tokens; ++t) permute_x(x + t * cols, w, xp.data() + t * cols);
   if (tokens < kDecode) {

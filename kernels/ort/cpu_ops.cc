@@ -1,5 +1,6 @@
 // CPU execution provider adapters: read tensors and attributes, check shapes, call the core.
 #include "../cpu/moe.h"
+#include "../cpu/quant_linear.h"
 #include "../cpu/quant_swiglu.h"
 #include "../cpu/swiglu.h"
 #include "adapter.h"
@@ -28,7 +29,17 @@ struct QuantSwiGLUKernel : Kernel<QuantSwiGLUKernel>, QuantSwiGLUOp {
 
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
-    quant_swiglu(a.x, a.tokens, a.w, a.y, PoolParallel(ctx));
+    quant_swiglu(a.x, a.tokens, a.w, a.y, static_cast<int>(accuracy_level), PoolParallel(ctx));
+  }
+};
+
+struct QuantLinearKernel : Kernel<QuantLinearKernel>, QuantLinearOp {
+  static constexpr const char* kProvider = kCpu;
+  using QuantLinearOp::QuantLinearOp;
+
+  void Compute(Ort::KernelContext& ctx) {
+    const auto a = read(ctx);
+    quant_linear(a.x, a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), PoolParallel(ctx));
   }
 };
 
@@ -74,11 +85,12 @@ struct QKNormRotaryKernel : Kernel<QKNormRotaryKernel<kPacked>>, QKNormRotaryOp<
 std::vector<OrtCustomOp*> cpu_ops() {
   static Op<SwiGLUKernel> swiglu_op;
   static Op<QuantSwiGLUKernel> quant_swiglu_op;
+  static Op<QuantLinearKernel> quant_linear_op;
   static Op<MoEKernel<false>> moe_op;
   static Op<MoEKernel<true>> qmoe_op;
   static Op<QKNormRotaryKernel<false>> qk_op;
   static Op<QKNormRotaryKernel<true>> qk_packed_op;
-  return {&swiglu_op, &quant_swiglu_op, &moe_op, &qmoe_op, &qk_op, &qk_packed_op};
+  return {&swiglu_op, &quant_swiglu_op, &quant_linear_op, &moe_op, &qmoe_op, &qk_op, &qk_packed_op};
 }
 
 }  // namespace qwd::ort

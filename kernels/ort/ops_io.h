@@ -1,4 +1,4 @@
-// SwiGLU, QuantSwiGLU, MoE and QMoE read once for every provider: schema, attributes, shape checks and
+// SwiGLU, QuantSwiGLU, QuantLinear, MoE and QMoE read once for every provider: schema, attributes, shape checks and
 // weight views (pointers are wherever the provider keeps tensors). Device kernels derive from these
 // and add kProvider and Compute.
 #pragma once
@@ -30,32 +30,42 @@ struct SwiGLUOp : schema::SwiGLU {
   }
 };
 
-struct QuantSwiGLUOp : schema::QuantSwiGLU {
-  int64_t K, N, bits, block_size;
+// QuantSwiGLU and QuantLinear: MatMulNBits' attributes and tensors.
+template <bool kLinear>
+struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::QuantSwiGLU> {
+  int64_t K, N, bits, block_size, accuracy_level;
 
   struct Args {
     const float* x;  // [tokens, K]
     int64_t tokens;
-    Weights w;  // [N = 2*I, K], MatMulNBits layout
-    float* y;   // [tokens, I]
+    Weights w;          // [N, K], MatMulNBits layout
+    const float* bias;  // [N] or null
+    float* y;           // [tokens, N] (QuantLinear) or [tokens, N/2] (QuantSwiGLU)
   };
 
-  explicit QuantSwiGLUOp(const Ort::ConstKernelInfo& info)
+  explicit QuantMatMulOp(const Ort::ConstKernelInfo& info)
       : K(info.GetAttribute<int64_t>("K")),
         N(info.GetAttribute<int64_t>("N")),
         bits(info.GetAttribute<int64_t>("bits")),
-        block_size(info.GetAttribute<int64_t>("block_size")) {}
+        block_size(info.GetAttribute<int64_t>("block_size")),
+        accuracy_level(info.GetAttribute<int64_t>("accuracy_level")) {}
 
   Args read(Ort::KernelContext& ctx) const {
     auto x = ctx.GetInput(0), b = ctx.GetInput(1), scales = ctx.GetInput(2), zp = input(ctx, 3);
-    const auto zp_shape = optional_shape(zp);
-    const auto s = shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N, bits,
-                                        block_size);
+    const auto bias = kLinear ? input(ctx, 4) : Ort::ConstValue{nullptr};
+    const auto zp_shape = optional_shape(zp), bias_shape = optional_shape(bias);
+    const auto s = kLinear ? shapes::quant_linear(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr,
+                                                  bias ? &bias_shape : nullptr, K, N, bits, block_size)
+                           : shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N,
+                                                  bits, block_size);
     const Weights w = Weights::quantized(b.GetTensorData<uint8_t>(), scales.GetTensorData<float>(),
                                          data_or_null<uint8_t>(zp), N, K, static_cast<int>(bits), block_size);
-    return {x.GetTensorData<float>(), s.tokens, w, ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
+    return {x.GetTensorData<float>(), s.tokens, w, data_or_null<float>(bias),
+            ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
   }
 };
+using QuantSwiGLUOp = QuantMatMulOp<false>;
+using QuantLinearOp = QuantMatMulOp<true>;
 
 // MoE and QMoE share everything but how expert weights are read; kQuantized picks the input layout.
 template <bool kQuantized>

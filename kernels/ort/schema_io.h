@@ -30,6 +30,20 @@ struct QuantSwiGLU {
   };
 };
 
+struct QuantLinear {
+  static constexpr const char* kName = "QuantLinear";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // X
+      {kUint8, false},  // B
+      {kFloat, false},  // scales
+      {kUint8, true},  // zero_points
+      {kFloat, true},  // bias
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
 struct MoE {
   static constexpr const char* kName = "MoE";
   static constexpr Port kInputs[] = {

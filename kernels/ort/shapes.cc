@@ -33,6 +33,33 @@ void check_quant(const char* op, int64_t bits, int64_t block_size) {
           "block_size must be a power of two >= 16, got " + std::to_string(block_size));
 }
 
+int64_t elements(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const Shape& scales,
+                         const Shape* zero_points, const Shape* bias, int64_t K, int64_t N, int64_t bits,
+                         int64_t block_size) {
+  check_quant(op, bits, block_size);
+  require(!x.empty() && x.back() == K, op, "X has shape " + str(x) + ", its last dimension must be K=" +
+                                               std::to_string(K));
+  const int64_t blocks = (K + block_size - 1) / block_size;
+  expect(op, "B", b, {N, blocks, block_size * bits / 8});
+  require(elements(scales) == N * blocks, op, "scales has shape " + str(scales) + ", expected " +
+                                                  std::to_string(N * blocks) + " elements");
+  if (zero_points) {
+    const int64_t want = N * ((blocks * bits + 7) / 8);
+    require(elements(*zero_points) == want, op, "zero_points has shape " + str(*zero_points) + ", expected " +
+                                                    std::to_string(want) + " elements");
+  }
+  if (bias) expect(op, "bias", *bias, {N});
+  Shape out = x;
+  out.back() = N;
+  return {leading(x), blocks, out};
+}
+
 }  // namespace
 
 SwiGLU swiglu(const Shape& gate_up) {
@@ -43,20 +70,17 @@ SwiGLU swiglu(const Shape& gate_up) {
   return {leading(gate_up), gate_up.back() / 2, out};
 }
 
-QuantSwiGLU quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
+QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points,
+                         const Shape* bias, int64_t K, int64_t N, int64_t bits, int64_t block_size) {
+  return quant_matmul("QuantLinear", x, b, scales, zero_points, bias, K, N, bits, block_size);
+}
+
+QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
                          int64_t N, int64_t bits, int64_t block_size) {
-  const char* op = "QuantSwiGLU";
-  check_quant(op, bits, block_size);
-  require(N % 2 == 0, op, "N (= 2*I) must be even, got " + std::to_string(N));
-  require(!x.empty() && x.back() == K, op, "X has shape " + str(x) + ", its last dimension must be K=" +
-                                               std::to_string(K));
-  const int64_t blocks = (K + block_size - 1) / block_size;
-  expect(op, "B", b, {N, blocks, block_size * bits / 8});
-  expect(op, "scales", scales, {N * blocks});
-  if (zero_points) expect(op, "zero_points", *zero_points, {N * ((blocks * bits + 7) / 8)});
-  Shape out = x;
-  out.back() = N / 2;
-  return {leading(x), K, N / 2, blocks, out};
+  require(N % 2 == 0, "QuantSwiGLU", "N (= 2*I) must be even, got " + std::to_string(N));
+  QuantMatMul m = quant_matmul("QuantSwiGLU", x, b, scales, zero_points, nullptr, K, N, bits, block_size);
+  m.out.back() = N / 2;
+  return m;
 }
 
 MoE moe(const Shape& x, const Shape& logits, const Shape& gate_up, const Shape& down, const Shape* shared_gate_up,

@@ -15,11 +15,15 @@ struct SwiGLU {
 };
 SwiGLU swiglu(const Shape& gate_up);
 
-struct QuantSwiGLU {
-  int64_t tokens, K, inter, blocks;
-  Shape out;
+struct QuantMatMul {
+  int64_t tokens, blocks;
+  Shape out;  // X's shape with N (QuantLinear) or N/2 (QuantSwiGLU) last
 };
-QuantSwiGLU quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
+// X [..., K] times N x K block-quantized weights: B [N, blocks, block_size*bits/8]; scales and zero points
+// by element count, in whatever shape MatMulNBits had them; bias [N] when given.
+QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points,
+                         const Shape* bias, int64_t K, int64_t N, int64_t bits, int64_t block_size);
+QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
                          int64_t N, int64_t bits, int64_t block_size);
 
 struct MoE {

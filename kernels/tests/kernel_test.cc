@@ -15,6 +15,7 @@
 
 #include "../cpu/moe.h"
 #include "../cpu/qk_norm_rotary.h"
+#include "../cpu/quant_linear.h"
 #include "../cpu/quant_swiglu.h"
 #include "../cpu/simd.h"
 #include "../cpu/swiglu.h"
@@ -90,13 +91,21 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     qwd::swiglu(x.data(), y.data(), rows, inter, par);
     return {y};
   }
-  if (op == "QuantSwiGLU") {
+  if (op == "QuantSwiGLU" || op == "QuantLinear") {
     const auto x = c.array<float>("X"), s = c.array<float>("scales");
     const auto q = c.array<uint8_t>("B");
     const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
+    const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
     const int64_t tokens = c.i("tokens"), K = c.i("K"), N = c.i("N");
+    const int level = static_cast<int>(c.i("accuracy_level"));
+    const auto w = quant(c, q, s, c.has("zero_points") ? &zp : nullptr, N, K);
+    if (op == "QuantLinear") {
+      std::vector<float> y(tokens * N);
+      qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), y.data(), level, par);
+      return {y};
+    }
     std::vector<float> y(tokens * N / 2);
-    qwd::quant_swiglu(x.data(), tokens, quant(c, q, s, c.has("zero_points") ? &zp : nullptr, N, K), y.data(), par);
+    qwd::quant_swiglu(x.data(), tokens, w, y.data(), level, par);
     return {y};
   }
   if (op == "MoE" || op == "QMoE") {
@@ -169,6 +178,7 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
 
 int main(int argc, char** argv) {
   std::printf("isa %s\n", qwd::simd::kIsa);
+  std::printf("int8 %s\n", qwd::int8_isa());
   const ThreadParallel par;
   int failed = 0;
   for (int a = 1; a < argc; ++a) {

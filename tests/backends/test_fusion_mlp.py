@@ -37,7 +37,7 @@ class SwiGLU(OpRun):
 class QuantSwiGLU(OpRun):
     op_domain = DOMAIN
 
-    def _run(self, x, b, scales, zero_points=None, K=None, N=None, bits=None, block_size=None):
+    def _run(self, x, b, scales, zero_points=None, K=None, N=None, bits=None, block_size=None, accuracy_level=None):
         blocks = b.shape[1]
         qw = Quantized(b, scales.reshape(N, blocks), None if zero_points is None else zero_points.reshape(N, -1),
                        bits, block_size, K)

@@ -39,14 +39,18 @@ def swiglu(rng: np.random.Generator, lead: tuple[int, ...], inter: int) -> Case:
                 {"rows": rows, "inter": inter})
 
 
-def quant_swiglu(rng: np.random.Generator, lead: tuple[int, ...], K: int, inter: int, bits: int, block_size: int,
-                 symmetric: bool) -> Case:
-    packed, scales, zero_points = quantize_blocks(_normal(rng, 2 * inter, K), bits, block_size, symmetric)
+def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: int, N: int, bits: int,
+                 block_size: int, symmetric: bool, level: int, bias: bool = False) -> Case:
+    """QuantSwiGLU (N = 2*I) or QuantLinear. At accuracy_level 4 the reference quantizes the activations
+    exactly as the kernels do, so the bound is float rounding, not int8 error."""
+    packed, scales, zero_points = quantize_blocks(_normal(rng, N, K), bits, block_size, symmetric)
     inputs = {"X": _normal(rng, *lead, K), "B": packed, "scales": scales.reshape(-1), "zero_points": zero_points}
-    attrs = {"K": K, "N": 2 * inter, "bits": bits, "block_size": block_size}
-    name = f"quant_swiglu-{'x'.join(map(str, lead))}-K{K}-I{inter}-int{bits}-b{block_size}-{'sym' if symmetric else 'zp'}"
-    return Case("QuantSwiGLU", name, inputs, attrs, {"tokens": int(np.prod(lead)), "K": K, "N": 2 * inter},
-                atol=2e-4, rtol=2e-4)
+    if op == "QuantLinear":
+        inputs["bias"] = _normal(rng, N) if bias else None
+    attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size, "accuracy_level": level}
+    name = (f"{op.lower()}-{'x'.join(map(str, lead))}-K{K}-N{N}-int{bits}-b{block_size}-"
+            f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}")
+    return Case(op, name, inputs, attrs, {"tokens": int(np.prod(lead)), "K": K, "N": N}, atol=2e-4, rtol=2e-4)
 
 
 def moe(rng: np.random.Generator, tokens: int, hidden: int, experts: int, inter: int, top_k: int, normalize: int,
@@ -101,9 +105,21 @@ def all_cases(seed: int = 0) -> list[Case]:
     rng = np.random.default_rng(seed)
     return [
         swiglu(rng, (1,), 1), swiglu(rng, (1, 1), 7), swiglu(rng, (2, 3), 37), swiglu(rng, (64,), 301),
-        quant_swiglu(rng, (1,), 70, 13, 4, 32, True), quant_swiglu(rng, (2, 3), 130, 9, 4, 16, False),
-        quant_swiglu(rng, (5,), 64, 17, 8, 64, True), quant_swiglu(rng, (1, 3), 200, 33, 8, 32, False),
-        quant_swiglu(rng, (17,), 96, 40, 4, 128, False),
+        *(quant_matmul(rng, "QuantSwiGLU", lead, K, 2 * inter, bits, block, sym, level)
+          for level in (0, 4)
+          for lead, K, inter, bits, block, sym in (((1,), 70, 13, 4, 32, True), ((2, 3), 130, 9, 4, 16, False),
+                                                   ((5,), 64, 17, 8, 64, True), ((1, 3), 200, 33, 8, 32, False),
+                                                   ((17,), 96, 40, 4, 128, False))),
+        # Odd N (a short last group of rows), K not a multiple of the block, a partial last step, 1 to 9 tokens.
+        *(quant_matmul(rng, "QuantLinear", lead, K, N, bits, block, sym, level, bias)
+          for level in (0, 4)
+          for lead, K, N, bits, block, sym, bias in (((1,), 70, 13, 4, 32, True, True),
+                                                     ((2, 3), 130, 9, 4, 16, False, False),
+                                                     ((1,), 896, 37, 4, 32, True, False),
+                                                     ((9,), 200, 33, 8, 32, False, True),
+                                                     ((4,), 64, 6, 8, 64, True, False),
+                                                     ((1, 5), 300, 21, 4, 128, True, True),
+                                                     ((1,), 48, 5, 4, 16, True, False))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),

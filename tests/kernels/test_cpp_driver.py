@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from kernel_cases import all_cases, write_case
-from qwdeploy.kernels.build import Build
+from qwdeploy.kernels.build import Build, build
+from qwdeploy.kernels.targets import resolve_target
 
 QEMU = "qemu-aarch64"
 AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")
+PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,28 @@ def test_aarch64_driver_under_qemu(aarch64_build: Build, case_dirs: list[str]):
     run = subprocess.run([QEMU, "-L", str(AARCH64_SYSROOT), str(aarch64_build.test_driver), *case_dirs],
                          capture_output=True, text=True, timeout=300)
     _check(run.stdout, run.returncode, "neon", len(case_dirs))
+
+
+# CPUs this machine's own build never exercises: each compiled for its ISA (a throwaway profile) and run here,
+# natively or under qemu, so every integer dot-product path (kernels/cpu/int8_dot.h) meets the reference.
+OTHER_ISAS = {  # name: (shipped profile it varies, its ISA list, simd.h's path, int8_dot.h's path)
+    "x86-avx2": ("x86-server", '["sse4_2", "avx2", "fma"]', "avx2", "avx2"),
+    "x86-baseline": ("x86-server", "[]", "scalar", "scalar"),
+    "arm-no-dotprod": ("rpi5", '["neon"]', "neon", "neon"),
+}
+
+
+@pytest.mark.parametrize("name", OTHER_ISAS)
+def test_other_isas_match_the_reference(name: str, case_dirs: list[str], tmp_path: Path):
+    base, isa, simd, int8 = OTHER_ISAS[name]
+    profile = tmp_path / f"{name}.toml"
+    profile.write_text(re.sub(r"(?m)^isa = .*$", f"isa = {isa}", (PROFILES / f"{base}.toml").read_text()))
+    target = resolve_target(str(profile))
+    driver = build(target, jobs=2).test_driver
+    command = [str(driver)] if target.arch == "x86_64" else [QEMU, "-L", str(AARCH64_SYSROOT), str(driver)]
+    run = subprocess.run([*command, *case_dirs], capture_output=True, text=True, timeout=600)
+    _check(run.stdout, run.returncode, simd, len(case_dirs))
+    assert run.stdout.splitlines()[1] == f"int8 {int8}"
 
 
 def test_aarch64_library_is_arm(aarch64_build: Build):

@@ -46,7 +46,7 @@ def quant_swiglu_via_initializer(path: Path, dtype: int) -> Path:
     packed = np.zeros((2 * INTER, K // BLOCK, BLOCK // 2), np.uint8)  # int4, two per byte
     scales = np.ones(2 * INTER * K // BLOCK, helper.tensor_dtype_to_np_dtype(dtype))
     node = helper.make_node("QuantSwiGLU", ["X", "B", "scales"], ["Y"], "mlp/QuantSwiGLU", domain=DOMAIN,
-                            K=K, N=2 * INTER, bits=4, block_size=BLOCK)
+                            K=K, N=2 * INTER, bits=4, block_size=BLOCK, accuracy_level=0)
     return _save(path, [node], [helper.make_tensor_value_info("X", FLOAT, [ROWS, K])],
                  [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales")])
 

@@ -1,0 +1,58 @@
+#include "int8_act.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace qwd {
+
+namespace {
+
+// Inverse of column_of.
+int64_t position_of(int64_t c, int bits) {
+  if (bits == 8) return c;
+  const int64_t group = c / 32, i = c % 32;
+  return group * 32 + (i % 2 == 0 ? i / 2 : 16 + i / 2);
+}
+
+}  // namespace
+
+Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w) : tokens(tokens_) {
+  const int64_t nb = w.blocks(), bs = w.block_size, cols = w.cols;
+  positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
+  zero = 1 << (w.bits - 1);
+  const int64_t lanes = positions / 4;
+  q.assign(tokens * positions, 0);
+  init.assign(tokens * lanes, 0);
+  lane_scale.assign(tokens * lanes, 0.0f);
+  block_sum.assign(tokens * nb, 0.0f);
+  std::vector<float> scale(nb);  // [blocks] of the current token
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* xt = x + t * cols;  // [cols]
+    int8_t* qt = q.data() + t * positions;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t begin = b * bs, end = std::min(cols, begin + bs);
+      float amax = 0.0f;
+      for (int64_t c = begin; c < end; ++c) amax = std::max(amax, std::fabs(xt[c]));
+      // Same float32 operations as the numpy reference (kernels/reference.py), so the integers agree.
+      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      scale[b] = amax / 127.0f;
+      int32_t sum = 0;
+      for (int64_t c = begin; c < end; ++c) {
+        const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(xt[c] * inv)));
+        qt[position_of(c, w.bits)] = static_cast<int8_t>(v);
+        sum += static_cast<int32_t>(v);
+      }
+      block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
+    }
+    for (int64_t lane = 0; lane < lanes; ++lane) {
+      const int64_t block = column_of(4 * lane, w.bits) / bs;
+      if (block >= nb) continue;  // padding: q is 0 there
+      int32_t sum = 0;
+      for (int k = 0; k < 4; ++k) sum += qt[4 * lane + k];
+      init[t * lanes + lane] = -zero * sum;
+      lane_scale[t * lanes + lane] = scale[block];
+    }
+  }
+}
+
+}  // namespace qwd

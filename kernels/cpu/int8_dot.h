@@ -1,0 +1,263 @@
+// One step of the int8 dot product per ISA, chosen at compile time: kCols weight columns of one row
+// (packed int4 or int8, MatMulNBits layout) against the same columns of quantized activations
+// (int8_act.h), giving kLanes int32 lanes of 4 positions each; every lane lies in one weight block, so
+// the caller scales lanes by (weight scale x activation scale) of their block and accumulates floats.
+//   AVX-512 VNNI: 64 columns, vpdpbusd (u8 weights x s8 activations), 16 lanes.
+//   AVX2: 32 columns, AVX-VNNI vpdpbusd where the CPU has it, else maddubs + madd; 8 lanes.
+//   NEON: 32 columns, sdot with dotprod, else widening multiplies and pairwise adds; 8 lanes.
+//   scalar: 32 columns, 8 lanes, plain loops.
+// Weights keep their unsigned codes q where the instruction allows it; the activations' `init` lanes
+// (-zero * sum of the lane's q) then turn sum(q*x) into sum((q - zero)*x). Where the codes must be
+// signed (int8 weights on AVX2 and NEON, everything scalar) the step subtracts zero from the codes and
+// ignores init. A step past the row's last byte reads zeros, never the next row.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "int8_act.h"
+#include "simd.h"
+
+#if defined(QWD_SIMD_AVX512) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define QWD_INT8_AVX512 1
+#elif defined(QWD_SIMD_AVX512) || defined(QWD_SIMD_AVX2)
+#define QWD_INT8_AVX2 1
+#elif defined(QWD_SIMD_NEON)
+#define QWD_INT8_NEON 1
+#else
+#define QWD_INT8_SCALAR 1
+#endif
+
+namespace qwd::int8 {
+
+// Which of a step's blocks each lane is in (0..3 from the step's first block), for a block size.
+struct LaneBlocks {
+  int32_t rel[16] = {};
+  int64_t per_step = 1;  // blocks a step touches
+};
+
+#if defined(QWD_INT8_AVX512)
+inline constexpr const char* kIsa = "avx512-vnni";
+inline constexpr int64_t kCols = 64;
+inline constexpr int kLanes = 16;
+using IVec = __m512i;
+using FVec = __m512;
+using WVec = __m512i;
+
+template <int kBits, bool kPartial>
+inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
+  if constexpr (kBits == 8) {
+    if constexpr (kPartial) return _mm512_maskz_loadu_epi8((1ULL << bytes_left) - 1, p);
+    return _mm512_loadu_si512(p);
+  }
+  const __m256i raw = kPartial ? _mm256_maskz_loadu_epi8((1U << bytes_left) - 1, p)
+                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  // 128-bit lanes [A, A, B, B] of the 32 bytes [A, B], shifted 0/4/0/4: low nibbles of A, high of A, ...
+  const __m512i v = _mm512_castsi256_si512(raw);
+  const __m512i t = _mm512_shuffle_i64x2(v, v, 0x50);
+  return _mm512_and_si512(_mm512_srlv_epi64(t, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0F));
+}
+
+template <int kBits>
+inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
+  return _mm512_dpbusd_epi32(_mm512_loadu_si512(init), w, _mm512_loadu_si512(x));
+}
+
+// The step's lane scales from the row's block scales s[b0..]: `blocks` of them exist from b0 on.
+struct ScaleGather {
+  __m512i rel;
+  int64_t per_step;
+  explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {}
+  FVec operator()(const float* s, int64_t blocks) const {
+    const __mmask8 m = static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1);
+    return _mm512_permutexvar_ps(rel, _mm512_castps128_ps512(_mm_maskz_loadu_ps(m, s)));
+  }
+};
+
+inline FVec zero() { return _mm512_setzero_ps(); }
+inline FVec accumulate(IVec d, FVec ws, const float* xs, FVec acc) {
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, _mm512_loadu_ps(xs)), acc);
+}
+inline float hsum(FVec v) { return _mm512_reduce_add_ps(v); }
+
+#elif defined(QWD_INT8_AVX2)
+#if defined(__AVXVNNI__)
+inline constexpr const char* kIsa = "avx2-vnni";
+#else
+inline constexpr const char* kIsa = "avx2";
+#endif
+inline constexpr int64_t kCols = 32;
+inline constexpr int kLanes = 8;
+using IVec = __m256i;
+using FVec = __m256;
+using WVec = __m256i;
+
+template <int kBits, bool kPartial>
+inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
+  alignas(32) uint8_t tail[32] = {};
+  if constexpr (kPartial) p = static_cast<const uint8_t*>(std::memcpy(tail, p, bytes_left));
+  if constexpr (kBits == 8)  // signed codes q - 128: maddubs would saturate on unsigned bytes up to 255
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_set1_epi8(-128));
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+
+template <int kBits>
+inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  if constexpr (kBits == 8) {
+    // |w| * sign(x, w) = w * x, with |w| <= 128 unsigned: no saturation in maddubs.
+    const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xv, w));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+  const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(init));
+#if defined(__AVXVNNI__)
+  return _mm256_dpbusd_avx_epi32(in, w, xv);
+#else
+  return _mm256_add_epi32(in, _mm256_madd_epi16(_mm256_maddubs_epi16(w, xv), _mm256_set1_epi16(1)));
+#endif
+}
+
+struct ScaleGather {
+  __m256i rel;
+  int64_t per_step;
+  explicit ScaleGather(const LaneBlocks& lb)
+      : rel(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lb.rel))), per_step(lb.per_step) {}
+  FVec operator()(const float* s, int64_t blocks) const {
+    const __m128 v = per_step > 1 && blocks > 1 ? _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s)))
+                                                : _mm_set_ss(s[0]);
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), rel);
+  }
+};
+
+inline FVec zero() { return _mm256_setzero_ps(); }
+inline FVec accumulate(IVec d, FVec ws, const float* xs, FVec acc) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(ws, _mm256_loadu_ps(xs)), acc);
+}
+inline float hsum(FVec v) { return simd::hsum(v); }
+
+#elif defined(QWD_INT8_NEON)
+#if defined(__ARM_FEATURE_DOTPROD)
+inline constexpr const char* kIsa = "neon-dotprod";
+#else
+inline constexpr const char* kIsa = "neon";
+#endif
+inline constexpr int64_t kCols = 32;
+inline constexpr int kLanes = 8;
+using IVec = int32x4x2_t;
+using FVec = float32x4x2_t;
+using WVec = int8x16x2_t;
+
+template <int kBits, bool kPartial>
+inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
+  alignas(16) uint8_t tail[32] = {};
+  if constexpr (kPartial) p = static_cast<const uint8_t*>(std::memcpy(tail, p, bytes_left));
+  if constexpr (kBits == 8) {  // signed codes q - 128
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    return {vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip)), vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p + 16), flip))};
+  }
+  const uint8x16_t v = vld1q_u8(p);
+  return {vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), vreinterpretq_s8_u8(vshrq_n_u8(v, 4))};
+}
+
+inline int32x4_t sdot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if defined(__ARM_FEATURE_DOTPROD)
+  return vdotq_s32(acc, a, b);
+#else
+  // Products fit int16 (|w| <= 128, |x| <= 127) and so do pair sums; lanes as sdot's: bytes 4j..4j+3.
+  const int16x8_t lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+  const int16x8_t hi = vmull_high_s8(a, b);
+  return vaddq_s32(acc, vpaddlq_s16(vpaddq_s16(lo, hi)));
+#endif
+}
+
+template <int kBits>
+inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
+  const int32x4_t z = vdupq_n_s32(0);  // int8 codes are already signed: no init
+  const int32x4_t in0 = kBits == 8 ? z : vld1q_s32(init), in1 = kBits == 8 ? z : vld1q_s32(init + 4);
+  return {sdot(in0, w.val[0], vld1q_s8(x)), sdot(in1, w.val[1], vld1q_s8(x + 16))};
+}
+
+struct ScaleGather {
+  LaneBlocks lb;
+  explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
+  FVec operator()(const float* s, int64_t blocks) const {
+    const float s0 = s[0], s1 = lb.per_step > 1 && blocks > 1 ? s[1] : 0.0f;
+    float lanes[8];
+    for (int j = 0; j < 8; ++j) lanes[j] = lb.rel[j] ? s1 : s0;
+    return {vld1q_f32(lanes), vld1q_f32(lanes + 4)};
+  }
+};
+
+inline FVec zero() { return {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
+inline FVec accumulate(IVec d, FVec ws, const float* xs, FVec acc) {
+  return {vfmaq_f32(acc.val[0], vcvtq_f32_s32(d.val[0]), vmulq_f32(ws.val[0], vld1q_f32(xs))),
+          vfmaq_f32(acc.val[1], vcvtq_f32_s32(d.val[1]), vmulq_f32(ws.val[1], vld1q_f32(xs + 4)))};
+}
+inline float hsum(FVec v) { return vaddvq_f32(vaddq_f32(v.val[0], v.val[1])); }
+
+#else
+inline constexpr const char* kIsa = "scalar";
+inline constexpr int64_t kCols = 32;
+inline constexpr int kLanes = 8;
+struct IVec { int32_t v[8]; };
+struct FVec { float v[8]; };
+struct WVec { int16_t v[32]; };  // q - zero, in position order
+
+template <int kBits, bool kPartial>
+inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
+  WVec w{};
+  constexpr int zero = 1 << (kBits - 1);
+  const int64_t n = kPartial ? bytes_left : kBits * kCols / 8;
+  if constexpr (kBits == 8) {
+    for (int64_t i = 0; i < n; ++i) w.v[i] = static_cast<int16_t>(p[i] - zero);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      w.v[i] = static_cast<int16_t>((p[i] & 0xF) - zero);
+      w.v[16 + i] = static_cast<int16_t>((p[i] >> 4) - zero);
+    }
+  }
+  return w;
+}
+
+template <int kBits>
+inline IVec dot(const int32_t*, const WVec& w, const int8_t* x) {
+  IVec d{};
+  for (int j = 0; j < 8; ++j)
+    for (int k = 0; k < 4; ++k) d.v[j] += w.v[4 * j + k] * x[4 * j + k];
+  return d;
+}
+
+struct ScaleGather {
+  LaneBlocks lb;
+  explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
+  FVec operator()(const float* s, int64_t blocks) const {
+    FVec f{};
+    for (int j = 0; j < 8; ++j) f.v[j] = lb.rel[j] < blocks ? s[lb.rel[j]] : 0.0f;
+    return f;
+  }
+};
+
+inline FVec zero() { return FVec{}; }
+inline FVec accumulate(const IVec& d, const FVec& ws, const float* xs, FVec acc) {
+  for (int j = 0; j < 8; ++j) acc.v[j] += static_cast<float>(d.v[j]) * (ws.v[j] * xs[j]);
+  return acc;
+}
+inline float hsum(const FVec& f) {
+  float s = 0.0f;
+  for (float v : f.v) s += v;
+  return s;
+}
+#endif
+
+// Lane l of a step covers positions 4l..4l+3; its block relative to the step's first block.
+inline LaneBlocks lane_blocks(int bits, int64_t block_size) {
+  LaneBlocks lb;
+  lb.per_step = std::max<int64_t>(1, kCols / block_size);
+  for (int l = 0; l < kLanes; ++l) lb.rel[l] = static_cast<int32_t>(column_of(4 * l, bits) / block_size);
+  return lb;
+}
+
+}  // namespace qwd::int8

@@ -1,0 +1,25 @@
+// y = x . w^T (+ bias) on block-quantized weights (ONNX Runtime's MatMulNBits layout, int4 or int8).
+// accuracy_level 4 (MatMulNBits'): the activations are quantized to int8 per block once per call, and
+// every weight byte is read once and meets the CPU's integer dot product (int8_dot.h). 0: float, each
+// weight row dequantized once per call.
+#pragma once
+
+#include <cstdint>
+
+#include "int8_act.h"
+#include "parallel.h"
+#include "weights.h"
+
+namespace qwd {
+
+// x: [tokens, w.cols], bias: [w.rows] or null, y: [tokens, w.rows].
+void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,
+                  const Parallel& par = serial());
+
+// Dot products of rows[0..count) of w with every token of a: out[t * count + i] = x[t] . w[rows[i]].
+void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out);
+
+// Which integer dot product this build uses, e.g. "avx512-vnni".
+const char* int8_isa();
+
+}  // namespace qwd
