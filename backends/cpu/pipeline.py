@@ -2,8 +2,9 @@
 
 ONNX Runtime's SwiGLU has no CPU kernel: without our ops SiLU becomes its QuickGelu(alpha=1) and the
 MLP keeps two MatMuls. Quantizing also moves the embedding lookup onto an int4/int8 table, shared with a
-tied LM head (-O keep=embed keeps it float). Quantized gate/up + SwiGLU fuse into our QuantSwiGLU (about
-as fast as MatMulNBits + SwiGLU on CPU, one node fewer); -O quant_swiglu=off keeps the two.
+tied LM head (-O keep=embed keeps it float). With our ops, quantized gate/up + SwiGLU fuse into
+QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the exported int4/int8 bytes in
+place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ..ort import pipeline as shared
 from ..ort.options import OrtOptions
 from ..ort.quant import embedding
 from ..passes import Fusion, Phase
-from .fusions import silu_quick_gelu
+from .fusions import quant_linear, silu_quick_gelu
 
 
 def mlp(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
@@ -25,5 +26,11 @@ def quantize(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     return name, [*passes, Fusion(embedding)] if passes else []
 
 
+def quantized_fusions(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
+    name, passes = shared.quantized_fusions(plan, custom_ops)
+    fuse = plan.options.quant_config(plan.quant) and custom_ops and plan.options.quant_linear
+    return name, [*passes, Fusion(quant_linear)] if fuse else passes
+
+
 def cpu_pipeline(plan: Plan[OrtOptions], custom_ops: bool) -> list[Phase]:
-    return shared.pipeline(plan, custom_ops, mlp=mlp, quantize=quantize)
+    return shared.pipeline(plan, custom_ops, mlp=mlp, quantize=quantize, quantized_fusions=quantized_fusions)

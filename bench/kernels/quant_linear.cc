@@ -1,28 +1,36 @@
-// quant_linear (kernels/cpu) against a plain reference and against the memory-bandwidth limit, on the
-// matrices one decode step of a Qwen2.5-0.5B-shaped int4 model reads. llm.c dev/ style: reference,
-// correctness check and timing in one file.
-//   g++ -O3 -march=native -std=c++17 -pthread bench/kernels/quant_linear.cc kernels/cpu/{quant_linear,int8_act,weights}.cc \
-//       -o /tmp/quant_linear && /tmp/quant_linear [threads] [steps]
+// QuantLinear's core (kernels/cpu/quant_linear.cc) in llm.c's dev/ style: a plain reference, a correctness
+// check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
+// (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
+// bandwidth, and a 128-token prefill of the gate/up matrix.
+//   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
+//       kernels/cpu/{quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
+//   OMP_NUM_THREADS=2 /tmp/quant_linear
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <random>
-#include <thread>
 #include <vector>
 
 #include "../../kernels/cpu/quant_linear.h"
 
 namespace {
 
+struct Threads : qwd::Parallel {  // persistent OpenMP workers, as ONNX Runtime's pool
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) fn(t);
+  }
+};
+
 struct Matrix {
   int64_t rows, cols, block = 32;
-  std::vector<uint8_t> packed;
-  std::vector<float> scales;
-  qwd::Weights view() const {
-    return qwd::Weights::quantized(packed.data(), scales.data(), nullptr, rows, cols, 4, block);
-  }
+  std::vector<uint8_t> packed;  // [rows, blocks, block/2]
+  std::vector<float> scales;    // [rows, blocks]
+  qwd::Weights view() const { return qwd::Weights::quantized(packed.data(), scales.data(), nullptr, rows, cols, 4, block); }
+  double bytes() const { return packed.size() + 4.0 * scales.size(); }
 };
 
 Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
@@ -30,122 +38,96 @@ Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   const int64_t nb = (cols + m.block - 1) / m.block;
   m.packed.resize(rows * nb * m.block / 2);
   m.scales.resize(rows * nb);
-  std::uniform_int_distribution<int> byte(0, 255);
   std::uniform_real_distribution<float> scale(0.001f, 0.02f);
-  for (auto& b : m.packed) b = static_cast<uint8_t>(byte(rng));
+  for (auto& b : m.packed) b = static_cast<uint8_t>(rng());
   for (auto& s : m.scales) s = scale(rng);
   return m;
 }
 
-// Float reference on the same int8 activations: sum over columns of (q - 8) * scale * xq * xscale.
-std::vector<double> reference(const Matrix& m, const std::vector<float>& x) {
-  const qwd::Weights w = m.view();
-  const qwd::Int8Activations a(x.data(), 1, w);
-  std::vector<float> xq(m.cols), xs(m.cols);
-  for (int64_t p = 0; p < a.positions; ++p) {
-    const int64_t c = qwd::column_of(p, 4);
-    if (c < m.cols) xq[c] = a.q[p];
-  }
-  std::vector<double> y(m.rows);
-  std::vector<float> row(m.cols);
-  for (int64_t r = 0; r < m.rows; ++r) {
-    w.row(r, row.data());
-    double acc = 0;
-    for (int64_t c = 0; c < m.cols; ++c) {
-      const int64_t b = c / m.block;
-      const float amax_scale = a.block_sum.empty() ? 0 : 0;  // unused: scales come from the lanes below
-      (void)amax_scale;
-      float block_max = 0;
-      for (int64_t k = b * m.block; k < std::min(m.cols, (b + 1) * m.block); ++k) block_max = std::max(block_max, std::fabs(x[k]));
-      acc += static_cast<double>(row[c]) * xq[c] * (block_max / 127.0f);
+// The op's meaning at accuracy_level 4, one column at a time in double.
+std::vector<double> reference(const Matrix& m, const std::vector<float>& x, int64_t tokens) {
+  const qwd::Int8Activations a(x.data(), tokens, m.view());
+  const int64_t nb = (m.cols + m.block - 1) / m.block;
+  std::vector<double> y(tokens * m.rows, 0.0);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t p = 0; p < a.positions; ++p) {
+      const int64_t c = qwd::column_of(p, 4), b = c / m.block;
+      if (c >= m.cols) continue;
+      const double xq = a.q_of(t)[p] * a.scale_of(t)[p / 4];
+      for (int64_t r = 0; r < m.rows; ++r) {
+        const uint8_t byte = m.packed[(r * nb + b) * m.block / 2 + (c % m.block) / 2];
+        const int q = c % 2 ? byte >> 4 : byte & 0xF;
+        y[t * m.rows + r] += (q - 8) * m.scales[r * nb + b] * xq;
+      }
     }
-    y[r] = acc;
-  }
   return y;
 }
 
-class Threads : public qwd::Parallel {
- public:
-  explicit Threads(int n) : n_(n) {}
-  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
-    std::vector<std::thread> pool;
-    for (int w = 1; w < n_; ++w) pool.emplace_back([&, w] { for (int64_t t = w; t < tasks; t += n_) fn(t); });
-    for (int64_t t = 0; t < tasks; t += n_) fn(t);
-    for (auto& th : pool) th.join();
-  }
-
- private:
-  int n_;
-};
-
-double stream_read_gbs(int threads) {
-  const int64_t n = (1LL << 28) / sizeof(float);  // 1 GiB
-  std::vector<float> data(n, 1.0f);
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    std::vector<double> sums(threads);
+double median_seconds(int runs, const std::function<void()>& fn) {
+  std::vector<double> times;
+  for (int i = 0; i < runs + 2; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> pool;
-    for (int w = 0; w < threads; ++w)
-      pool.emplace_back([&, w] {
-        double s = 0;
-        for (int64_t i = w * n / threads; i < (w + 1) * n / threads; ++i) s += data[i];
-        sums[w] = s;
-      });
-    for (auto& th : pool) th.join();
-    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, n * sizeof(float) / sec / 1e9);
+    fn();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  return best;
+  times.erase(times.begin(), times.begin() + 2);  // warm-up
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+double streaming_read_gbs() {  // all threads summing a 1 GiB array: integer adds, which vectorize
+  const int64_t n = (1LL << 30) / sizeof(uint64_t);
+  std::vector<uint64_t> data(n, 1);
+  uint64_t sink = 0;
+  const double s = median_seconds(5, [&] {
+    uint64_t total = 0;
+#pragma omp parallel for reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += data[i];
+    sink += total;
+  });
+  return n * sizeof(uint64_t) / s / 1e9 + 0.0 * static_cast<double>(sink);
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  const int steps = argc > 2 ? std::atoi(argv[2]) : 20;
+int main() {
   std::mt19937 rng(0);
-  std::printf("isa %s, %d threads\n", qwd::int8_isa(), threads);
-
-  // Correctness on odd shapes first.
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{7, 96}, {33, 160}, {64, 896}, {5, 4864}}) {
+  const Threads par;
+  std::printf("int8 dot: %s, %d threads\n", qwd::int8_isa(), omp_get_max_threads());
+  for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{7, 96, 1}, {33, 160, 9}, {64, 896, 1},
+                                    {5, 4864, 3}}) {
     const Matrix m = random_matrix(rows, cols, rng);
-    std::vector<float> x(cols), y(rows);
-    std::normal_distribution<float> nd;
-    for (auto& v : x) v = nd(rng);
-    qwd::quant_linear(x.data(), 1, m.view(), nullptr, y.data());
-    const auto ref = reference(m, x);
+    std::vector<float> x(tokens * cols), y(tokens * rows);
+    std::normal_distribution<float> normal;
+    for (auto& v : x) v = normal(rng);
+    qwd::quant_linear(x.data(), tokens, m.view(), nullptr, y.data(), 4, par);
+    const auto ref = reference(m, x, tokens);
     double err = 0, mag = 0;
-    for (int64_t r = 0; r < rows; ++r) err = std::max(err, std::fabs(y[r] - ref[r])), mag = std::max(mag, std::fabs(ref[r]));
-    std::printf("check %4lld x %4lld: max |err| %.2e of max |y| %.2e %s\n", (long long)rows, (long long)cols, err, mag,
-                err <= 1e-4 * mag ? "ok" : "FAIL");
+    for (size_t i = 0; i < y.size(); ++i) err = std::max(err, std::fabs(y[i] - ref[i])), mag = std::max(mag, std::fabs(ref[i]));
+    std::printf("check %lldx%lld, %lld tokens: max |error| %.1e of max |y| %.1e: %s\n", (long long)rows,
+                (long long)cols, (long long)tokens, err, mag, err <= 1e-5 * mag ? "ok" : "FAIL");
   }
 
-  // One decode step's matrices: 24 layers of qkv, o, gate/up, down, then the tied LM head.
   const int64_t H = 896, I = 4864, layers = 24, vocab = 151936;
-  std::vector<Matrix> mats;
-  for (int l = 0; l < layers; ++l) {
-    mats.push_back(random_matrix(H + 2 * 128, H, rng));
-    mats.push_back(random_matrix(H, H, rng));
-    mats.push_back(random_matrix(2 * I, H, rng));
-    mats.push_back(random_matrix(H, I, rng));
-  }
-  mats.push_back(random_matrix(vocab, H, rng));
+  std::vector<Matrix> step;
+  for (int l = 0; l < layers; ++l)
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{H + 2 * 128, H}, {H, H}, {2 * I, H}, {H, I}})
+      step.push_back(random_matrix(rows, cols, rng));
+  step.push_back(random_matrix(vocab, H, rng));
   double bytes = 0;
-  for (auto& m : mats) bytes += m.packed.size() + m.scales.size() * 4;
-  std::vector<float> x(I, 0.5f), y(vocab);
+  for (auto& m : step) bytes += m.bytes();
+  std::vector<float> x(128 * I), y(128 * vocab);
   for (auto& v : x) v = std::normal_distribution<float>()(rng);
-  const Threads par(threads);
-  std::vector<double> times;
-  for (int s = 0; s < steps + 2; ++s) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (auto& m : mats) qwd::quant_linear(x.data(), 1, m.view(), nullptr, y.data(), par);
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  times.erase(times.begin(), times.begin() + 2);
-  std::sort(times.begin(), times.end());
-  const double med = times[times.size() / 2];
-  const double bw = stream_read_gbs(threads);
-  std::printf("decode step: %.0f MB of weights in %.2f ms = %.1f GB/s; streaming read %.1f GB/s -> %.0f%% of it, "
-              "%.1f steps/s\n", bytes / 1e6, med * 1e3, bytes / med / 1e9, bw, 100 * bytes / med / 1e9 / bw, 1 / med);
+  const double decode = median_seconds(20, [&] {
+    for (auto& m : step) qwd::quant_linear(x.data(), 1, m.view(), nullptr, y.data(), 4, par);
+  });
+  const double bandwidth = streaming_read_gbs();
+  std::printf("decode step: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n", bytes / 1e6,
+              decode * 1e3, bytes / decode / 1e9, 100 * bytes / decode / 1e9 / bandwidth, bandwidth);
+  const Matrix& gate_up = step[2];
+  const double prefill = median_seconds(5, [&] {
+    qwd::quant_linear(x.data(), 128, gate_up.view(), nullptr, y.data(), 4, par);
+  });
+  std::printf("prefill, 128 tokens x gate/up %lldx%lld: %.2f ms = %.1f GMAC/s\n", (long long)gate_up.rows,
+              (long long)gate_up.cols, prefill * 1e3, 128.0 * gate_up.rows * gate_up.cols / prefill / 1e9);
 }

@@ -14,10 +14,15 @@ namespace {
 using namespace int8;
 
 // Decode: 4 rows share each activation load. Prefill: rows x tokens tiles, each unpacked weight step
-// feeding kPrefillTokens dot products while it sits in registers.
+// feeding kPrefillTokens dot products while it sits in registers (2 x 8 accumulators fit AVX-512's 32
+// registers, 2 x 4 the 16 of AVX2 and the scalar/NEON paths).
 constexpr int kDecodeRows = 4;
 constexpr int kPrefillRows = 2;
+#if defined(QWD_INT8_AVX512)
+constexpr int kPrefillTokens = 8;
+#else
 constexpr int kPrefillTokens = 4;
+#endif
 
 template <int kBits, int R, int T>
 void tile(const Int8Activations& a, const Weights& w, const ScaleGather& gather, const int64_t* rows, int64_t t0,
@@ -42,6 +47,7 @@ void tile(const Int8Activations& a, const Weights& w, const ScaleGather& gather,
       // The same bytes of the next tile's rows (the next R rows in memory): decode streams the weights
       // once, and the hardware prefetcher alone leaves the core waiting on R interleaved streams.
       __builtin_prefetch(wr[r] + s * kStepBytes + R * row_bytes);
+      __builtin_prefetch(sr[r] + b0 + R * nb);
       wv[r] = load_w<kBits, decltype(partial)::value>(wr[r] + s * kStepBytes, row_bytes - s * kStepBytes);
       sv[r] = gather(sr[r] + b0, nb - b0);
     }
@@ -95,6 +101,13 @@ void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, i
 
 const char* int8_isa() { return kIsa; }
 
+int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
+  constexpr int64_t kTaskBytes = 256 << 10;
+  const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + 4);  // codes and scales
+  const int64_t by_bytes = std::max<int64_t>(kDecodeRows, kTaskBytes / std::max<int64_t>(row_bytes, 1));
+  return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
+}
+
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
   if (w.bits == 8)
     dot_rows<8>(a, w, rows, count, out);
@@ -107,8 +120,7 @@ void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* ro
 
 void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,
                   const Parallel& par) {
-  // About 64K weights per task: enough to hide the scheduling cost, fine enough to balance two threads.
-  const int64_t grain = std::max<int64_t>(kDecodeRows, (1 << 16) / std::max<int64_t>(w.cols, 1));
+  const int64_t grain = int8_grain(w, w.rows);
   if (accuracy_level != 4) {
     parallel_ranges(par, w.rows, grain, [&](int64_t begin, int64_t end) {
       linear_rows(x, tokens, w, begin, end, y, w.rows);

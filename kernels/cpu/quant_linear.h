@@ -19,6 +19,10 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
 // Dot products of rows[0..count) of w with every token of a: out[t * count + i] = x[t] . w[rows[i]].
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out);
 
+// Rows per task for `rows` rows of w (times `rows_per_output` rows read per output row): long runs of
+// contiguous bytes, because every task start costs the hardware prefetcher a ramp, yet at least 8 tasks.
+int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output = 1);
+
 // Which integer dot product this build uses, e.g. "avx512-vnni".
 const char* int8_isa();
 

@@ -198,8 +198,7 @@ void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, in
   const int64_t inter = w.rows / 2, cols = w.cols, nb = w.blocks();
   if (accuracy_level == 4) {
     const Int8Activations a(x, tokens, w);
-    // Two rows (gate and up) of ~cols weights per output: 32 outputs per task keep scheduling cheap.
-    parallel_ranges(par, inter, 32, [&](int64_t begin, int64_t end) { int8_rows(a, w, begin, end, y); });
+    parallel_ranges(par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, w, begin, end, y); });
     return;
   }
   std::vector<float> xp(tokens * cols);  // [tokens, cols] in the int4 chunk order
