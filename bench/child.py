@@ -62,6 +62,7 @@ class Ort:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
         manifest = path / "qwdeploy_backend.json"
         ops = (json.loads(manifest.read_text()).get("custom_ops") or {}) if manifest.is_file() else {}
         if ops.get("library") and ops.get("emitted", True):
@@ -75,10 +76,11 @@ class Ort:
         self.kv = kv_layout(path)
         self.names = [o.name for o in self.session.get_outputs()]
 
-    def forward(self, ids: np.ndarray, cache: dict, length: int) -> tuple[np.ndarray, dict]:
+    def forward(self, ids: np.ndarray, cache: dict, length: int, last_only: bool = False) -> tuple[np.ndarray, dict]:
         total = length + ids.shape[1]
         feeds = {"input_ids": ids, "attention_mask": np.ones((ids.shape[0], total), np.int64),
-                 "position_ids": np.tile(np.arange(length, total, dtype=np.int64), (ids.shape[0], 1)), **cache}
+                 "position_ids": np.tile(np.arange(length, total, dtype=np.int64), (ids.shape[0], 1)),
+                 "logits_to_keep": np.ones(1, np.int64) if last_only else np.zeros(1, np.int64), **cache}
         out = dict(zip(self.names, self.session.run(self.names, {k: v for k, v in feeds.items() if k in self.inputs})))
         return out["logits"], {n: out[n.replace("past_key_values", "present")] for n in self.past}
 
@@ -86,7 +88,7 @@ class Ort:
         cache = {n: np.zeros((ids.shape[0], *self.kv[:1], 0, self.kv[1]), self.dtype) for n in self.past}
         start, length, first = time.perf_counter(), 0, 0.0
         for step in range(gen):
-            logits, cache = self.forward(ids, cache, length)
+            logits, cache = self.forward(ids, cache, length, last_only=True)
             length += ids.shape[1]
             ids = logits[:, -1:].argmax(-1).astype(np.int64)  # [B, 1]
             if step == 0:
@@ -170,6 +172,7 @@ class Torch:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
             self.model = ORTModelForCausalLM.from_pretrained(str(path), session_options=options, use_cache=True)
         else:
             from transformers import AutoModelForCausalLM

@@ -137,6 +137,7 @@ def open_session(path: Path, providers: list[str], custom_library: Path | None) 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.add_session_config_entry("session.disable_prepacking", "1")  # a second packed copy proves nothing
+    options.log_severity_level = 3  # logits_to_keep is an overridable initializer on purpose (ort/last_logits.py)
     if custom_library is not None:
         options.register_custom_ops_library(str(custom_library))
     try:

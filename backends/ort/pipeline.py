@@ -8,6 +8,7 @@ from typing import Callable
 from ..base import Plan
 from ..passes import Fusion, GraphPass, Phase
 from .fold import fold_weight_casts
+from .last_logits import keep_last_logits
 from .fusions import group_query_attention, moe, packed_qkv, quant_swiglu, rms_norm, skip_rms_norm, swiglu
 from .options import OrtOptions
 from .quant.matmul_nbits import quantize_matmuls
@@ -16,7 +17,7 @@ PhaseFn = Callable[[Plan[OrtOptions], bool], Phase]  # (plan, emit qwdeploy ops)
 
 
 def prepare(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
-    return "prepare", [GraphPass("fold_weight_casts", fold_weight_casts)]
+    return "prepare", [GraphPass("fold_weight_casts", fold_weight_casts), GraphPass("logits_to_keep", keep_last_logits)]
 
 
 def attention(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:

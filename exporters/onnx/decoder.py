@@ -17,6 +17,8 @@ from .rope import Rotary, rotary_tables
 INPUT_IDS, ATTENTION_MASK, POSITION_IDS = "input_ids", "attention_mask", "position_ids"
 PAST_KEY, PAST_VALUE = "past_key_values.{i}.key", "past_key_values.{i}.value"
 LOGITS = "logits"
+# Added by the ONNX Runtime backends (backends/ort/last_logits.py): how many last positions get logits (0: all).
+LOGITS_TO_KEEP = "logits_to_keep"
 PRESENT_KEY, PRESENT_VALUE = "present.{i}.key", "present.{i}.value"
 
 # Dynamic axis names.

@@ -170,7 +170,8 @@ class OrtEngine:
         pass  # the cache grows with each call, or is the static graph's fixed size (checked against context_length)
 
     def _forward(self, ids: list[int]) -> np.ndarray:
-        logits = self._session.forward(self._session.session, np.array([ids], dtype=np.int64), self._cache)
+        logits = self._session.forward(self._session.session, np.array([ids], dtype=np.int64), self._cache,
+                                       last_only=True)
         return logits[0, -1].astype(np.float32)
 
     def prefill(self, ids: list[int]) -> np.ndarray:

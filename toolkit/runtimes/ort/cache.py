@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import QwdeployError
+from ....exporters.onnx.decoder import LOGITS_TO_KEEP
 from .facts import GraphFacts
 
 
@@ -17,13 +18,17 @@ class GrowingCache:
         self.length = 0  # tokens already in the cache
         # onnxruntime-genai's builder derives positions from attention_mask and declares no position_ids.
         self.takes_positions = "position_ids" in facts.inputs
+        self.slices_logits = LOGITS_TO_KEEP in facts.inputs  # qwdeploy's ORT graphs (backends/ort/last_logits.py)
 
-    def feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        """ids [batch, n] → the graph's inputs for them."""
+    def feeds(self, ids: np.ndarray, last_only: bool = False) -> dict[str, np.ndarray]:
+        """ids [batch, n] → the graph's inputs for them; last_only: logits of the last position only (where
+        the graph can skip the others)."""
         batch, n = ids.shape
         feeds = {"input_ids": ids, "attention_mask": np.ones((batch, self.length + n), np.int64), **self.values}
         if self.takes_positions:
             feeds["position_ids"] = np.broadcast_to(np.arange(self.length, self.length + n, dtype=np.int64), (batch, n))
+        if last_only and self.slices_logits:
+            feeds[LOGITS_TO_KEEP] = np.ones(1, np.int64)
         return feeds
 
     def update(self, present: list[np.ndarray], n: int) -> None:
@@ -42,7 +47,7 @@ class FixedCache(GrowingCache):
                        for name, (heads, dim) in facts.past_inputs.items()}
         self.length = 0
 
-    def feeds(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+    def feeds(self, ids: np.ndarray, last_only: bool = False) -> dict[str, np.ndarray]:
         n = ids.shape[1]
         if self.length + n > self.capacity:
             raise QwdeployError(f"{self.length + n} tokens do not fit the static graph's {self.capacity} KV slots "

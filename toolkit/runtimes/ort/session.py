@@ -81,10 +81,11 @@ class OrtSession:
     def new_cache(self, batch: int) -> GrowingCache:
         return new_cache(self.facts, batch, self.kv_dtype)
 
-    def forward(self, session, ids: np.ndarray, cache: GrowingCache) -> np.ndarray:
-        """ids [batch, n] after what `cache` holds → logits [batch, n, vocab]; the cache takes them in."""
+    def forward(self, session, ids: np.ndarray, cache: GrowingCache, last_only: bool = False) -> np.ndarray:
+        """ids [batch, n] after what `cache` holds → logits [batch, n, vocab] ([batch, 1, vocab] or all n with
+        last_only, as the graph allows); the cache takes them in."""
         names = ["logits", *(name.replace("past_key_values", "present") for name in cache.values)]
-        logits, *present = session.run(names, cache.feeds(ids))
+        logits, *present = session.run(names, cache.feeds(ids, last_only))
         cache.update(present, ids.shape[1])
         return logits
 
@@ -92,7 +93,7 @@ class OrtSession:
         cache = self.new_cache(prompt.shape[0])
         start = time.perf_counter()
         for chunk in range(0, prompt.shape[1], PREFILL_CHUNK):
-            logits = self.forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache)
+            logits = self.forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache, last_only=True)
         token = logits[:, -1].argmax(-1)  # [batch]
         ttft = time.perf_counter() - start
         steps = []
