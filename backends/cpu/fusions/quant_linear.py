@@ -33,6 +33,8 @@ def match(g: Graph, matmul: NodeProto, ctx: OrtContext) -> NodeProto:
         raise Reject("weights, scales or zero points are computed in the graph, not stored")
     if g.elem_type(matmul.input[2]) != TensorProto.FLOAT:
         raise Reject("float16 scales; QuantLinear reads float32 (-O scale_dtype=f32)")
+    if len(matmul.input) > 3 and matmul.input[3] and g.elem_type(matmul.input[3]) != TensorProto.UINT8:
+        raise Reject("float zero points; QuantLinear reads them packed in uint8")
     return matmul
 
 
