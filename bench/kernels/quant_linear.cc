@@ -94,7 +94,7 @@ int main() {
   std::mt19937 rng(0);
   const Threads par;
   std::printf("int8 dot: %s, %d threads\n", qwd::int8_isa(), omp_get_max_threads());
-  for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{7, 96, 1}, {33, 160, 9}, {64, 896, 1},
+  for (auto [rows, cols, tokens] : {std::tuple<int64_t, int64_t, int64_t>{7, 96, 1}, {33, 160, 9}, {64, 896, 1}, {37, 900, 21},
                                     {5, 4864, 3}}) {
     const Matrix m = random_matrix(rows, cols, rng);
     std::vector<float> x(tokens * cols), y(tokens * rows);

@@ -16,19 +16,27 @@ int64_t position_of(int64_t c, int bits) {
 
 }  // namespace
 
-Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w) : tokens(tokens_) {
+Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w, bool blocked) : tokens(tokens_) {
   const int64_t nb = w.blocks(), bs = w.block_size, cols = w.cols;
-  positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
   zero = 1 << (w.bits - 1);
-  const int64_t lanes = positions / 4;
-  q.assign(tokens * positions, 0);
-  init.assign(tokens * lanes, 0);
-  lane_scale.assign(tokens * lanes, 0.0f);
   block_sum.assign(tokens * nb, 0.0f);
+  // One layout or the other: the kernels read blocked_* when it is there, the position layout otherwise.
+  if (blocked) {
+    groups = (nb + 15) / 16;
+    steps = bs / 4;
+    blocked_q.assign(tokens * groups * steps * 64, 0);
+    blocked_init.assign(tokens * groups * 16, 0);
+    blocked_scale.assign(tokens * groups * 16, 0.0f);
+  } else {
+    positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
+    q.assign(tokens * positions, 0);
+    init.assign(tokens * positions / 4, 0);
+    lane_scale.assign(tokens * positions / 4, 0.0f);
+  }
+  const int64_t lanes = positions / 4;
   std::vector<float> scale(nb);  // [blocks] of the current token
   for (int64_t t = 0; t < tokens; ++t) {
     const float* xt = x + t * cols;  // [cols]
-    int8_t* qt = q.data() + t * positions;
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t begin = b * bs, end = std::min(cols, begin + bs);
       float amax = 0.0f;
@@ -38,12 +46,20 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       scale[b] = amax / 127.0f;
       int32_t sum = 0;
       for (int64_t c = begin; c < end; ++c) {
-        const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(xt[c] * inv)));
-        qt[position_of(c, w.bits)] = static_cast<int8_t>(v);
-        sum += static_cast<int32_t>(v);
+        const int8_t v = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, std::nearbyint(xt[c] * inv))));
+        if (blocked)
+          blocked_q[t * groups * steps * 64 + blocked_index(b / 16, (c - begin) / 4, b % 16, (c - begin) % 4, steps)] = v;
+        else
+          q[t * positions + position_of(c, w.bits)] = v;
+        sum += v;
       }
       block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
+      if (blocked) {
+        blocked_init[t * groups * 16 + b] = -zero * sum;
+        blocked_scale[t * groups * 16 + b] = scale[b];
+      }
     }
+    const int8_t* qt = q.data() + t * positions;
     for (int64_t lane = 0; lane < lanes; ++lane) {
       const int64_t block = column_of(4 * lane, w.bits) / bs;
       if (block >= nb) continue;  // padding: q is 0 there

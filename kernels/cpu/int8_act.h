@@ -23,12 +23,27 @@ struct Int8Activations {
   std::vector<float> lane_scale;  // [tokens, positions/4]: scale of the block the lane's columns are in
   std::vector<float> block_sum;   // [tokens, blocks]: scale * sum of q over the block (zero-point correction)
 
-  Int8Activations(const float* x, int64_t tokens, const Weights& w);
+  // With `blocked` (prefill on AVX-512 VNNI) the codes are laid out instead with 16 blocks side by side,
+  // so one int32 lane accumulates a whole block and scales apply once per block: [tokens, groups, steps,
+  // 16, 4] for groups of 16 blocks and steps of 4 columns (block_size / 4 of them); padding blocks are 0.
+  // q, init and lane_scale are then empty.
+  int64_t groups = 0, steps = 0;
+  std::vector<int8_t> blocked_q;
+  std::vector<int32_t> blocked_init;  // [tokens, groups * 16]: -zero * sum of the block's q
+  std::vector<float> blocked_scale;   // [tokens, groups * 16]: the block's scale
+
+  Int8Activations(const float* x, int64_t tokens, const Weights& w, bool blocked = false);
 
   const int8_t* q_of(int64_t t) const { return q.data() + t * positions; }
+  const int8_t* blocked_q_of(int64_t t) const { return blocked_q.data() + t * groups * steps * 64; }
   const int32_t* init_of(int64_t t) const { return init.data() + t * positions / 4; }
   const float* scale_of(int64_t t) const { return lane_scale.data() + t * positions / 4; }
 };
+
+// Where a block-side-by-side index (group g, step k, block j of the group, byte c) lies: see blocked_q.
+inline int64_t blocked_index(int64_t g, int64_t k, int64_t j, int64_t c, int64_t steps) {
+  return ((g * steps + k) * 16 + j) * 4 + c;
+}
 
 // Column of position p (the layout above).
 inline int64_t column_of(int64_t p, int bits) {

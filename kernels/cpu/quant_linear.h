@@ -23,6 +23,11 @@ void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* ro
 // contiguous bytes, because every task start costs the hardware prefetcher a ramp, yet at least 8 tasks.
 int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output = 1);
 
+// Whether activations for this many tokens should carry the blocked layout (Int8Activations), which
+// this build's prefill reads: on AVX-512 VNNI from kBlockedMinTokens on.
+inline constexpr int64_t kBlockedMinTokens = 16;
+bool int8_blocked(int64_t tokens);
+
 // Which integer dot product this build uses, e.g. "avx512-vnni".
 const char* int8_isa();
 

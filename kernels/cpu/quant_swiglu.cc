@@ -186,8 +186,11 @@ void int8_rows(const Int8Activations& a, const Weights& w, int64_t begin, int64_
   std::vector<float> out(a.tokens * 2 * n);  // [tokens, 2n]
   int8_dot_rows(a, w, rows.data(), 2 * n, out.data());
   for (int64_t t = 0; t < a.tokens; ++t) {
-    const float* o = out.data() + t * 2 * n;
-    for (int64_t i = 0; i < n; ++i) y[t * inter + begin + i] = simd::silu_scalar(o[i]) * o[n + i];
+    const float* o = out.data() + t * 2 * n;  // [gate n, up n]
+    float* yt = y + t * inter + begin;
+    int64_t i = 0;
+    for (; i + W <= n; i += W) simd::store(yt + i, simd::mul(simd::silu(simd::load(o + i)), simd::load(o + n + i)));
+    for (; i < n; ++i) yt[i] = simd::silu_scalar(o[i]) * o[n + i];
   }
 }
 
@@ -197,7 +200,7 @@ void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, in
                   const Parallel& par) {
   const int64_t inter = w.rows / 2, cols = w.cols, nb = w.blocks();
   if (accuracy_level == 4) {
-    const Int8Activations a(x, tokens, w);
+    const Int8Activations a(x, tokens, w, int8_blocked(tokens));
     parallel_ranges(par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, w, begin, end, y); });
     return;
   }

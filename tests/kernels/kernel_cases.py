@@ -110,7 +110,7 @@ def all_cases(seed: int = 0) -> list[Case]:
           for lead, K, inter, bits, block, sym in (((1,), 70, 13, 4, 32, True), ((2, 3), 130, 9, 4, 16, False),
                                                    ((5,), 64, 17, 8, 64, True), ((1, 3), 200, 33, 8, 32, False),
                                                    ((17,), 96, 40, 4, 128, False))),
-        # Odd N (a short last group of rows), K not a multiple of the block, a partial last step, 1 to 9 tokens.
+        # Odd N (a short last group of rows), K not a multiple of the block, a partial last step, 1 to 20 tokens.
         *(quant_matmul(rng, "QuantLinear", lead, K, N, bits, block, sym, level, bias)
           for level in (0, 4)
           for lead, K, N, bits, block, sym, bias in (((1,), 70, 13, 4, 32, True, True),
@@ -119,7 +119,10 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((9,), 200, 33, 8, 32, False, True),
                                                      ((4,), 64, 6, 8, 64, True, False),
                                                      ((1, 5), 300, 21, 4, 128, True, True),
-                                                     ((1,), 48, 5, 4, 16, True, False))),
+                                                     ((1,), 48, 5, 4, 16, True, False),
+                                                     # 16+ tokens: AVX-512's blocked prefill layout
+                                                     ((2, 9), 200, 33, 8, 16, False, True),
+                                                     ((20,), 900, 37, 4, 32, True, True))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),
