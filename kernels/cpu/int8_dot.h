@@ -54,7 +54,7 @@ inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
   const __m256i raw = kPartial ? _mm256_maskz_loadu_epi8((1U << bytes_left) - 1, p)
                                : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   // 128-bit lanes [A, A, B, B] of the 32 bytes [A, B], shifted 0/4/0/4: low nibbles of A, high of A, ...
-  const __m512i v = _mm512_castsi256_si512(raw);
+  const __m512i v = _mm512_zextsi256_si512(raw);
   const __m512i t = _mm512_shuffle_i64x2(v, v, 0x50);
   return _mm512_and_si512(_mm512_srlv_epi64(t, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0F));
 }
@@ -71,7 +71,7 @@ struct ScaleGather {
   explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {}
   FVec operator()(const float* s, int64_t blocks) const {
     const __mmask8 m = static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1);
-    return _mm512_permutexvar_ps(rel, _mm512_castps128_ps512(_mm_maskz_loadu_ps(m, s)));
+    return _mm512_permutexvar_ps(rel, _mm512_zextps128_ps512(_mm_maskz_loadu_ps(m, s)));
   }
 };
 

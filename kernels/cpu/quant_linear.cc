@@ -75,7 +75,7 @@ constexpr int kBlockedRows = 2, kBlockedTokens = 4;
 // Row `row` of w as unsigned codes in the blocked layout: [groups, steps, 16, 4] bytes. Each block's codes
 // in column order, then 4 of them (one lane's bytes) per step.
 void blocked_row(const Weights& w, int64_t row, int64_t groups, int64_t steps, uint8_t* out) {
-  const int64_t nb = w.blocks(), bs = w.block_size, bb = w.block_bytes();
+  const int64_t nb = w.blocks(), bb = w.block_bytes();
   std::fill(out, out + groups * steps * 64, uint8_t{0});
   alignas(64) uint8_t codes[256];  // one block, block_size <= 256
   for (int64_t b = 0; b < nb; ++b) {
@@ -205,11 +205,11 @@ int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
   return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
 }
 
-bool int8_blocked(int64_t tokens) {
+bool int8_blocked([[maybe_unused]] int64_t tokens) {
 #if defined(QWD_INT8_AVX512)
   return tokens >= kBlockedMinTokens;
 #else
-  return tokens < 0;  // no blocked path on this ISA
+  return false;  // no blocked path on this ISA
 #endif
 }
 
