@@ -172,7 +172,6 @@ class Torch:
 
             options = ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
             self.model = ORTModelForCausalLM.from_pretrained(str(path), session_options=options, use_cache=True)
         else:
             from transformers import AutoModelForCausalLM

@@ -96,3 +96,9 @@ def test_goals_say_where_qwdeploy_is_short(doc):
     assert any("export peak RSS 0.20x llama.cpp convert f16's (target <= 0.5x: met), time 0.50x" in line
                for line in lines)
     assert any("is artifact size + 79 MiB, target <= +100 MiB: met" in line for line in lines)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+def test_every_bench_script_compiles(script: str):
+    """The bench runs rarely and in its own environments: a syntax error would otherwise surface hours in."""
+    compile((BENCH / script).read_text(), script, "exec")
