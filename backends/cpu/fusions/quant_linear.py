@@ -39,11 +39,9 @@ def match(g: Graph, matmul: NodeProto, ctx: OrtContext) -> NodeProto:
 
 
 def rewrite(g: Graph, matmul: NodeProto, ctx: OrtContext) -> None:
-    inputs = list(matmul.input[:4]) + [""] * (4 - min(len(matmul.input), 4))
-    bias = matmul.input[5] if len(matmul.input) > 5 else ""
-    if bias:
-        inputs.append(bias)
-    while inputs and not inputs[-1]:
+    a, b, scales, zero_points, _, bias = [*matmul.input, *[""] * 6][:6]  # MatMulNBits' inputs; g_idx is refused
+    inputs = [a, b, scales, zero_points, bias]
+    while not inputs[-1]:
         inputs.pop()  # trailing optional inputs are left off
     attrs = {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED}
     name = matmul.name.rsplit("/", 1)[0] + "/QuantLinear"
