@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..toolkit.errors import MissingDependencyError, QwdeployError
 from .build import build_once, tool_version
+from .targets import MACHINE_TARGETS
 from ..toolkit.layout import cache_root
 from ..toolkit.profiles import DeviceProfile, load_profile
 
@@ -94,15 +95,15 @@ class AscendBuild:
 
 
 def _ascend_profile(target: str) -> DeviceProfile | None:
-    """The profile named by target when it has an Ascend accelerator; None for "host" and other profiles."""
-    if target == "host":
+    """The profile named by target when it has an Ascend accelerator; None for "host", "portable" and other profiles."""
+    if target in MACHINE_TARGETS:
         return None
     profile = load_profile(target)
     return profile if profile.accelerator.kind == "ascend" else None
 
 
 def ascend_soc(target: str) -> str | None:
-    """The SoC of an Ascend profile (ATC's --soc_version); None for "host" and other profiles."""
+    """The SoC of an Ascend profile (ATC's --soc_version); None for "host", "portable" and other profiles."""
     profile = _ascend_profile(target)
     return profile.accelerator.soc_version if profile else None
 

@@ -41,8 +41,16 @@ class Build:
     def test_driver(self) -> Path:
         return self.directory / TEST_DRIVER
 
+    def libraries(self) -> list[Path]:
+        """Every file the library is: itself, and for a portable build each ISA variant it loads."""
+        return [self.library, *(self.directory / variant_library(name) for name, _ in self.target.variants)]
+
     def exists(self) -> bool:
-        return (self.directory / MANIFEST).is_file() and self.library.is_file()
+        return (self.directory / MANIFEST).is_file() and all(path.is_file() for path in self.libraries())
+
+
+def variant_library(name: str) -> str:
+    return LIBRARY.replace(".so", f".{name}.so")
 
 
 def sources() -> list[Path]:
@@ -150,6 +158,8 @@ def _configure_args(target: BuildTarget, tools: dict[str, str], include: Path, b
             f"-DORT_INCLUDE_DIR={include}", f"-DQWD_ARCH_FLAGS={';'.join(target.cpu_flags)}"]
     if shutil.which("ninja"):
         args += ["-G", "Ninja"]
+    if target.variants:
+        args.append("-DQWD_VARIANTS=" + ";".join(f"{name}={','.join(flags)}" for name, flags in target.variants))
     if target.toolchain:
         args.append(f"-DCMAKE_TOOLCHAIN_FILE={target.toolchain}")
     if target.cuda_archs:

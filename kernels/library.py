@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,18 @@ def library_path(target: str = "host", cuda_arch: str | None = None, build_if_mi
     flag = f" --cuda-arch {cuda_arch}" if cuda_arch else ""
     raise QwdeployError(f"kernels for {resolved.describe()} are not built for the current sources; run "
                         f"`qwdeploy kernels build --target {target}{flag}`")
+
+
+def loaded_variant(library: Path) -> str | None:
+    """The ISA build a portable library hands registration to on this CPU; None for a single-ISA library.
+    Ask only after ONNX Runtime has loaded the library: loading one built for another CPU could fault."""
+    handle = ctypes.CDLL(str(library))
+    pick = getattr(handle, "qwdeploy_kernels_variant", None)
+    if pick is None:
+        return None
+    pick.restype = ctypes.c_char_p
+    name = pick()
+    return name.decode() if name else None
 
 
 def current_build(target: str = "host", cuda_arch: str | None = None) -> Build:

@@ -18,6 +18,18 @@ X86_FLAGS = {"sse4_2": "-msse4.2", "avx2": "-mavx2", "fma": "-mfma", "avx512f": 
              "avx512_vnni": "-mavx512vnni", "avx512_bf16": "-mavx512bf16"}
 ARM_EXTENSIONS = {"fp16": "+fp16", "dotprod": "+dotprod", "i8mm": "+i8mm", "bf16": "+bf16", "sve": "+sve",
                   "sve2": "+sve2"}
+PORTABLE = "portable"
+MACHINE_TARGETS = ("host", PORTABLE)  # targets named by what they run on, not by a device profile
+# A portable build's ISA variants per architecture, best first: (name, compiler flags). kernels/ort/dispatch.cc
+# holds the same names with the run-time check for each, and loads the first this CPU passes.
+PORTABLE_VARIANTS = {
+    "x86_64": (("avx512_vnni", ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2",
+                                "-mfma")),
+               ("avx_vnni", ("-mavx2", "-mfma", "-mavxvnni")),
+               ("avx2", ("-mavx2", "-mfma")),
+               ("baseline", ())),
+    "aarch64": (("dotprod", ("-march=armv8.2-a+dotprod",)), ("baseline", ("-march=armv8-a",))),
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,7 @@ class BuildTarget:
     cpu_flags: tuple[str, ...]
     cuda_archs: tuple[str, ...] = ()  # CMake form: ("87", "90")
     note: str = ""  # what was left out, and why
+    variants: tuple[tuple[str, tuple[str, ...]], ...] = ()  # portable: one build per ISA, picked at load time
 
     @property
     def cross(self) -> bool:
@@ -43,6 +56,8 @@ class BuildTarget:
         return TOOLCHAINS[self.arch] if self.cross else None
 
     def describe(self) -> str:
+        if self.variants:
+            return f"{self.name} ({self.arch}, {' | '.join(name for name, _ in self.variants)}, picked at load time)"
         cuda = f", CUDA sm_{',sm_'.join(self.cuda_archs)}" if self.cuda_archs else ""
         return f"{self.name} ({self.arch}, {' '.join(self.cpu_flags) or 'baseline ISA'}{cuda})"
 
@@ -73,11 +88,16 @@ def _profile_flags(arch: str, isa: list[str]) -> tuple[str, ...]:
 
 
 def resolve_target(target: str = "host", cuda_arch: str | None = None) -> BuildTarget:
-    """"host" builds for this machine (-march=native); a profile name or .toml path for that device's ISA,
-    cross-compiling when its CPU differs. cuda_arch overrides the profile's accelerator.cuda_arch."""
+    """"host" builds for this machine (-march=native); "portable" for any CPU of this machine's architecture
+    (one build per ISA variant); a profile name or .toml path for that device's ISA, cross-compiling when its
+    CPU differs. cuda_arch overrides the profile's accelerator.cuda_arch."""
     cuda = parse_cuda_archs(cuda_arch) if cuda_arch else ()
     if target == "host":
         return BuildTarget("host", host_arch(), ("-march=native",), cuda)
+    if target == PORTABLE:
+        if cuda:
+            raise QwdeployError("a portable build has no CUDA kernels; build them with --target host --cuda-arch")
+        return BuildTarget(PORTABLE, host_arch(), (), variants=PORTABLE_VARIANTS.get(host_arch(), (("baseline", ()),)))
 
     from ..toolkit.profiles import load_profile
 

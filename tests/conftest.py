@@ -71,11 +71,12 @@ def tiny_copy(tiny: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def kernel_library() -> Path:
-    """The host build of qwdeploy's kernel library, built once (or found in the cache). A missing compiler
-    or a failed build fails the tests that need it: scripts/install-system-deps.sh provides the tools."""
+    """The portable build of qwdeploy's kernel library (what CPU exports carry), built once (or found in the
+    cache). A missing compiler or a failed build fails the tests that need it: scripts/install-system-deps.sh
+    provides the tools."""
     from qwdeploy.kernels import library_path
 
-    return Path(library_path("host", build_if_missing=True))
+    return Path(library_path("portable", build_if_missing=True))
 
 
 GGUFTensorSpec = tuple[str, tuple[int, ...], int, int, bytes]  # name, dims (ne0 first), ggml type, offset, data

@@ -63,10 +63,11 @@ class CustomOpsRecord:
     library: str | None  # the kernel library's path relative to the artifact folder
     target: str | None  # what the library was built for (BuildTarget.describe())
 
-    @property
-    def built_for_host(self) -> bool:
-        """Built for the machine that exported it ("host (...)"), not for a device profile's CPU."""
-        return (self.target or "").startswith("host (")
+    def runs_on(self, arch: str) -> bool:
+        """Built for the machine that exported it ("host (...)") or portable to any CPU of `arch`
+        ("portable (arch, ...)"), not for a device profile's CPU."""
+        target = self.target or ""
+        return target.startswith("host (") or target.startswith(f"portable ({arch},")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...kernels.targets import PORTABLE
 from ..ort.backend import CPU_PROVIDER, OrtBackend
 from ..ort.options import OrtOptions
 from .pipeline import cpu_pipeline
@@ -18,7 +19,10 @@ class CpuBackend(OrtBackend):
     install = "pip install 'qwdeploy[onnx]'"
     qk_norm = "separate"  # ONNX Runtime's CPU GroupQueryAttention has no q/k norm inputs
     # accuracy_level 4: the int4/int8 kernels quantize activations to int8 (what makes them fast on CPU).
-    defaults = OrtOptions(accuracy_level=4)
+    # custom_ops auto: our fused ops wherever this machine can build the kernels (fewer launches, no prepacked
+    # weight copies, faster int4 decode); the portable library runs on any CPU of this architecture.
+    defaults = OrtOptions(accuracy_level=4, custom_ops="auto")
+    kernel_target = PORTABLE
     pipeline_of = staticmethod(cpu_pipeline)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ...kernels.build import Build
 from ...toolkit.layout import CHECKSUMS_FILE, DATA_FILE, GENAI_CONFIG, MODEL_FILE
 from ...toolkit.external_data import ExternalDataWriter, external_slices, is_external
 from .quant.config import LAYER
@@ -53,10 +54,12 @@ def copy_side_files(portable: Path, folder: Path) -> None:
             shutil.copy2(path, folder / path.name)
 
 
-def copy_library(library: Path, folder: Path) -> str:
-    """The kernel library, copied into the artifact; returns its name there (what configs record)."""
-    shutil.copy2(library, folder / library.name)
-    return library.name
+def copy_library(build: Build, folder: Path) -> str:
+    """The kernel library (with a portable build's ISA variants) copied into the artifact; returns the name
+    configs record, the one ONNX Runtime registers."""
+    for path in build.libraries():
+        shutil.copy2(path, folder / path.name)
+    return build.library.name
 
 
 def write_genai_config(portable: Path, folder: Path, provider_options: list[dict], library: str | None) -> None:

@@ -35,6 +35,7 @@ class OrtBackend(Backend[OrtOptions]):
     swiglu_domain: str = DOMAIN  # whose SwiGLU the MLP becomes without our ops (ONNX Runtime's where it has one)
     qk_norm: QKNorm  # how Qwen3's q/k norms fuse without our ops (fusions/group_query_attention.py)
     refuses_custom_ops: str | None = None  # why this device's graphs cannot take our ops
+    kernel_target = "host"  # what our kernels are built for without a profile (custom_ops.kernel_target)
     pipeline_of: Callable[[Plan[OrtOptions], bool], list[Phase]]  # staticmethod: (plan, emit our ops) → phases
 
     @property
@@ -61,8 +62,11 @@ class OrtBackend(Backend[OrtOptions]):
             custom_ops.resolve(options, None, self.refuses_custom_ops)  # raises: fail before any work
         return options
 
+    def custom_ops(self, plan: Plan[OrtOptions]) -> custom_ops.CustomOps:
+        return custom_ops.resolve(plan.options, plan.profile, self.refuses_custom_ops, self.kernel_target)
+
     def pipeline(self, plan: Plan[OrtOptions]) -> list[Phase]:
-        return self.pipeline_of(plan, custom_ops.resolve(plan.options, plan.profile, self.refuses_custom_ops).emit)
+        return self.pipeline_of(plan, self.custom_ops(plan).emit)
 
     def context(self, plan: Plan[OrtOptions], emit: bool) -> OrtContext:
         return OrtContext(num_layers=plan.spec.num_layers, max_positions=plan.spec.max_position_embeddings,
@@ -72,7 +76,7 @@ class OrtBackend(Backend[OrtOptions]):
 
     def build(self, request: BuildRequest[OrtOptions]) -> BuildResult:
         plan = request.plan
-        ops = custom_ops.resolve(plan.options, plan.profile, self.refuses_custom_ops)
+        ops = self.custom_ops(plan)
         # The weights stay in the portable graph's data file until a pass reads one or the writer copies it.
         model = onnx.load(str(request.portable / MODEL_FILE), load_external_data=False)
         graph = Graph(model, request.portable)
@@ -82,7 +86,7 @@ class OrtBackend(Backend[OrtOptions]):
             digests = save_model(graph.model, tmp, request.portable)
             del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)
-            library = copy_library(ops.built().library, tmp) if ops.emit else None
+            library = copy_library(ops.built(), tmp) if ops.emit else None
             write_genai_config(request.portable, tmp, self.provider_options, library)
             checked = check_artifact(tmp / MODEL_FILE, self.providers,
                                      tmp / library if library and ops.loads_here() else None)

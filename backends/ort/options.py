@@ -23,7 +23,7 @@ class OrtOptions:
     custom_ops: CustomOps = option(
         "off", choice("off", "on", "auto"),
         "emit qwdeploy-domain ops: on (builds the kernels for the target when needed), off, "
-        "auto (on when the target's kernel library is already built)")
+        "auto (on when the kernels are built or this machine can build them, for a target that runs here)")
     quant_swiglu: bool = option(
         True, parse_bool, "int4/int8 with custom ops: fuse the quantized gate/up MatMulNBits + SwiGLU into qwdeploy "
         "QuantSwiGLU (one node instead of two; off keeps MatMulNBits + SwiGLU)", INTEGER)

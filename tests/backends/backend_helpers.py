@@ -14,14 +14,24 @@ import pytest
 PROMPT = [9707, 1879, 11, 358, 1079, 264, 3460]  # "Hello world, I am a ..." ids
 
 
+def folder_session(folder: Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session on an exported folder, with the kernel library its manifest names registered."""
+    from qwdeploy.toolkit.runtimes.ort.facts import custom_op_libraries, read_graph
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # logits_to_keep is an overridable initializer on purpose
+    if threads:
+        options.intra_op_num_threads = threads
+    for library in custom_op_libraries(folder, read_graph(folder)):
+        options.register_custom_ops_library(str(library))
+    return ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+
+
 class Decoder:
     """Runs an exported folder's graph step by step, carrying the KV cache between calls."""
 
     def __init__(self, folder: Path, session: ort.InferenceSession | None = None):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = session or ort.InferenceSession(str(folder / "model.onnx"), options,
-                                                       providers=["CPUExecutionProvider"])
+        self.session = session or folder_session(folder, threads=1)
         self.past = {i.name: i for i in self.session.get_inputs() if i.name.startswith("past_key_values")}
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.cache: dict[str, np.ndarray] | None = None

@@ -84,7 +84,8 @@ def test_build_writes_a_checked_artifact_with_manifest(backend, exported):
     assert manifest["backend"] == backend.name and manifest["quant"] == backend.quants[-1]
     assert manifest["graph_check"].startswith("onnx.checker, op schemas")
     assert {p["name"] for p in manifest["passes"]} >= passes
-    assert all(p["count"] > 0 for p in manifest["passes"] if p["name"] != "fold_weight_casts")
+    # fold_weight_casts fires on half-precision checkpoints only, moe on sparse models only.
+    assert all(p["count"] > 0 for p in manifest["passes"] if p["name"] not in ("fold_weight_casts", "moe"))
     for name in ("model.onnx", "model.onnx.data", "tokenizer.json", "checksums.sha256", *runtime_files):
         assert (folder / name).is_file()
     assert not list(folder.parent.glob(".*partial*"))

@@ -65,8 +65,10 @@ def test_quantized_agreement_with_fp32_is_bounded(make_checkpoint, exported, pla
         assert ours.kl_mean <= INT8_KL_SHARE * plain.kl_mean and ours.top1 >= INT8_MIN_TOP1, report
     # Every weight element the reference rounds is quantized in the graph (a matrix left in float would
     # make the comparison above look better than it is): the MatMulNBits N x K plus the embedding table,
-    # against the checkpoint's matrices (a tied table serves both the lookup and the LM head).
-    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    # against the checkpoint's matrices (a tied table serves both the lookup and the LM head). Counted on
+    # ONNX Runtime's graph, where each expert is its own MatMulNBits; our ops take the same quantized tensors.
+    graph = onnx.load(str(exported(arch, "cpu", quant, custom_ops="off") / "model.onnx"),
+                      load_external_data=False).graph
     attrs = [{a.name: a.i for a in n.attribute} for n in graph.node if n.op_type == "MatMulNBits"]
     assert {a["bits"] for a in attrs} == {int(quant[3:])} and {a["block_size"] for a in attrs} == {BLOCK}
     in_graph = sum(a["N"] * a["K"] for a in attrs)
@@ -80,7 +82,8 @@ def test_quantized_agreement_with_fp32_is_bounded(make_checkpoint, exported, pla
 
 
 def test_scale_search_agrees_with_fp32_more_closely_than_rtn(exported, plain_rtn):
-    """Same sizes (same bits and blocks), mean KL over the four architectures at int4, accuracy_level 0.
+    """Same sizes (same bits and blocks), mean KL over the four architectures at int4, accuracy_level 0, on
+    MatMulNBits (float activations: the weights' error alone).
     The backend's RTN is the plain reference (same logits to 1e-4, measured 1e-5), and the search must beat it
     by what it gains on the weights: its squared reconstruction error is at most 0.96 of RTN's (see
     test_quant_blockwise.py), and to first order KL is proportional to that error.
@@ -91,8 +94,8 @@ def test_scale_search_agrees_with_fp32_more_closely_than_rtn(exported, plain_rtn
         values = []
         for arch in ("qwen2", "qwen3", "qwen2moe", "qwen3moe"):
             reference, fed, plain = plain_rtn(arch)
-            quantized, _ = greedy_logits(exported(arch, "cpu", "int4", method=method, accuracy_level="0"),
-                                         steps=4, forced=fed)
+            quantized, _ = greedy_logits(exported(arch, "cpu", "int4", method=method, accuracy_level="0",
+                                                  custom_ops="off"), steps=4, forced=fed)
             if method == "rtn":
                 np.testing.assert_allclose(quantized, plain, atol=ATOL, rtol=0, err_msg=arch)
             values.append(agreement(reference, quantized).kl_mean)
@@ -151,15 +154,12 @@ def test_custom_op_graph_carries_its_library_and_matches(exported, arch_quant):
     folder = exported(arch, "cpu", quant, custom_ops="on")
     custom = json.loads((folder / "qwdeploy_backend.json").read_text())["custom_ops"]
     assert (custom["domain"], custom["emitted"], custom["library"]) == ("qwdeploy", True, "libqwdeploy_kernels.so")
-    assert custom["target"].startswith("host (")
+    assert custom["target"].startswith("portable (")
     genai = json.loads((folder / "genai_config.json").read_text())
     assert genai["model"]["decoder"]["session_options"]["custom_ops_library"] == custom["library"]
 
-    options = ort.SessionOptions()
-    options.register_custom_ops_library(str(folder / custom["library"]))
-    reference, fed = greedy_logits(exported(arch, "cpu", quant), steps=3)
-    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    ours, _ = greedy_logits(folder, steps=3, forced=fed, session=session)
+    reference, fed = greedy_logits(exported(arch, "cpu", quant, custom_ops="off"), steps=3)
+    ours, _ = greedy_logits(folder, steps=3, forced=fed)
     # fp32: same math in another order. int4: QuantLinear/QuantSwiGLU quantize activations to int8 per block
     # as MatMulNBits does at accuracy_level 4, so the codes agree and only float order differs (measured
     # ~5e-6 on logits of magnitude ~16; rounding activations differently would move them by ~1e-2).
@@ -181,7 +181,7 @@ def test_onnxruntime_genai_runs_the_cpu_folder(exported, ours, tmp_path, monkeyp
     while not generator.is_done():
         generator.generate_next_token()
     tokens = [int(t) for t in generator.get_sequence(0)]
-    _, fed = greedy_logits(exported("qwen2", "cpu", "int4"), steps=6)
+    _, fed = greedy_logits(folder, steps=6)
     assert tokens == PROMPT + fed
 
 
@@ -225,23 +225,32 @@ def test_passes_fire_on_optimums_graph(make_checkpoint, plain_rtn, tmp_path):
     assert result.top1 >= INT8_MIN_TOP1 and result.kl_mean <= INT8_KL_SHARE * plain.kl_mean, result.summary()
 
 
-def test_custom_ops_auto_is_decided_at_export_and_recorded(make_checkpoint, tmp_path, monkeypatch):
-    """auto: our ops when the target's library is already built (the suite built the host one), else not;
-    the manifest says which, and why."""
-    from qwdeploy.exporters.onnx.exporter import export
-    from qwdeploy.exporters.request import ExportRequest
-    from qwdeploy.toolkit.checkpoint import open_checkpoint
+def test_custom_ops_auto_is_the_cpu_default_and_falls_back_where_nothing_can_build(make_checkpoint, tmp_path,
+                                                                                  monkeypatch):
+    """auto (the CPU default): our ops with the portable library when it is built (the suite built it) or this
+    machine can build it (compiler and ONNX Runtime headers present), else ONNX Runtime's ops; the manifest
+    says which, and why."""
+    from qwdeploy.kernels.ort_headers import ort_include
 
     def manifest(out):
         export(ExportRequest(open_checkpoint(make_checkpoint("qwen2")), out, quant="int4", target="cpu",
-                             show_progress=False, verify=False, options={"custom_ops": "auto"}))
+                             show_progress=False, verify=False))
         return json.loads((out / "qwdeploy_backend.json").read_text())
 
+    headers = ort_include(fetch=False)
     built = manifest(tmp_path / "built")
     assert built["custom_ops"]["emitted"] and (tmp_path / "built" / built["custom_ops"]["library"]).is_file()
     assert built["options"]["custom_ops"] == "auto" and "found built" in built["custom_ops"]["why"]
+    assert built["custom_ops"]["target"].startswith("portable (")
     monkeypatch.setenv("QWDEPLOY_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("QWDEPLOY_ORT_INCLUDE", raising=False)  # the suite points it at its headers
     fresh = manifest(tmp_path / "fresh")
     assert not fresh["custom_ops"]["emitted"] and fresh["custom_ops"]["library"] is None
-    assert "no kernel library built for host" in fresh["custom_ops"]["why"]
+    assert "not built and not buildable here" in fresh["custom_ops"]["why"]
     assert not list((tmp_path / "fresh").glob("*.so"))
+    assert {n.op_type for n in onnx.load(str(tmp_path / "fresh" / "model.onnx"), load_external_data=False).graph.node
+            } >= {"MatMulNBits"}
+    monkeypatch.setenv("QWDEPLOY_ORT_INCLUDE", str(headers))  # headers but no build: auto builds the kernels
+    compiled = manifest(tmp_path / "compiled")
+    assert compiled["custom_ops"]["emitted"] and "built here" in compiled["custom_ops"]["why"]
+    assert len(list((tmp_path / "compiled").glob("libqwdeploy_kernels*.so"))) > 1  # dispatcher + ISA builds

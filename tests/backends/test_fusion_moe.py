@@ -77,7 +77,7 @@ def test_rejects_routing_that_disagrees_with_the_spec(make_checkpoint, exported)
 
 
 def test_custom_ops_off_keeps_the_exporters_moe(exported):
-    folder = exported("qwen3moe", "cpu", "fp32")
+    folder = exported("qwen3moe", "cpu", "fp32", custom_ops="off")
     manifest = json.loads((folder / "qwdeploy_backend.json").read_text())
     assert "moe" not in {p["name"] for p in manifest["passes"]}
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph

@@ -8,6 +8,8 @@ import pytest
 
 from qwdeploy.toolkit.runtimes.ort.session import OrtSession
 
+from backend_helpers import folder_session
+
 PROMPT = np.array([[9707, 11, 1879, 0, 358, 1079, 264, 1273, 13]], np.int64)  # [1, 9]
 
 
@@ -25,9 +27,7 @@ def test_one_kept_position_is_the_last_row(exported, arch_quant):
     folder = exported(arch_quant[0], "cpu", arch_quant[1])
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     assert "logits_to_keep" in {i.name for i in graph.input}
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    session = folder_session(folder)
     feeds = _feeds(session, PROMPT)
     every = session.run(["logits"], feeds)[0]  # [1, 9, vocab]
     last = session.run(["logits"], {**feeds, "logits_to_keep": np.array([1])})[0]

@@ -20,6 +20,11 @@ def host_build() -> Build:
 
 
 @pytest.fixture(scope="session")
+def portable_build() -> Build:
+    return _build("portable")
+
+
+@pytest.fixture(scope="session")
 def aarch64_build() -> Build:
     return _build("rpi5")
 

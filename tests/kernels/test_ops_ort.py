@@ -10,8 +10,12 @@ import pytest
 from kernel_cases import Case, all_cases
 from qwdeploy.kernels.build import Build
 from qwdeploy.kernels.graphs import run_node
+from qwdeploy.kernels.library import loaded_variant
+from qwdeploy.kernels.targets import PORTABLE_VARIANTS, host_arch
 
 CASES = all_cases()
+VARIANTS = [name for name, _ in PORTABLE_VARIANTS[host_arch()]]
+VARIANT_ENV = "QWDEPLOY_KERNELS_VARIANT"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -45,3 +49,37 @@ def test_position_outside_cache_is_refused(host_build: Build, op: str):
     inputs = dict(case.inputs, position_ids=np.full_like(case.inputs["position_ids"], 10_000))
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="outside the cos/sin cache"):
         run_node(case.op, inputs, case.attributes, host_build.library)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_portable_variant_this_cpu_runs_matches_reference(portable_build: Build, variant: str, monkeypatch):
+    """The portable library (what CPU exports carry) hands registration to its best build for the CPU; each
+    lesser build this CPU also runs, chosen through QWDEPLOY_KERNELS_VARIANT, computes the same numbers."""
+    assert all(path.is_file() for path in portable_build.libraries())
+    monkeypatch.setenv(VARIANT_ENV, variant)
+    if loaded_variant(portable_build.library) is None:
+        pytest.skip(f"this CPU cannot run the {variant} build")
+    for case in CASES:
+        outputs = run_node(case.op, case.inputs, case.attributes, portable_build.library)
+        for got, want in zip(outputs, case.expected(), strict=True):
+            np.testing.assert_allclose(got, want, atol=case.atol, rtol=case.rtol, err_msg=f"{variant}: {case.name}")
+
+
+def _best_build_here() -> str:
+    """What the dispatcher must pick on this CPU, from the kernel's own account of it (/proc/cpuinfo)."""
+    if host_arch() != "x86_64":
+        return "dotprod" if "asimddp" in open("/proc/cpuinfo").read().split() else "baseline"
+    flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+    if not {"avx2", "fma"} <= flags:
+        return "baseline"
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"} <= flags:
+        return "avx512_vnni"
+    return "avx_vnni" if "avx_vnni" in flags else "avx2"
+
+
+def test_portable_library_picks_the_best_build_this_cpu_runs(portable_build: Build, monkeypatch):
+    monkeypatch.delenv(VARIANT_ENV, raising=False)
+    assert loaded_variant(portable_build.library) == _best_build_here()
+    monkeypatch.setenv(VARIANT_ENV, "no-such-build")
+    with pytest.raises(Exception, match="runs on this CPU as QWDEPLOY_KERNELS_VARIANT asks"):
+        run_node(CASES[0].op, CASES[0].inputs, CASES[0].attributes, portable_build.library)

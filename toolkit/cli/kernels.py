@@ -12,7 +12,8 @@ def kernels() -> None:
 
 @kernels.command("build")
 @click.option("--target", default="host", show_default=True,
-              help="'host' (this machine, -march=native) or a device profile name / .toml path")
+              help="'host' (this machine, -march=native), 'portable' (any CPU of this architecture: one "
+                   "build per ISA, picked at load time; what CPU exports carry) or a device profile name / .toml path")
 @click.option("--cuda-arch", default=None, help="CUDA architectures to build for, e.g. sm_87,sm_90 "
               "(default: the profile's accelerator.cuda_arch; none for host)")
 @click.option("--ort-include", type=click.Path(file_okay=False), default=None,

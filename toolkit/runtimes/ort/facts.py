@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
+from ....kernels.targets import host_arch
 from ...errors import ArtifactError
 from ...layout import BACKEND_MANIFEST, GENAI_CONFIG, MODEL_FILE, BackendManifest
 
@@ -112,7 +113,7 @@ def foreign_kernels(folder: Path) -> str | None:
     record = manifest.custom_ops if manifest is not None else None
     if record is None or not record.library:
         return f"the graph has {', '.join(domains)} ops and no kernel library for them"
-    if not record.built_for_host:
+    if not record.runs_on(host_arch()):
         return f"its kernel library is built for {record.target}, not for this machine ({platform.machine()})"
     return None
 

@@ -34,6 +34,13 @@ def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def _described(library: Path) -> str:
+    from ....kernels.library import loaded_variant
+
+    variant = loaded_variant(library)
+    return f"{library.name} ({variant} build)" if variant else library.name
+
+
 class OrtSession:
     def __init__(self, folder: Path, provider: str, threads: int | None, options: dict[str, str]):
         ort = _ort()
@@ -57,7 +64,7 @@ class OrtSession:
             vocab_size=self.facts.vocab_size,
             details={"graph nodes": str(self.facts.nodes), "graph optimization": self.optimization,
                      "kv cache": self.facts.kv_dtype,
-                     "kernel libraries": ", ".join(p.name for p in self.libraries) or "none"},
+                     "kernel libraries": ", ".join(map(_described, self.libraries)) or "none"},
         )
 
     def _session(self, profile_dir: str | None):
