@@ -12,7 +12,9 @@ from typing import Iterable
 import numpy as np
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from ..toolkit.external_data import external_array, is_external
+from ..toolkit.external_data import ExternalDataWriter, external_array, is_external
+
+SPILL_BYTES = 1 << 20  # new constants this large go to the spill file, not into the in-memory model
 
 
 class Reject(Exception):
@@ -20,10 +22,13 @@ class Reject(Exception):
 
 
 class Graph:
-    def __init__(self, model: ModelProto, base_dir: Path | None = None):
-        """`base_dir`: where the external data files of a model loaded without its data live."""
+    def __init__(self, model: ModelProto, base_dir: Path | None = None, spill: ExternalDataWriter | None = None):
+        """`base_dir`: where the external data files of a model loaded without its data live. `spill`: a
+        scratch data file for large new constants (packed and quantized weights), so a build holds about one
+        weight in memory at a time rather than all it has made; without one they stay in the model."""
         self.model = model
         self.base_dir = base_dir
+        self.spill = spill
         self.graph = model.graph
         # Passes edit copies (protobuf's repeated-field wrappers are not stable objects); `commit` writes
         # them back. Each live node has an order key: a rewrite's nodes take the keys below the slot of
@@ -154,9 +159,14 @@ class Graph:
 
     def add_const(self, base: str, array: np.ndarray) -> str:
         name = self.unique(base)
-        self.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        if self.spill is not None and array.nbytes >= SPILL_BYTES:
+            tensor = self.spill.write(name, array.shape, helper.np_dtype_to_tensor_dtype(array.dtype), [array])
+            self.spill.flush()
+        else:
+            tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+            self._arrays[name] = array
+        self.graph.initializer.append(tensor)
         self._init[name] = self.graph.initializer[-1]
-        self._arrays[name] = array
         return name
 
     def make(self, op_type: str, inputs: Iterable[str], outputs: int | list[str], name: str,

@@ -18,18 +18,25 @@ ALIGNMENT = 4096  # page-aligned offsets let runtimes memory-map each tensor
 class ExternalDataWriter:
     """Appends tensors to one data file; hands back TensorProtos that only reference it."""
 
-    def __init__(self, data_file: BinaryIO, location: str):
+    def __init__(self, data_file: BinaryIO, location: str, digest: bool = True):
+        """`location`: what the tensors record as their file (relative to the model, or absolute for a
+        scratch file only qwdeploy reads). `digest`: hash while writing, so sealing needs no second pass."""
         self._file = data_file
         self._location = location
         self._offset = 0
-        self._hash = BackgroundHash()  # while writing, so sealing the folder needs no second pass
+        self._hash = BackgroundHash() if digest else None
 
     def _append(self, data) -> None:
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self._file.write(data)
 
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+    def flush(self) -> None:
+        """Make what was written readable through the file (a memory map of it)."""
+        self._file.flush()
 
     def write(self, name: str, shape: tuple[int, ...], elem_type: int, chunks: Iterable[np.ndarray]) -> TensorProto:
         """Append a tensor given as consecutive row blocks of its (row-major) data."""

@@ -13,8 +13,9 @@ from typing import Callable
 import onnx
 
 from ...kernels.schemas import DOMAIN
-from ...toolkit.atomic import atomic_directory
+from ...toolkit.atomic import atomic_directory, scratch_directory
 from ...toolkit.checksums import seal_folder
+from ...toolkit.external_data import ExternalDataWriter
 from ...toolkit.layout import MODEL_FILE, BackendManifest, PassRecord
 from ..base import Backend, BuildRequest, BuildResult, Plan
 from ..graph import Graph
@@ -26,6 +27,7 @@ from .context import OrtContext, QKNorm
 from .options import OrtOptions
 
 CPU_PROVIDER = "CPUExecutionProvider"
+SPILL_FILE = "spill.data"
 
 
 class OrtBackend(Backend[OrtOptions]):
@@ -77,12 +79,14 @@ class OrtBackend(Backend[OrtOptions]):
     def build(self, request: BuildRequest[OrtOptions]) -> BuildResult:
         plan = request.plan
         ops = self.custom_ops(plan)
-        # The weights stay in the portable graph's data file until a pass reads one or the writer copies it.
-        model = onnx.load(str(request.portable / MODEL_FILE), load_external_data=False)
-        graph = Graph(model, request.portable)
-        reports = run_phases(graph, self.pipeline_of(plan, ops.emit), self.context(plan, ops.emit))
-        per_layer = nodes_per_layer(graph.model)
-        with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
+        # The weights stay in the portable graph's data file until a pass reads one or the writer copies it;
+        # the weights passes make wait in a scratch data file until the writer copies them too.
+        with scratch_directory(request.out) as scratch, open(scratch / SPILL_FILE, "wb") as spill, \
+                atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
+            model = onnx.load(str(request.portable / MODEL_FILE), load_external_data=False)
+            graph = Graph(model, request.portable, ExternalDataWriter(spill, str(scratch / SPILL_FILE), digest=False))
+            reports = run_phases(graph, self.pipeline_of(plan, ops.emit), self.context(plan, ops.emit))
+            per_layer = nodes_per_layer(graph.model)
             digests = save_model(graph.model, tmp, request.portable)
             del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)

@@ -38,7 +38,7 @@ class CustomOps:
                 "target": self.build.target.describe() if self.build else None}
 
     def loads_here(self) -> bool:
-        """Whether the graph check may load the library here: only a host build is sure to run on this CPU."""
+        """Whether the graph check may load the library here: a host or portable build runs on this CPU."""
         return self.build is not None and self.build.target.name in MACHINE_TARGETS
 
 

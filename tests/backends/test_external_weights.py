@@ -37,3 +37,37 @@ def test_weights_stay_on_disk_until_read_and_are_copied_exactly(tmp_path, monkey
     x = rng.standard_normal((2, 300)).astype(np.float32)
     y = ort.InferenceSession(str(out / MODEL_FILE), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(y, x @ w, rtol=1e-5, atol=1e-4)
+
+
+def test_large_new_weights_wait_in_the_spill_file_and_are_written_exactly(tmp_path):
+    """A build's packed and quantized weights go to a scratch file as they are made (the model in memory
+    only references them), are read back through a memory map, and reach the artifact byte for byte."""
+    from qwdeploy.backends.graph import SPILL_BYTES
+
+    rng = np.random.default_rng(6)
+    source, out, scratch = tmp_path / "portable", tmp_path / "out", tmp_path / "scratch"
+    for folder in (source, out, scratch):
+        folder.mkdir()
+    node = helper.make_node("MatMul", ["x", "W"], ["y"], name="/mm")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(np.ones((512, 8), np.float32), "W")])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source / MODEL_FILE))
+    big = rng.standard_normal((512, SPILL_BYTES // 2048 + 1)).astype(np.float32)  # just over SPILL_BYTES
+    small = rng.standard_normal((4, 4)).astype(np.float32)
+    with open(scratch / "spill.data", "wb") as spill:
+        g = Graph(onnx.load(str(source / MODEL_FILE)), source,
+                  ExternalDataWriter(spill, str(scratch / "spill.data"), digest=False))
+        big_name, small_name = g.add_const("big", big), g.add_const("small", small)
+        kept = {t.name: t for t in g.model.graph.initializer}
+        assert external.is_external(kept[big_name]) and not external.is_external(kept[small_name])
+        assert g.model.ByteSize() < big.nbytes // 10  # the model holds a reference, not the bytes
+        assert np.array_equal(g.const(big_name), big) and np.array_equal(g.const(small_name), small)
+        g.replace([g.producer["y"]], [g.make("MatMul", ["x", big_name], ["y"], "/mm")])
+        save_model(g.commit(), out, source)
+    stored = {t.name: t for t in onnx.load(str(out / MODEL_FILE), load_external_data=False).graph.initializer}
+    location = {e.key: e.value for e in stored[big_name].external_data}["location"]
+    assert location == "model.onnx.data"  # the artifact never points at the scratch file
+    saved = onnx.load(str(out / MODEL_FILE))
+    arrays = {t.name: numpy_helper.to_array(t) for t in saved.graph.initializer}
+    assert np.array_equal(arrays[big_name], big)
