@@ -70,7 +70,9 @@ class Ort:
         if trace:
             options.enable_profiling, options.profile_file_prefix = True, trace
         self.session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        # logits_to_keep is an overridable initializer: get_inputs() leaves those out, and a feed filtered
+        # by it alone would compute the LM head for every prompt position.
+        self.inputs = {i.name: i for i in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]}
         self.past = [n for n in self.inputs if n.startswith("past_key_values")]
         self.dtype = np.float16 if "float16" in self.inputs[self.past[0]].type else np.float32
         self.kv = kv_layout(path)
