@@ -98,7 +98,7 @@ def test_goals_say_where_qwdeploy_is_short(doc):
     assert any("is artifact size + 79 MiB, target <= +100 MiB: met" in line for line in lines)
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+@pytest.mark.parametrize("script", sorted(str(p.relative_to(BENCH)) for p in BENCH.rglob("*.py")))
 def test_every_bench_script_compiles(script: str):
     """The bench runs rarely and in its own environments: a syntax error would otherwise surface hours in."""
     compile((BENCH / script).read_text(), script, "exec")
