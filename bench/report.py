@@ -158,7 +158,7 @@ def markdown(doc: dict) -> str:
     parts = [f"# qwdeploy against the tools people use today ({doc['created'][:10]}, {m['cpu']})\n",
              f"`{doc['command']}`\n\n{doc['mode'].capitalize()} mode, {doc['duration_s'] / 60:.0f} min. {m['cores']} cores, "
              f"{m['memory_gib']:.0f} GiB, {m['threads']} threads per engine, memory bandwidth "
-             f"{m['bandwidth_gbs']:.1f} GB/s (streaming copy). {_load(m)}{m.get('note', '')}\n",
+             f"{m['bandwidth_gbs']:.1f} GB/s (all threads streaming reads). {_load(m)}{m.get('note', '')}\n",
              f"Runtime: batch 1, a {doc['settings']['prompt']}-token prompt (different in every run), "
              f"{doc['settings']['gen']} greedy tokens, median of {doc['settings']['rounds']} interleaved runs, each "
              f"in a fresh process after a warm-up. Exports: median of {doc['settings']['export_runs']} interleaved "
