@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from ..toolkit.external_data import ExternalDataWriter, external_array, is_external
+from ..toolkit.external_data import ExternalDataWriter, external_array, is_external, renamed
 
 SPILL_BYTES = 1 << 20  # new constants this large go to the spill file, not into the in-memory model
 
@@ -168,6 +168,19 @@ class Graph:
         self.graph.initializer.append(tensor)
         self._init[name] = self.graph.initializer[-1]
         return name
+
+    def add_view(self, base: str, source: str, shape: tuple[int, ...]) -> str:
+        """A constant holding `source`'s elements in another shape. Where they lie in a data file the view
+        points at the same bytes, and the writer stores them once."""
+        tensor = self._init[source]
+        if int(np.prod(shape)) != int(np.prod(tensor.dims)):
+            raise ValueError(f"a view of '{source}' {tuple(tensor.dims)} cannot have shape {shape}")
+        if not is_external(tensor):
+            return self.add_const(base, self.const(source).reshape(shape))
+        view = renamed(tensor, self.unique(base), shape)
+        self.graph.initializer.append(view)
+        self._init[view.name] = self.graph.initializer[-1]
+        return view.name
 
     def make(self, op_type: str, inputs: Iterable[str], outputs: int | list[str], name: str,
              domain: str = "", **attrs) -> NodeProto:

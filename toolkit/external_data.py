@@ -68,6 +68,21 @@ def _where(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
     return path, offset, length
 
 
+def external_key(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
+    """Which bytes of which file the tensor is: two tensors with one key are views of the same data."""
+    path, offset, length = _where(tensor, base_dir)
+    return path.resolve(), offset, length
+
+
+def renamed(tensor: TensorProto, name: str, dims: tuple[int, ...]) -> TensorProto:
+    """Another tensor over the same stored bytes (another name, another shape of as many elements)."""
+    view = TensorProto()
+    view.CopyFrom(tensor)
+    view.name = name
+    view.dims[:] = dims
+    return view
+
+
 def external_array(tensor: TensorProto, base_dir: Path) -> np.ndarray:
     """A read-only view of the tensor in its data file; its pages are dropped when the view is."""
     path, offset, length = _where(tensor, base_dir)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import TensorProto
 
 from ...kernels.build import Build
 from ...toolkit.layout import CHECKSUMS_FILE, DATA_FILE, GENAI_CONFIG, MODEL_FILE
-from ...toolkit.external_data import ExternalDataWriter, external_slices, is_external
+from ...toolkit.external_data import ExternalDataWriter, external_key, external_slices, is_external, renamed
 from .quant.config import LAYER
 
 INLINE_BYTES = 1024  # smaller tensors stay in model.onnx
@@ -30,17 +31,24 @@ def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> dict[str, 
     Returns the data file's sha256, computed while writing."""
     data_name = DATA_FILE
     tensors = []
+    written: dict[tuple, TensorProto] = {}  # where a source's bytes went: views of them (Graph.add_view) share it
     with open(folder / data_name, "wb") as data:
         writer = ExternalDataWriter(data, data_name)
         for tensor in model.graph.initializer:
             if is_external(tensor):
+                key = external_key(tensor, source)
+                if key in written:
+                    tensors.append(renamed(written[key], tensor.name, tuple(tensor.dims)))
+                    continue
                 slices = external_slices(tensor, source)
             elif len(tensor.raw_data) >= INLINE_BYTES:
-                slices = iter([np.frombuffer(tensor.raw_data, np.uint8)])
+                slices, key = iter([np.frombuffer(tensor.raw_data, np.uint8)]), None
             else:
                 tensors.append(tensor)
                 continue
             tensors.append(writer.write(tensor.name, tuple(tensor.dims), tensor.data_type, slices))
+            if key is not None:
+                written[key] = tensors[-1]
     del model.graph.initializer[:]
     model.graph.initializer.extend(tensors)
     onnx.save_model(model, str(folder / MODEL_FILE))

@@ -71,3 +71,40 @@ def test_large_new_weights_wait_in_the_spill_file_and_are_written_exactly(tmp_pa
     saved = onnx.load(str(out / MODEL_FILE))
     arrays = {t.name: numpy_helper.to_array(t) for t in saved.graph.initializer}
     assert np.array_equal(arrays[big_name], big)
+
+
+def test_a_view_shares_its_sources_bytes_in_the_artifact(tmp_path):
+    """Graph.add_view (how the int4 embedding lookup reads the tied LM head's table in another shape): a
+    second initializer over the same bytes, stored once, counted once, and both shapes compute."""
+    from qwdeploy.backends.graph import SPILL_BYTES
+    from qwdeploy.toolkit.runtimes.ort.facts import read_graph
+
+    rng = np.random.default_rng(7)
+    source, out, scratch = tmp_path / "portable", tmp_path / "out", tmp_path / "scratch"
+    for folder in (source, out, scratch):
+        folder.mkdir()
+    rows, cols = 64, SPILL_BYTES // 256 + 64  # [K, N] float32, just over SPILL_BYTES
+    graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows]),
+                                        helper.make_tensor_value_info("ids", TensorProto.INT64, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(source / MODEL_FILE))
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    with open(scratch / "spill.data", "wb") as spill:
+        g = Graph(onnx.load(str(source / MODEL_FILE)), source,
+                  ExternalDataWriter(spill, str(scratch / "spill.data"), digest=False))
+        name = g.add_const("W", w)
+        view = g.add_view("W.pairs", name, (rows * 2, cols // 2))
+        g.append(g.make("MatMul", ["x", name], ["y"], "/mm"), g.make("Gather", [view, "ids"], ["rows"], "/gather"))
+        model = g.commit()
+        model.graph.output.append(helper.make_tensor_value_info("rows", TensorProto.FLOAT, None))
+        save_model(model, out, source)
+    stored = {t.name: {e.key: e.value for e in t.external_data}
+              for t in onnx.load(str(out / MODEL_FILE), load_external_data=False).graph.initializer}
+    assert stored[name] == stored[view]  # one location, offset and length
+    assert (out / "model.onnx.data").stat().st_size < 1.01 * w.nbytes
+    assert read_graph(out).weight_bytes == w.nbytes
+    x, ids = rng.standard_normal((1, rows)).astype(np.float32), np.array([0, 5, 127])
+    y, picked = ort.InferenceSession(str(out / MODEL_FILE), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "ids": ids})
+    np.testing.assert_allclose(y, x @ w, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(picked, w.reshape(rows * 2, cols // 2)[ids])

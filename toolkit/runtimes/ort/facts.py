@@ -46,6 +46,14 @@ def _initializer_bytes(t: onnx.TensorProto) -> int:
     return count * helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
 
 
+def _stored_as(t: onnx.TensorProto) -> tuple:
+    """Where the tensor's bytes are kept: two initializers over one range of a data file are one weight."""
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        entries = {e.key: e.value for e in t.external_data}
+        return entries.get("location"), entries.get("offset", "0"), entries.get("length")
+    return ("inline", t.name)
+
+
 def _gathered_only(graph: onnx.GraphProto, names: set[str]) -> set[str]:
     other_uses = {name for node in graph.node for i, name in enumerate(node.input)
                   if name in names and not (node.op_type == "Gather" and i == 0)}
@@ -76,7 +84,10 @@ def read_graph(folder: Path) -> GraphFacts:
     model = onnx.load(str(folder / MODEL_FILE), load_external_data=False)
     graph = model.graph
     sizes = {t.name: _initializer_bytes(t) for t in graph.initializer}
+    stored = {t.name: _stored_as(t) for t in graph.initializer}
     gathered = _gathered_only(graph, set(sizes))
+    read = {stored[n] for n in sizes if n not in gathered}
+    gathered_bytes = sum({stored[n]: sizes[n] for n in gathered if stored[n] not in read}.values())
     past, kv_bytes, kv_dtype, static = {}, 0, "float32", None
     genai = _genai_model(folder)
     for value in graph.input:
@@ -95,8 +106,8 @@ def read_graph(folder: Path) -> GraphFacts:
         kv_dtype = dtype.name
     logits = graph.output[0].type.tensor_type.shape.dim
     domains = tuple(sorted({node.domain for node in graph.node} - set(STANDARD_DOMAINS)))
-    return GraphFacts(nodes=len(graph.node), weight_bytes=sum(sizes.values()),
-                      gathered_bytes=sum(sizes[n] for n in gathered), kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
+    return GraphFacts(nodes=len(graph.node), weight_bytes=sum({stored[n]: b for n, b in sizes.items()}.values()),
+                      gathered_bytes=gathered_bytes, kv_bytes_per_token=kv_bytes, kv_dtype=kv_dtype,
                       past_inputs=past, vocab_size=logits[-1].dim_value,
                       context_length=static or _int_at(genai, "context_length"), custom_domains=domains,
                       static_context=static,
