@@ -71,8 +71,9 @@ SCHEMAS = {
             attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int"},
             doc="Y = X @ W^T + bias with W block-quantized in ONNX Runtime's MatMulNBits layout; B, scales and "
             "zero points are MatMulNBits' own tensors, read where they lie (no prepacked copy). accuracy_level "
-            "as MatMulNBits': 4 quantizes X to int8 per block (scale max|x|/127, round to nearest even) for "
-            "integer dot products per block, then applies both scales; 0 computes in float.",
+            "as MatMulNBits', a permission rather than a demand: at 4 the CPU kernels quantize X to int8 per block "
+            "(scale max|x|/127, round to nearest even) for integer dot products per block, then apply both scales; "
+            "at 0, and on CUDA at any level, they compute in float.",
         ),
         OpSchema(
             "MoE",

@@ -38,10 +38,16 @@ def prompt_ids(directory: Path, text: str = VERIFY_PROMPT) -> list[int]:
     return Tokenizer.from_file(str(Path(directory) / "tokenizer.json")).encode(text).ids
 
 
+def load_pretrained(directory: Path, dtype: str):
+    """The checkpoint in transformers' own implementation, in torch dtype `dtype`, ready for inference."""
+    torch, transformers = _torch_and_transformers()
+    transformers.utils.logging.disable_progress_bar()  # transformers 5 draws one per load, on our stderr
+    return transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=getattr(torch, dtype)).eval()
+
+
 def reference_model(directory: Path):
     """The checkpoint in transformers' own implementation, fp32 on the CPU, ready for inference."""
-    torch, transformers = _torch_and_transformers()
-    return transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    return load_pretrained(directory, "float32")
 
 
 def model_logits(model, ids: list[int]) -> np.ndarray:

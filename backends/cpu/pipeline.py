@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from ..base import Plan
 from ..ort import pipeline as shared
+from ..ort.fusions import silu_quick_gelu
 from ..ort.options import OrtOptions
 from ..ort.quant import embedding
 from ..passes import Fusion, Phase
-from .fusions import quant_linear, silu_quick_gelu
+from .fusions import quant_linear
 
 
 def mlp(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:

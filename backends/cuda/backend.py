@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ..base import Plan
 from ..ort.backend import CPU_PROVIDER, OrtBackend
+from ..ort.context import OrtContext
 from ..ort.fusions import MS
-from ..ort.options import OrtOptions
+from .options import CudaOptions
 from .pipeline import cuda_pipeline
 
 PROVIDER = "CUDAExecutionProvider"
@@ -21,8 +23,14 @@ class CudaBackend(OrtBackend):
     swiglu_domain = MS
     qk_norm = "gqa"
     refuses_custom_ops = "qwdeploy's kernels take float32 and the cuda backend's graphs are fp16"
-    defaults = OrtOptions()
+    defaults = CudaOptions()
     pipeline_of = staticmethod(cuda_pipeline)
+
+    def context(self, plan: Plan[CudaOptions], emit: bool) -> OrtContext:
+        ctx = super().context(plan, emit)
+        if not plan.options.release.gqa_qk_norm:
+            ctx.qk_norm = "separate"
+        return ctx
 
 
 BACKEND = CudaBackend()

@@ -1,4 +1,4 @@
-"""The gated-MLP fusions: silu_quick_gelu (CPU, ONNX Runtime ops), swiglu (qwdeploy or com.microsoft), quant_swiglu.
+"""The gated-MLP fusions: silu_quick_gelu (ONNX Runtime's ops), swiglu (qwdeploy or com.microsoft), quant_swiglu.
 
 Our qwdeploy ops have no kernel library yet, so their numeric checks run the graphs in onnx's
 reference evaluator with a numpy SwiGLU/QuantSwiGLU (the schema's formula) registered for the domain.
@@ -9,9 +9,8 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from qwdeploy.backends.cpu.fusions import silu_quick_gelu
 from qwdeploy.backends.graph import Graph
-from qwdeploy.backends.ort.fusions import quant_swiglu, swiglu
+from qwdeploy.backends.ort.fusions import quant_swiglu, silu_quick_gelu, swiglu
 from qwdeploy.backends.ort.quant.blockwise import Quantized, dequantize
 from qwdeploy.backends.ort.quant.config import QuantConfig
 from qwdeploy.backends.ort.quant.matmul_nbits import quantize_matmuls

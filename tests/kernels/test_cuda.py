@@ -3,6 +3,8 @@ and onnxruntime's CUDA execution provider exist."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,9 @@ from qwdeploy.kernels.build import Build
 from qwdeploy.kernels.graphs import run_node
 
 CASES = all_cases(seed=2)
+# Ops whose CUDA kernel declines accuracy_level 4's permission and computes in float (QuantLinear has no CUDA
+# kernel: ONNX Runtime places it on the CPU, which takes the permission).
+FLOAT_ON_CUDA = {"QuantSwiGLU"}
 
 
 def test_cuda_library_builds_for_sm87_and_sm90(cuda_build: Build):
@@ -32,5 +37,7 @@ def test_cuda_op_matches_reference(case: Case, cuda_build: Build):
     _cuda_provider_or_skip()
     outputs = run_node(case.op, case.inputs, case.attributes, cuda_build.library,
                        providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
+    if case.op in FLOAT_ON_CUDA:
+        case = replace(case, attributes={**case.attributes, "accuracy_level": 0})
     for got, want in zip(outputs, case.expected(), strict=True):
         np.testing.assert_allclose(got, want, atol=case.atol * 10, rtol=case.rtol * 10)  # __expf, other sum order

@@ -143,3 +143,21 @@ def test_bandwidth_is_measured_once_and_cached(tmp_path, monkeypatch):
     assert first > 0 and (tmp_path / bandwidth.CACHE_FILE).is_file()
     monkeypatch.setattr(bandwidth, "measure_bandwidth", lambda: pytest.fail("measured twice"))
     assert bandwidth.host_bandwidth() == first
+
+
+def test_each_device_is_held_to_its_own_memory(tmp_path, monkeypatch):
+    """cpu: host memory; cuda: the GPU's own memory, measured on it (never the host's); cann: no measure, no
+    roofline."""
+    import onnxruntime as ort
+
+    from qwdeploy.toolkit.profiler import bandwidth
+
+    monkeypatch.setattr(bandwidth, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(bandwidth, "ARRAY_BYTES", 8 * 2**20)
+    assert bandwidth.device_bandwidth("cpu") == bandwidth.host_bandwidth() > 0
+    assert bandwidth.device_bandwidth("cann") is None
+    gpu = bandwidth.device_bandwidth("cuda")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert gpu is not None and gpu > 0
+    else:
+        assert gpu is None

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..profiles import DeviceProfile
 from ..layout import artifact_kind
 from .artifacts import preflight
-from .bandwidth import host_bandwidth
+from .bandwidth import device_bandwidth
 from .collectors import collector_for
 from .document import build_document, host_memory_bytes, this_host
 from .runner import Measurement, Settings, measure
@@ -36,7 +36,7 @@ def profile(artifacts: list[Path], device: str = "cpu", settings: Settings = Set
     if usd_per_hour is None and device_profile is not None and device_profile.deploy.usd_per_hour > 0:
         usd_per_hour = device_profile.deploy.usd_per_hour
     measurements = measure(jobs, settings, isolate=isolate, progress=progress)
-    host = this_host(host_bandwidth() if roofline else None)
+    host = this_host(device_bandwidth(device) if roofline else None)
     budget = budget_for(device_profile)
     docs = [build_document(m, settings, host, budget, usd_per_hour) for m in measurements]
     for doc in docs:

@@ -1,9 +1,10 @@
-"""This machine's memory read bandwidth, measured the way decode reads weights, and cached.
+"""The read bandwidth of the memory a device decodes from, measured the way decode reads weights.
 
 Decode streams every weight once per token on all of the runtime's threads and writes almost
 nothing, so the ceiling is what every core reading its own slice of an array far beyond the
 last-level cache achieves together. A single-threaded copy (read + write) understates it by a
-third or more on servers, which made decode look closer to the limit than it is.
+third or more on servers, which made decode look closer to the limit than it is. On a GPU the
+weights live in its own memory: ONNX Runtime's CUDA provider reduces a tensor that lives there.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 from ..layout import cache_root
 
 ARRAY_BYTES = 512 * 2**20  # far beyond any last-level cache, so the reads stream from DRAM
+GPU_BYTES = 2**31  # far beyond any GPU's L2, and long enough that a run's launch overhead is noise
+GPU_RUNS = 10
 REPEATS = 5
 CACHE_FILE = "bandwidth.json"
 METHOD = "read, all threads, vector sum"  # part of the cache key: values measured another way are not reused
@@ -93,3 +96,40 @@ def host_bandwidth() -> float:
     except OSError:
         pass  # an unwritable cache only costs a re-measurement next time
     return value
+
+
+def cuda_bandwidth() -> float | None:
+    """Best of REPEATS times GPU_RUNS ReduceSum passes over GPU_BYTES of float16 allocated on the GPU (never
+    copied from the host), run through ONNX Runtime's CUDA provider; None where that provider is absent."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None
+    graph = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], "read",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [])])
+    opsets = [helper.make_opsetid("", 17)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets))
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
+        binding = session.io_binding()
+        x = ort.OrtValue.ortvalue_from_shape_and_type([GPU_BYTES // 2], np.float16, "cuda")
+        binding.bind_ortvalue_input("x", x)
+        binding.bind_output("y", "cuda")
+        session.run_with_iobinding(binding)  # the first run picks kernels and sizes the arena
+        return GPU_BYTES * GPU_RUNS / _best(lambda: [session.run_with_iobinding(binding) for _ in range(GPU_RUNS)])
+    except Exception:  # noqa: BLE001 - a GPU that cannot run this (too little free memory, ...) costs the roofline only
+        return None
+
+
+def device_bandwidth(device: str) -> float | None:
+    """What a decode step on `device` can read per second: host memory for cpu (cached per host), the GPU's
+    own memory for cuda; None where it cannot be measured here (the profile then has no roofline)."""
+    if device == "cpu":
+        return host_bandwidth()
+    if device == "cuda":
+        return cuda_bandwidth()
+    return None

@@ -25,7 +25,7 @@ class Host:
     machine: str
     cpu_count: int
     memory_bytes: int
-    bandwidth_bytes_per_s: float | None  # None when the roofline was not measured
+    bandwidth_bytes_per_s: float | None  # of the profiled device's memory (the GPU's for cuda); None: no roofline
 
 
 def host_memory_bytes() -> int:

@@ -15,6 +15,7 @@ import numpy as np
 from ...engines import quiet_native_output
 from ...errors import MissingDependencyError, QwdeployError
 from ...profiler.contract import ArtifactInfo, OpEvent, OpReport, RunSample
+from ...reference import load_pretrained
 
 NO_KERNEL = frozenset({
     "aten::to", "aten::_to_copy", "aten::resolve_conj", "aten::resolve_neg", "aten::result_type",
@@ -44,8 +45,7 @@ class HfSession:
         self.torch, self.transformers, self.device = torch, transformers, device
         if threads:
             torch.set_num_threads(threads)
-        dtype = getattr(torch, DTYPE[device])
-        self.model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+        self.model = load_pretrained(folder, DTYPE[device]).to(device)
         config = self.model.config
         params = {id(p): p for p in self.model.parameters()}.values()
         weight_bytes = sum(p.numel() * p.element_size() for p in params)

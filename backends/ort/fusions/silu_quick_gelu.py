@@ -1,7 +1,7 @@
-"""a * Sigmoid(a) → QuickGelu(a, alpha=1) (com.microsoft): SiLU in one CPU kernel.
+"""a * Sigmoid(a) → QuickGelu(a, alpha=1) (com.microsoft): SiLU in one kernel, on CPU and CUDA.
 
-The fallback for the gated MLP when our SwiGLU op is not available (ONNX Runtime's SwiGLU has no
-CPU kernel): the MLP keeps its two MatMuls and the Mul by `up`.
+The fallback for the gated MLP where neither our SwiGLU op nor ONNX Runtime's runs (its SwiGLU has no
+CPU kernel and arrived after the newest onnxruntime-gpu): the MLP keeps its two MatMuls and the Mul by `up`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from onnx import NodeProto
 
 from ...graph import Graph, Reject
-from ...ort.fusions import MS
-from ...ort.context import OrtContext
+from ..context import OrtContext
+from . import MS
 
 ANCHOR = "Sigmoid"
 
