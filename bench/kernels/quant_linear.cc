@@ -1,9 +1,10 @@
 // QuantLinear's core (kernels/cpu/quant_linear.cc) in llm.c's dev/ style: a plain reference, a correctness
 // check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
 // (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
-// bandwidth, and a 128-token prefill of the gate/up matrix.
+// bandwidth, and a 128-token prefill of the gate/up matrix (on AMX tiles where the CPU has them; run it
+// again with QWDEPLOY_AMX=0 for the AVX-512 VNNI path).
 //   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
-//       kernels/cpu/{quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
+//       kernels/cpu/{amx,quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
 //   OMP_NUM_THREADS=2 /tmp/quant_linear
 #include <omp.h>
 

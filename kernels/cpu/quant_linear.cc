@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "amx.h"
 #include "int8_dot.h"
 #include "linear.h"
 
@@ -196,7 +197,12 @@ void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, i
 
 }  // namespace
 
-const char* int8_isa() { return kIsa; }
+const char* int8_isa() {
+#if defined(QWD_INT8_AVX512)
+  if (amx::usable()) return "avx512-vnni, amx prefill";
+#endif
+  return kIsa;
+}
 
 int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
   constexpr int64_t kTaskBytes = 256 << 10;
@@ -215,7 +221,9 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
 #if defined(QWD_INT8_AVX512)
-  if (!a.blocked_q.empty())
+  if (!a.blocked_q.empty() && amx::usable())
+    amx::dot_rows(a, w, rows, count, out);
+  else if (!a.blocked_q.empty())
     blocked_rows(a, w, rows, count, out);
   else
 #endif

@@ -120,9 +120,14 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((4,), 64, 6, 8, 64, True, False),
                                                      ((1, 5), 300, 21, 4, 128, True, True),
                                                      ((1,), 48, 5, 4, 16, True, False),
-                                                     # 16+ tokens: AVX-512's blocked prefill layout
+                                                     # 16+ tokens: AVX-512's blocked prefill layout, and
+                                                     # AMX tiles (16 rows x 16 tokens, partial ones too, K
+                                                     # in chunks of 64) where the CPU has them
                                                      ((2, 9), 200, 33, 8, 16, False, True),
-                                                     ((20,), 900, 37, 4, 32, True, True))),
+                                                     ((20,), 900, 37, 4, 32, True, True),
+                                                     ((33,), 256, 19, 4, 64, False, False),
+                                                     ((17,), 300, 40, 4, 128, True, False),
+                                                     ((16,), 520, 17, 8, 256, True, True))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),

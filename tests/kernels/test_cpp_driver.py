@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -91,3 +92,21 @@ def test_an_rpi5_bundle_carries_the_library_checked_under_qemu(aarch64_build: Bu
     run = subprocess.run([QEMU, "-L", str(AARCH64_SYSROOT), str(aarch64_build.test_driver), *case_dirs],
                          capture_output=True, text=True, timeout=300)
     _check(run.stdout, run.returncode, "neon", len(case_dirs))
+
+
+def _cpu_flags() -> set[str]:
+    text = Path("/proc/cpuinfo").read_text()
+    return set(next((line for line in text.splitlines() if line.startswith("flags")), ":").split(":")[1].split())
+
+
+@pytest.mark.parametrize("amx", ["default", "declined"])
+def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Build, case_dirs: list[str], amx: str):
+    """The AVX-512 build prefills on AMX tiles where /proc/cpuinfo lists amx_int8 (an oracle apart from the
+    kernels' own CPUID check) and on VNNI elsewhere, or when QWDEPLOY_AMX=0 declines them; both match."""
+    env = {**os.environ, "QWDEPLOY_AMX": "0" if amx == "declined" else "1"}
+    run = subprocess.run([str(host_build.test_driver), *case_dirs], capture_output=True, text=True, timeout=120,
+                         env=env)
+    isa = run.stdout.splitlines()[0].split()[1]
+    _check(run.stdout, run.returncode, isa, len(case_dirs))
+    tiles = isa == "avx512" and "amx_int8" in _cpu_flags() and amx == "default"
+    assert run.stdout.splitlines()[1].endswith("amx prefill") == tiles, run.stdout.splitlines()[1]
