@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 import torch
 
+from qwdeploy.toolkit.errors import QwdeployError
 from qwdeploy.toolkit.training import qwen_encode
 from qwdeploy.toolkit.training.data import used_ids
 from qwdeploy.toolkit.training.model import VOCAB_ROWS, expand_vocabulary
+from qwdeploy.toolkit.training.pinned import PINS, X86, train_pinned
 from qwdeploy.toolkit.training.train import train
 
 STEPS = 2
@@ -45,3 +53,26 @@ def test_unused_ids_share_the_sink_row():
         unused = np.setdiff1d(np.arange(len(full[name])), used)
         assert (full[name][unused] == compact[name][-1]).all()
     assert full["model.norm.weight"].shape == (2,)
+
+
+def test_training_runs_on_avx2_kernels_in_its_own_process():
+    """What makes x86 CPUs agree: torch's kernels pinned to AVX2 (MKL and oneDNN likewise) in the child."""
+    if platform.machine() not in X86:
+        pytest.skip("the pins are x86 ISA levels")
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    run = subprocess.run([sys.executable, "-c", probe], env={**os.environ, **PINS}, capture_output=True, text=True)
+    assert run.stdout.strip() == "AVX2", run.stderr
+
+
+def test_pinned_training_reports_every_step_and_repeats_itself():
+    steps: list[int] = []
+    first = train_pinned("qwen3", 0, STEPS, lambda step, loss: steps.append(step) if np.isfinite(loss) else None)
+    assert steps == list(range(STEPS))
+    second = train_pinned("qwen3", 0, STEPS)
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def test_a_failed_training_child_is_one_line():
+    with pytest.raises(QwdeployError, match=r"training qwen9 failed in its child process \(exit 1\): \w+"):
+        train_pinned("qwen9", 0, STEPS)

@@ -1,0 +1,58 @@
+"""Training in a child process whose float kernels are pinned to AVX2 on x86 (torch's own, MKL's and
+oneDNN's), so that the same arguments train the same weights on every x86 CPU. Unpinned, an AMD Zen4 and
+an Intel Xeon with AMX trained different models from one seed, and only the Zen4's learned to retrieve.
+The pins act only before those libraries first compute, hence a fresh process."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import QwdeployError
+from .data import qwen_encode, used_ids
+from .train import Progress, train
+
+PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+X86 = ("x86_64", "AMD64")
+
+
+def train_pinned(arch: str, seed: int, steps: int, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """train() for the used ids of the demo text, in a child process with PINS set (on x86)."""
+    env = {**os.environ, **(PINS if platform.machine() in X86 else {})}
+    with tempfile.TemporaryDirectory(prefix="qwdeploy-train-") as tmp:
+        state, log = Path(tmp) / "state.npz", Path(tmp) / "stderr.txt"
+        with open(log, "w") as stderr:
+            child = subprocess.Popen([sys.executable, "-m", __name__, arch, str(seed), str(steps), str(state)],
+                                     env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+            try:
+                for line in child.stdout:  # "step loss" after each step
+                    step, loss = line.split()
+                    if progress is not None:
+                        progress(int(step), float(loss))
+                code = child.wait()
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        if code != 0:
+            lines = log.read_text(errors="replace").strip().splitlines() or ["no message"]
+            raise QwdeployError(f"training {arch} failed in its child process (exit {code}): {lines[-1]}")
+        with np.load(state) as saved:
+            return {name: saved[name] for name in saved.files}
+
+
+def _main(arch: str, seed: str, steps: str, out: str) -> None:
+    encode = qwen_encode()
+    state = train(arch, encode, used_ids(encode), int(seed), int(steps),
+                  lambda step, loss: print(step, loss, flush=True))
+    np.savez(out, **state)
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])
