@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "weights.h"
@@ -31,6 +32,13 @@ struct Int8Activations {
   std::vector<int8_t> blocked_q;
   std::vector<int32_t> blocked_init;  // [tokens, groups * 16]: -zero * sum of the block's q
   std::vector<float> blocked_scale;   // [tokens, groups * 16]: the block's scale
+
+  // The blocked codes as AMX tiles take them (amx.cc builds them on first use, once for all tasks):
+  // [tiles of 16 tokens, blocks, steps, 16 tokens, 4], and each (tile, block)'s 16 inits and scales.
+  mutable std::once_flag amx_once;
+  mutable std::vector<int8_t> amx_q;
+  mutable std::vector<int32_t> amx_init;
+  mutable std::vector<float> amx_scale;
 
   Int8Activations(const float* x, int64_t tokens, const Weights& w, bool blocked = false);
 

@@ -253,7 +253,8 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
     const int64_t count = end - begin;
     std::vector<int64_t> rows(count);
     for (int64_t i = 0; i < count; ++i) rows[i] = begin + i;
-    std::vector<float> out(tokens * count);  // [tokens, count]
+    thread_local std::vector<float> out;  // [tokens, count]; kept per thread, as a fresh one faults its pages in
+    out.resize(tokens * count);
     int8_dot_rows(a, w, rows.data(), count, out.data());
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t i = 0; i < count; ++i)

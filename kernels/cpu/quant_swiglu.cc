@@ -183,7 +183,8 @@ void int8_rows(const Int8Activations& a, const Weights& w, int64_t begin, int64_
   const int64_t inter = w.rows / 2, n = end - begin;
   std::vector<int64_t> rows(2 * n);  // gate rows, then the matching up rows
   for (int64_t i = 0; i < n; ++i) rows[i] = begin + i, rows[n + i] = inter + begin + i;
-  std::vector<float> out(a.tokens * 2 * n);  // [tokens, 2n]
+  thread_local std::vector<float> out;  // [tokens, 2n]; kept per thread, as a fresh one faults its pages in
+  out.resize(a.tokens * 2 * n);
   int8_dot_rows(a, w, rows.data(), 2 * n, out.data());
   for (int64_t t = 0; t < a.tokens; ++t) {
     const float* o = out.data() + t * 2 * n;  // [gate n, up n]
