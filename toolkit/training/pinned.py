@@ -20,6 +20,7 @@ from .train import Progress, train
 
 PINS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 X86 = ("x86_64", "AMD64")
+CHILD = f"import sys; from {__name__} import child_main; child_main(*sys.argv[1:])"
 
 
 def train_pinned(arch: str, seed: int, steps: int, progress: Progress | None = None) -> dict[str, np.ndarray]:
@@ -28,7 +29,7 @@ def train_pinned(arch: str, seed: int, steps: int, progress: Progress | None = N
     with tempfile.TemporaryDirectory(prefix="qwdeploy-train-") as tmp:
         state, log = Path(tmp) / "state.npz", Path(tmp) / "stderr.txt"
         with open(log, "w") as stderr:
-            child = subprocess.Popen([sys.executable, "-m", __name__, arch, str(seed), str(steps), str(state)],
+            child = subprocess.Popen([sys.executable, "-c", CHILD, arch, str(seed), str(steps), str(state)],
                                      env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
             try:
                 for line in child.stdout:  # "step loss" after each step
@@ -47,12 +48,9 @@ def train_pinned(arch: str, seed: int, steps: int, progress: Progress | None = N
             return {name: saved[name] for name in saved.files}
 
 
-def _main(arch: str, seed: str, steps: str, out: str) -> None:
+def child_main(arch: str, seed: str, steps: str, out: str) -> None:
+    """The child's side: train, print "step loss" per step, save the state to `out` (.npz)."""
     encode = qwen_encode()
     state = train(arch, encode, used_ids(encode), int(seed), int(steps),
                   lambda step, loss: print(step, loss, flush=True))
     np.savez(out, **state)
-
-
-if __name__ == "__main__":
-    _main(*sys.argv[1:])
