@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,11 @@ from pathlib import Path
 
 ROOT = Path.home() / ".cache" / "qwdeploy" / "bench-envs"
 TORCH = "torch==2.13.0"
+LLAMA_CPP_PYTHON = "0.3.36"
+LLAMA_NO_AMX = "llama-no-amx"
+NO_AMX_CMAKE = ("-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "
+                "-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON "
+                "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF")
 DONE = "bench-env.json"  # written last: its presence means the environment is complete
 
 
@@ -31,10 +37,11 @@ class Env:
     probe: str  # what must import for the environment to count as working
     key: tuple[str, ...]  # the packages the report names
     drop: tuple[str, ...] = ()  # uninstalled afterwards: required on paper, broken here, unused by the bench
+    build: tuple[tuple[str, str], ...] = ()  # environment variables while `packages` build from source
 
     @property
     def folder(self) -> Path:
-        spec = json.dumps([self.first, self.packages, self.drop, sys.version_info[:2]])
+        spec = json.dumps([self.first, self.packages, self.drop, self.build, sys.version_info[:2]])
         return ROOT / f"{self.name}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
 
     @property
@@ -59,6 +66,10 @@ ENVS = {env.name: env for env in (
     Env("llamacpp", (TORCH,), ("transformers==4.57.6", "sentencepiece", "numpy", "protobuf"),
         "import torch, transformers, sentencepiece",
         ("transformers", "torch", "sentencepiece", "numpy")),
+    # llama.cpp the engine on a CPU with AMX: the native build crashes on quantized files there (README,
+    # "llama.cpp crashes"), so this one is built as a user of that CPU would, with every ISA but AMX
+    Env(LLAMA_NO_AMX, (), (f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "numpy"), "import llama_cpp",
+        ("llama-cpp-python", "numpy"), build=(("CMAKE_ARGS", NO_AMX_CMAKE),)),
 )}
 
 PROJECT_KEY = ("qwdeploy", "onnxruntime", "onnx", "gguf", "llama_cpp_python", "numpy", "torch", "transformers",
@@ -69,9 +80,13 @@ class EnvUnavailable(RuntimeError):
     """The environment could not be built or does not work; the message says why."""
 
 
-def _pip(python: Path, args: list[str], log: Path) -> None:
+def _pip(python: Path, args: list[str], log: Path, build: tuple[tuple[str, str], ...] = ()) -> None:
+    if not args:
+        return
+    fresh = ["--no-cache-dir"] if build else []  # pip's wheel cache ignores CMAKE_ARGS: it would reuse a native build
     with log.open("a") as out:
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], stdout=out, stderr=out)
+        done = subprocess.run([str(python), "-m", "pip", "install", "-q", *fresh, *args], stdout=out, stderr=out,
+                              env={**os.environ, **dict(build)})
     if done.returncode:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise EnvUnavailable(f"pip install {' '.join(args)} failed: {' | '.join(tail)[-400:]}")
@@ -94,7 +109,7 @@ def ensure(env: Env, say=print) -> Path:
     pins = folder / "pins.txt"  # what `first` installed stays: a later requirement may not swap torch for CUDA's
     pins.write_text("\n".join(env.first) + "\n")
     _pip(env.python, list(env.first), log)
-    _pip(env.python, ["-c", str(pins), *env.packages], log)
+    _pip(env.python, ["-c", str(pins), *env.packages], log, env.build)
     if env.drop:
         subprocess.run([str(env.python), "-m", "pip", "uninstall", "-y", "-q", *env.drop], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,12 +168,12 @@ def llama_converter() -> Path:
     return script
 
 
-def llama_build_in_child() -> str:
+def llama_build_in_child(python: str = sys.executable) -> str:
     """Which llama.cpp build runs: llama-cpp-python's version and the CPU features it was compiled with.
-    Asked in a child, so the library never loads into the measuring parent."""
+    Asked in a child (of `python`), so the library never loads into the measuring parent."""
     code = ("import llama_cpp; from importlib import metadata; print('llama-cpp-python', "
             "metadata.version('llama-cpp-python') + ':', llama_cpp.llama_print_system_info().decode().strip())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     return done.stdout.strip() if done.returncode == 0 else f"unknown ({(done.stderr.strip().splitlines() or ['?'])[-1]})"
 
 

@@ -92,6 +92,9 @@ def bandwidth() -> float:
 def make_plan(args: argparse.Namespace, say: Progress) -> stages.Plan:
     chosen_exports = exports.quick_exports() if args.quick else exports.EXPORTS
     chosen_runtimes = tuple(r for r in runtime.RUNTIMES if r.quick or not args.quick)
+    if "amx_int8" in cpu_flags():  # llama.cpp's native build crashes on quantized files there
+        chosen_runtimes = tuple(replace(r, env=envs.LLAMA_NO_AMX) if r.engine == "llama" else r
+                                for r in chosen_runtimes)
     needed = {e.env for e in chosen_exports if e.env} | {r.env for r in chosen_runtimes if r.env}
     pythons, unavailable, converter = stages.environments(needed, say=say)
     return stages.Plan(chosen_exports, chosen_runtimes, rounds=3, export_runs=1 if args.quick else 3,
@@ -146,6 +149,12 @@ def trained(plan: stages.Plan, quick: bool, out: Path) -> dict:
     return result
 
 
+def llama_python(plan: stages.Plan) -> str:
+    """The interpreter whose llama-cpp-python runs the llama.cpp rows."""
+    env = next((r.env for r in plan.runtimes if r.engine == "llama"), None)
+    return plan.pythons.get(env, sys.executable) if env else sys.executable
+
+
 def skeleton(args: argparse.Namespace, plan: stages.Plan, bandwidth_bps: float) -> dict:
     amx = "amx_int8" in cpu_flags()
     env_info = {}
@@ -165,7 +174,7 @@ def skeleton(args: argparse.Namespace, plan: stages.Plan, bandwidth_bps: float) 
                         "bandwidth_gbs": bandwidth_bps / 1e9, "note": args.note},
             "settings": {"prompt": runtime.PROMPT, "gen": runtime.GEN, "warmup_gen": runtime.WARM_GEN,
                          "rounds": plan.rounds, "export_runs": plan.export_runs, "fidelity_positions": fidelity.POSITIONS},
-            "envs": env_info, "llama_build": envs.llama_build_in_child(), "exports": [], "runtime": [], "graphs": [],
+            "envs": env_info, "llama_build": envs.llama_build_in_child(llama_python(plan)), "exports": [], "runtime": [], "graphs": [],
             "fidelity": [], "batch_sweep": [], "prefill_long": [], "trained": {}, "notes": []}
 
 
