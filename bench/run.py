@@ -174,8 +174,9 @@ def skeleton(args: argparse.Namespace, plan: stages.Plan, bandwidth_bps: float) 
                         "bandwidth_gbs": bandwidth_bps / 1e9, "note": args.note},
             "settings": {"prompt": runtime.PROMPT, "gen": runtime.GEN, "warmup_gen": runtime.WARM_GEN,
                          "rounds": plan.rounds, "export_runs": plan.export_runs, "fidelity_positions": fidelity.POSITIONS},
-            "envs": env_info, "llama_build": envs.llama_build_in_child(llama_python(plan)), "exports": [], "runtime": [], "graphs": [],
-            "fidelity": [], "batch_sweep": [], "prefill_long": [], "trained": {}, "notes": []}
+            "envs": env_info, "llama_build": envs.llama_build_in_child(llama_python(plan)), "exports": [],
+            "runtime": [], "graphs": [], "fidelity": [], "batch_sweep": [], "prefill_long": [], "trained": {},
+            "notes": []}
 
 
 def main() -> None:

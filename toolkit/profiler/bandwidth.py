@@ -125,11 +125,12 @@ def cuda_bandwidth() -> float | None:
         return None
 
 
+# The memory each device decodes from, by device name: host memory (cached per host), the GPU's own.
+MEASURES: dict[str, Callable[[], float | None]] = {"cpu": host_bandwidth, "cuda": cuda_bandwidth}
+
+
 def device_bandwidth(device: str) -> float | None:
-    """What a decode step on `device` can read per second: host memory for cpu (cached per host), the GPU's
-    own memory for cuda; None where it cannot be measured here (the profile then has no roofline)."""
-    if device == "cpu":
-        return host_bandwidth()
-    if device == "cuda":
-        return cuda_bandwidth()
-    return None
+    """What a decode step on `device` can read per second; None where it cannot be measured here (the
+    profile then has no roofline)."""
+    measure = MEASURES.get(device)
+    return measure() if measure else None
