@@ -38,8 +38,10 @@ ARTIFACTS = {"gguf-f32.gguf": ("gguf", "f32"), "gguf-f16.gguf": ("gguf", "f16"),
 F16_BOUND = 2e-5  # mean KL, nats
 PPL_RATIO = 1.01
 QUANTIZED_PPL_RATIO = 1.02
-# name → (format, type, target, mean KL bound, perplexity ratio bound)
-QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 2.5e-4, PPL_RATIO),
+# name → (format, type, target, mean KL bound, perplexity ratio bound). q8_0 runs in llama.cpp, which also
+# quantizes the activations to 8 bits: its worst bucket reached 2.5e-4 with the model trained on pinned AVX2
+# kernels (the int8 ONNX graph, float activations: 1.0e-4); a wrong scale or rounding costs 1e-2 and more.
+QUANTIZED = {"gguf-q8_0.gguf": ("gguf", "q8_0", {}, 4e-4, PPL_RATIO),
              "onnx-int8": ("onnx", "int8", {"target": "cpu"}, 2e-4, PPL_RATIO),
              "gguf-q4_k_m.gguf": ("gguf", "q4_k_m", {}, 2.5e-3, QUANTIZED_PPL_RATIO),
              "gguf-q4_0.gguf": ("gguf", "q4_0", {}, 7e-3, QUANTIZED_PPL_RATIO),
