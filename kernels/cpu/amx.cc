@@ -82,25 +82,6 @@ __attribute__((QWD_AMX_TARGET, always_inline)) inline void scale_block(__m512* a
   }
 }
 
-// B tiles for every 16 tokens (int8_act.h's amx_*); tokens past the last are zero, and never stored.
-void tile_layout(const Int8Activations& a, int64_t nb) {
-  const int64_t steps = a.steps, groups = a.groups, tiles = (a.tokens + kTile - 1) / kTile;
-  a.amx_q.assign(tiles * nb * steps * 64, 0);
-  a.amx_init.assign(tiles * nb * kTile, 0);
-  a.amx_scale.assign(tiles * nb * kTile, 0.0f);
-  for (int64_t t = 0; t < a.tokens; ++t) {
-    const int64_t tile = t / kTile, lane = t % kTile;
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t at = (tile * nb + b) * kTile + lane;
-      for (int64_t k = 0; k < steps; ++k)
-        std::memcpy(&a.amx_q[(((tile * nb + b) * steps + k) * kTile + lane) * 4],
-                    a.blocked_q_of(t) + blocked_index(b / 16, k, b % 16, 0, steps), 4);
-      a.amx_init[at] = a.blocked_init[t * groups * 16 + b];
-      a.amx_scale[at] = a.blocked_scale[t * groups * 16 + b];
-    }
-  }
-}
-
 }  // namespace
 
 bool usable() {
@@ -117,18 +98,14 @@ __attribute__((QWD_AMX_TARGET)) void dot_rows(
   const int64_t nb = w.blocks(), bs = w.block_size, steps = a.steps;
   const int64_t kc = std::min<int64_t>(bs, 64), chunks = bs / kc;  // a tile row holds 64 bytes of K
   const int64_t tiles = (a.tokens + kTile - 1) / kTile, row_bytes = nb * bs;
-  std::call_once(a.amx_once, [&] { tile_layout(a, nb); });
-  const std::vector<int8_t>& xq = a.amx_q;
   thread_local std::vector<uint8_t> panel;  // A tiles: 16 weight rows of codes, [16, nb * bs]; kept per thread
   panel.resize(kTile * row_bytes);
   TileConfig config;
-  for (int pair = 0; pair < 2; ++pair) {  // tiles 0-2 for even blocks, 3-5 for odd ones
-    config.rows[3 * pair] = kTile, config.colsb[3 * pair] = 64;  // C: 16 rows x 16 tokens of int32
-    config.rows[3 * pair + 1] = kTile, config.colsb[3 * pair + 1] = static_cast<uint16_t>(kc);  // A: codes
-    config.rows[3 * pair + 2] = static_cast<uint8_t>(kc / 4), config.colsb[3 * pair + 2] = 64;  // B: tokens
-  }
+  config.rows[0] = kTile, config.colsb[0] = 64;                                 // C: 16 rows x 16 tokens, int32
+  config.rows[1] = kTile, config.colsb[1] = static_cast<uint16_t>(kc);          // A: 16 rows x kc codes
+  config.rows[2] = static_cast<uint8_t>(kc / 4), config.colsb[2] = 64;          // B: kc/4 steps x 16 tokens x 4
   _tile_loadconfig(&config);
-  alignas(64) int32_t sums[2][kTile * kTile];  // [even/odd block][rows, tokens]
+  alignas(64) int32_t sums[kTile * kTile];  // [rows, tokens]
   alignas(64) float lanes[kTile];
   int64_t pick[kTile];
   for (int64_t r0 = 0; r0 < count; r0 += kTile) {
@@ -140,32 +117,16 @@ __attribute__((QWD_AMX_TARGET)) void dot_rows(
     for (int64_t tile = 0; tile < tiles; ++tile) {
       __m512 acc[kTile];  // [rows] x 16 tokens
       for (__m512& v : acc) v = _mm512_setzero_ps();
-      // One block's sums into tile C (from A x B); tile numbers must be literals. Both blocks of a pair are
-      // multiplied before either is stored, so the second multiply overlaps the first one's latency.
-#define QWD_AMX_BLOCK(C, A, B, b)                                                \
-  do {                                                                           \
-    _tile_zero(C);                                                               \
-    for (int64_t c = 0; c < chunks; ++c) {                                       \
-      _tile_loadd(A, panel.data() + (b) * bs + c * kc, row_bytes);               \
-      _tile_loadd(B, &xq[((tile * nb + (b)) * steps + c * kc / 4) * 64], 64);    \
-      _tile_dpbusd(C, A, B);                                                     \
-    }                                                                            \
-  } while (0)
-      int64_t b = 0;
-      for (; b + 2 <= nb; b += 2) {
-        QWD_AMX_BLOCK(0, 1, 2, b);
-        QWD_AMX_BLOCK(3, 4, 5, b + 1);
-        _tile_stored(0, sums[0], 64);
-        _tile_stored(3, sums[1], 64);
-        scale_block(acc, sums[0], a, tile * nb + b, w, pick, b);
-        scale_block(acc, sums[1], a, tile * nb + b + 1, w, pick, b + 1);
+      for (int64_t b = 0; b < nb; ++b) {
+        _tile_zero(0);
+        for (int64_t c = 0; c < chunks; ++c) {
+          _tile_loadd(1, panel.data() + b * bs + c * kc, row_bytes);
+          _tile_loadd(2, &a.amx_q[amx_index(tile * kTile, b, c * kc / 4, 0, nb, steps)], 64);
+          _tile_dpbusd(0, 1, 2);
+        }
+        _tile_stored(0, sums, 64);
+        scale_block(acc, sums, a, tile * nb + b, w, pick, b);
       }
-      if (b < nb) {
-        QWD_AMX_BLOCK(0, 1, 2, b);
-        _tile_stored(0, sums[0], 64);
-        scale_block(acc, sums[0], a, tile * nb + b, w, pick, b);
-      }
-#undef QWD_AMX_BLOCK
       const int64_t valid = std::min(kTile, a.tokens - tile * kTile);
       for (int64_t r = 0; r < n; ++r) {
         _mm512_store_ps(lanes, acc[r]);

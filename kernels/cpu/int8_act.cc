@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "amx.h"
+
 namespace qwd {
 
 namespace {
@@ -20,8 +22,15 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
   const int64_t nb = w.blocks(), bs = w.block_size, cols = w.cols;
   zero = 1 << (w.bits - 1);
   block_sum.assign(tokens * nb, 0.0f);
-  // One layout or the other: the kernels read blocked_* when it is there, the position layout otherwise.
-  if (blocked) {
+  // One layout of three: the kernels read amx_* or blocked_* when there, the position layout otherwise.
+  const bool tiles = blocked && amx::usable();
+  if (tiles) {
+    steps = bs / 4;
+    const int64_t padded = (tokens + 15) / 16 * 16;
+    amx_q.assign(padded * nb * steps * 4, 0);
+    amx_init.assign(padded * nb, 0);
+    amx_scale.assign(padded * nb, 0.0f);
+  } else if (blocked) {
     groups = (nb + 15) / 16;
     steps = bs / 4;
     blocked_q.assign(tokens * groups * steps * 64, 0);
@@ -47,14 +56,20 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       int32_t sum = 0;
       for (int64_t c = begin; c < end; ++c) {
         const int8_t v = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, std::nearbyint(xt[c] * inv))));
-        if (blocked)
+        if (tiles)
+          amx_q[amx_index(t, b, (c - begin) / 4, (c - begin) % 4, nb, steps)] = v;
+        else if (blocked)
           blocked_q[t * groups * steps * 64 + blocked_index(b / 16, (c - begin) / 4, b % 16, (c - begin) % 4, steps)] = v;
         else
           q[t * positions + position_of(c, w.bits)] = v;
         sum += v;
       }
       block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
-      if (blocked) {
+      if (tiles) {
+        const int64_t at = ((t / 16) * nb + b) * 16 + t % 16;
+        amx_init[at] = -zero * sum;
+        amx_scale[at] = scale[b];
+      } else if (blocked) {
         blocked_init[t * groups * 16 + b] = -zero * sum;
         blocked_scale[t * groups * 16 + b] = scale[b];
       }

@@ -221,7 +221,7 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
 #if defined(QWD_INT8_AVX512)
-  if (!a.blocked_q.empty() && amx::usable())
+  if (!a.amx_q.empty())
     amx::dot_rows(a, w, rows, count, out);
   else if (!a.blocked_q.empty())
     blocked_rows(a, w, rows, count, out);

@@ -13,6 +13,7 @@ import pytest
 from kernel_cases import all_cases, write_case
 from qwdeploy.kernels.build import Build, build
 from qwdeploy.kernels.targets import resolve_target
+from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
 QEMU = "qemu-aarch64"
 AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")
@@ -94,11 +95,6 @@ def test_an_rpi5_bundle_carries_the_library_checked_under_qemu(aarch64_build: Bu
     _check(run.stdout, run.returncode, "neon", len(case_dirs))
 
 
-def _cpu_flags() -> set[str]:
-    text = Path("/proc/cpuinfo").read_text()
-    return set(next((line for line in text.splitlines() if line.startswith("flags")), ":").split(":")[1].split())
-
-
 @pytest.mark.parametrize("amx", ["default", "declined"])
 def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Build, case_dirs: list[str], amx: str):
     """The AVX-512 build prefills on AMX tiles where /proc/cpuinfo lists amx_int8 (an oracle apart from the
@@ -108,5 +104,5 @@ def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Buil
                          env=env)
     isa = run.stdout.splitlines()[0].split()[1]
     _check(run.stdout, run.returncode, isa, len(case_dirs))
-    tiles = isa == "avx512" and "amx_int8" in _cpu_flags() and amx == "default"
+    tiles = isa == "avx512" and "amx_int8" in cpu_flags() and amx == "default"
     assert run.stdout.splitlines()[1].endswith("amx prefill") == tiles, run.stdout.splitlines()[1]

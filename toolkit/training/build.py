@@ -22,7 +22,7 @@ def build_trained_checkpoint(out: Path, arch: str = "qwen2", seed: int = 0, step
                              force: bool = False, progress: Progress | None = None) -> Path:
     """Train the demo model for `arch` (qwen2 or qwen3) and write its checkpoint at `out` (atomically).
 
-    Same arguments: the same weights, on any x86 CPU (pinned.py). Stored as float32, the dtype it was
+    Same arguments: the same weights, x86 CPUs pinned to one float path (pinned.py). Stored as float32, the dtype it was
     trained in, so float32 exports can be compared exactly with transformers."""
     config = trained_config(arch)
     spec = spec_from_config(config)

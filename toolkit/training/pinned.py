@@ -1,6 +1,6 @@
 """Training in a child process whose float kernels are pinned to AVX2 on x86 (torch's own, MKL's and
-oneDNN's), so that the same arguments train the same weights on every x86 CPU. Unpinned, an AMD Zen4 and
-an Intel Xeon with AMX trained different models from one seed, and only the Zen4's learned to retrieve.
+oneDNN's), so that x86 CPUs of both vendors take the same float path. Unpinned, an AMD Zen4 and an Intel
+Xeon with AMX trained different models from one seed, and only the Zen4's learned to retrieve.
 The pins act only before those libraries first compute, hence a fresh process."""
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ X86 = ("x86_64", "AMD64")
 CHILD = f"import sys; from {__name__} import child_main; child_main(*sys.argv[1:])"
 
 
+def child_env() -> dict[str, str]:
+    """The training child's environment: this one, with PINS on x86 (other architectures have one float path)."""
+    return {**os.environ, **(PINS if platform.machine() in X86 else {})}
+
+
 def train_pinned(arch: str, seed: int, steps: int, progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """train() for the used ids of the demo text, in a child process with PINS set (on x86)."""
-    env = {**os.environ, **(PINS if platform.machine() in X86 else {})}
+    """train() for the used ids of the demo text, in a child process with child_env()."""
+    env = child_env()
     with tempfile.TemporaryDirectory(prefix="qwdeploy-train-") as tmp:
         state, log = Path(tmp) / "state.npz", Path(tmp) / "stderr.txt"
         with open(log, "w") as stderr:

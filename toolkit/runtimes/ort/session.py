@@ -119,8 +119,8 @@ class OrtSession:
         # A profiling session of its own: its events cover every run it makes, and profiling slows runs.
         with tempfile.TemporaryDirectory(prefix="qwdeploy-ort-") as tmp:
             session = self._session(profile_dir=tmp)
-            for _ in range(2):  # the first pays one-time costs (CUDA kernel choice, arena growth) no decode step has
-                self._generate(session, prompt, steps)
+            self._generate(session, prompt, 1)  # pays one-time costs (CUDA kernel choice, arena growth) first
+            self._generate(session, prompt, steps)
             trace = session.end_profiling()
             del session
             return decode_report(Path(trace), steps)
