@@ -158,6 +158,8 @@ def test_each_device_is_held_to_its_own_memory(tmp_path, monkeypatch):
     assert bandwidth.device_bandwidth("cann") is None
     gpu = bandwidth.device_bandwidth("cuda")
     if "CUDAExecutionProvider" in ort.get_available_providers():
-        assert gpu is not None and gpu > 0
+        # A GPU reads its own memory faster than the host's cores read DRAM (H200: 2.3 TiB/s through ONNX
+        # Runtime against 60 GiB/s): the host's figure here would mean the GPU was not measured.
+        assert gpu is not None and gpu > bandwidth.host_bandwidth()
     else:
         assert gpu is None
