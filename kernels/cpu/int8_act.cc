@@ -2,23 +2,54 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "amx.h"
+#include "simd.h"
 
 namespace qwd {
 
 namespace {
 
-// Inverse of column_of.
-int64_t position_of(int64_t c, int bits) {
-  if (bits == 8) return c;
-  const int64_t group = c / 32, i = c % 32;
-  return group * 32 + (i % 2 == 0 ? i / 2 : 16 + i / 2);
+float max_abs(const float* x, int64_t n) {
+  using namespace simd;
+  int64_t i = 0;
+  float amax = 0.0f;
+  if constexpr (kWidth > 1) {
+    Vec m = set1(0.0f);
+    for (; i + kWidth <= n; i += kWidth) {
+      const Vec v = load(x + i);
+      m = max(m, max(v, sub(set1(0.0f), v)));
+    }
+    alignas(64) float lanes[kWidth];
+    store(lanes, m);
+    for (float l : lanes) amax = std::max(amax, l);
+  }
+  for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  return amax;
+}
+
+// codes[i] = round(x[i] * inv) for i < n, in the float32 operations of the numpy reference (kernels/
+// reference.py), so the integers agree; returns their sum.
+int32_t to_codes(const float* __restrict x, int64_t n, float inv, float* __restrict rounded,
+                 int8_t* __restrict codes) {
+  using namespace simd;
+  int64_t i = 0;
+  if constexpr (kWidth > 1)
+    for (; i + kWidth <= n; i += kWidth) store(rounded + i, round(mul(load(x + i), set1(inv))));
+  for (; i < n; ++i) rounded[i] = std::nearbyint(x[i] * inv);
+  int32_t sum = 0;
+  for (i = 0; i < n; ++i) {
+    codes[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, rounded[i])));
+    sum += codes[i];
+  }
+  return sum;
 }
 
 }  // namespace
 
-Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w, bool blocked) : tokens(tokens_) {
+Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w, bool blocked, const Parallel& par)
+    : tokens(tokens_) {
   const int64_t nb = w.blocks(), bs = w.block_size, cols = w.cols;
   zero = 1 << (w.bits - 1);
   block_sum.assign(tokens * nb, 0.0f);
@@ -42,48 +73,53 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     init.assign(tokens * positions / 4, 0);
     lane_scale.assign(tokens * positions / 4, 0.0f);
   }
-  const int64_t lanes = positions / 4;
-  std::vector<float> scale(nb);  // [blocks] of the current token
-  for (int64_t t = 0; t < tokens; ++t) {
+  const int64_t lanes = positions / 4, shift = __builtin_ctzll(bs);  // block sizes are powers of 2
+  // Tokens are independent: each writes only its own bytes of every layout.
+  par.run(tokens, [&](int64_t t) {
     const float* xt = x + t * cols;  // [cols]
+    std::vector<float> scale(nb), rounded(bs);
+    // The token's codes in column order, 0 past the last column, to whole groups of 32 (column_of).
+    std::vector<int8_t> codes((nb * bs + 31) / 32 * 32, 0);
     for (int64_t b = 0; b < nb; ++b) {
-      const int64_t begin = b * bs, end = std::min(cols, begin + bs);
-      float amax = 0.0f;
-      for (int64_t c = begin; c < end; ++c) amax = std::max(amax, std::fabs(xt[c]));
-      // Same float32 operations as the numpy reference (kernels/reference.py), so the integers agree.
+      const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
+      const float amax = max_abs(xt + begin, n);
       const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
       scale[b] = amax / 127.0f;
-      int32_t sum = 0;
-      for (int64_t c = begin; c < end; ++c) {
-        const int8_t v = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, std::nearbyint(xt[c] * inv))));
-        if (tiles)
-          amx_q[amx_index(t, b, (c - begin) / 4, (c - begin) % 4, nb, steps)] = v;
-        else if (blocked)
-          blocked_q[t * groups * steps * 64 + blocked_index(b / 16, (c - begin) / 4, b % 16, (c - begin) % 4, steps)] = v;
-        else
-          q[t * positions + position_of(c, w.bits)] = v;
-        sum += v;
-      }
+      const int32_t sum = to_codes(xt + begin, n, inv, rounded.data(), codes.data() + begin);
       block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
+      const int8_t* c = codes.data() + begin;
       if (tiles) {
+        for (int64_t k = 0; k < steps; ++k) std::memcpy(&amx_q[amx_index(t, b, k, 0, nb, steps)], c + 4 * k, 4);
         const int64_t at = ((t / 16) * nb + b) * 16 + t % 16;
         amx_init[at] = -zero * sum;
         amx_scale[at] = scale[b];
       } else if (blocked) {
+        int8_t* out = blocked_q.data() + t * groups * steps * 64;
+        for (int64_t k = 0; k < steps; ++k) std::memcpy(out + blocked_index(b / 16, k, b % 16, 0, steps), c + 4 * k, 4);
         blocked_init[t * groups * 16 + b] = -zero * sum;
         blocked_scale[t * groups * 16 + b] = scale[b];
       }
     }
-    const int8_t* qt = q.data() + t * positions;
+    if (tiles || blocked) return;
+    int8_t* __restrict qt = q.data() + t * positions;
+    if (w.bits == 8) {
+      std::memcpy(qt, codes.data(), codes.size());
+    } else {
+      for (size_t g = 0; g < codes.size(); g += 32)  // see column_of: even columns, then odd ones
+        for (size_t i = 0; i < 16; ++i) {
+          qt[g + i] = codes[g + 2 * i];
+          qt[g + 16 + i] = codes[g + 2 * i + 1];
+        }
+    }
     for (int64_t lane = 0; lane < lanes; ++lane) {
-      const int64_t block = column_of(4 * lane, w.bits) / bs;
+      const int64_t block = column_of(4 * lane, w.bits) >> shift;
       if (block >= nb) continue;  // padding: q is 0 there
       int32_t sum = 0;
       for (int k = 0; k < 4; ++k) sum += qt[4 * lane + k];
       init[t * lanes + lane] = -zero * sum;
       lane_scale[t * lanes + lane] = scale[block];
     }
-  }
+  });
 }
 
 }  // namespace qwd

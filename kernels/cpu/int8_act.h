@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "parallel.h"
 #include "weights.h"
 
 namespace qwd {
@@ -39,7 +40,9 @@ struct Int8Activations {
   std::vector<int32_t> amx_init;  // [tiles, blocks, 16 tokens]
   std::vector<float> amx_scale;   // [tiles, blocks, 16 tokens]
 
-  Int8Activations(const float* x, int64_t tokens, const Weights& w, bool blocked = false);
+  // Tokens are quantized in parallel on `par`.
+  Int8Activations(const float* x, int64_t tokens, const Weights& w, bool blocked = false,
+                  const Parallel& par = serial());
 
   const int8_t* q_of(int64_t t) const { return q.data() + t * positions; }
   const int8_t* blocked_q_of(int64_t t) const { return blocked_q.data() + t * groups * steps * 64; }

@@ -248,7 +248,7 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
     });
     return;
   }
-  const Int8Activations a(x, tokens, w, int8_blocked(tokens));
+  const Int8Activations a(x, tokens, w, int8_blocked(tokens), par);
   parallel_ranges(par, w.rows, grain, [&](int64_t begin, int64_t end) {
     const int64_t count = end - begin;
     std::vector<int64_t> rows(count);

@@ -201,7 +201,7 @@ void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, in
                   const Parallel& par) {
   const int64_t inter = w.rows / 2, cols = w.cols, nb = w.blocks();
   if (accuracy_level == 4) {
-    const Int8Activations a(x, tokens, w, int8_blocked(tokens));
+    const Int8Activations a(x, tokens, w, int8_blocked(tokens), par);
     parallel_ranges(par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, w, begin, end, y); });
     return;
   }
