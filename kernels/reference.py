@@ -54,12 +54,23 @@ def quantize_activations(x: np.ndarray, K: int, block_size: int) -> tuple[np.nda
     return q, amax / np.float32(127)
 
 
+def bf16(x: np.ndarray) -> np.ndarray:
+    """float32 → the nearest bfloat16 (ties to even), as float32."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+
+
 def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
                  bias: np.ndarray | None = None, *, K: int, N: int, bits: int, block_size: int,
-                 accuracy_level: int) -> np.ndarray:
+                 accuracy_level: int, prefill_tiles: bool = False) -> np.ndarray:
+    """prefill_tiles: what the AMX prefill path computes at accuracy_level 4 (kernels/cpu/amx.h): weights
+    (q - zero) * scale in float32 and the activations, each rounded to bfloat16."""
     w = dequantize(B, scales, K, bits, block_size, zero_points)  # [N, K]
     x = X.astype(np.float64)
-    if accuracy_level == 4:  # what the int8 codes stand for
+    if accuracy_level == 4 and prefill_tiles:
+        w = bf16(w.astype(np.float32)).astype(np.float64)
+        x = bf16(X).astype(np.float64)
+    elif accuracy_level == 4:  # what the int8 codes stand for
         q, xs = quantize_activations(X, K, block_size)  # [..., blocks, block_size], [..., blocks, 1]
         x = (q.astype(np.float64) * xs).reshape(*X.shape[:-1], -1)[..., :K]
     y = x @ w.T  # [..., N]
@@ -69,9 +80,9 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
 
 
 def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, K: int,
-                 N: int, bits: int, block_size: int, accuracy_level: int) -> np.ndarray:
+                 N: int, bits: int, block_size: int, accuracy_level: int, prefill_tiles: bool = False) -> np.ndarray:
     return swiglu(quant_linear(X, B, scales, zero_points, K=K, N=N, bits=bits, block_size=block_size,
-                               accuracy_level=accuracy_level))
+                               accuracy_level=accuracy_level, prefill_tiles=prefill_tiles))
 
 
 def route(router_logits: np.ndarray, top_k: int, normalize_topk: bool) -> tuple[np.ndarray, np.ndarray]:

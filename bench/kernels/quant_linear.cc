@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -45,8 +46,18 @@ Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   return m;
 }
 
-// The op's meaning at accuracy_level 4, one column at a time in double.
+float bf16(float f) {  // nearest bfloat16, ties to even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// The op's meaning at accuracy_level 4, one column at a time in double: int8 activations per block, or on
+// AMX tiles (16+ tokens where the CPU has them) weights and activations rounded to bf16 (kernels/cpu/amx.h).
 std::vector<double> reference(const Matrix& m, const std::vector<float>& x, int64_t tokens) {
+  const bool tiles = tokens >= qwd::kBlockedMinTokens && std::strstr(qwd::int8_isa(), "amx") != nullptr;
   const qwd::Int8Activations a(x.data(), tokens, m.view());
   const int64_t nb = (m.cols + m.block - 1) / m.block;
   std::vector<double> y(tokens * m.rows, 0.0);
@@ -54,11 +65,12 @@ std::vector<double> reference(const Matrix& m, const std::vector<float>& x, int6
     for (int64_t p = 0; p < a.positions; ++p) {
       const int64_t c = qwd::column_of(p, 4), b = c / m.block;
       if (c >= m.cols) continue;
-      const double xq = a.q_of(t)[p] * a.scale_of(t)[p / 4];
+      const double xq = tiles ? bf16(x[t * m.cols + c]) : a.q_of(t)[p] * a.scale_of(t)[p / 4];
       for (int64_t r = 0; r < m.rows; ++r) {
         const uint8_t byte = m.packed[(r * nb + b) * m.block / 2 + (c % m.block) / 2];
         const int q = c % 2 ? byte >> 4 : byte & 0xF;
-        y[t * m.rows + r] += (q - 8) * m.scales[r * nb + b] * xq;
+        const float w = static_cast<float>(q - 8) * m.scales[r * nb + b];
+        y[t * m.rows + r] += (tiles ? bf16(w) : w) * xq;
       }
     }
   return y;

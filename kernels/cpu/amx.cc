@@ -15,11 +15,31 @@
 
 namespace qwd::amx {
 
+namespace {
+
+// float32 → bf16, rounded to nearest even (the activations are finite).
+inline uint32_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return (u + 0x7FFF + ((u >> 16) & 1)) >> 16;
+}
+
+}  // namespace
+
+void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pairs, uint32_t* amx_x) {
+  uint32_t* out = amx_x + (t / 16) * pairs * 16 + t % 16;  // pair k of token t: out[k * 16]
+  auto at = [&](int64_t p) {
+    const int64_t c = column_of(p, bits);
+    return c < cols ? bf16_bits(xt[c]) : 0U;
+  };
+  for (int64_t k = 0; k < pairs; ++k) out[k * 16] = at(2 * k) | at(2 * k + 1) << 16;
+}
+
 #if defined(QWD_AMX)
 
 namespace {
 
-constexpr int64_t kTile = 16;  // weight rows and tokens per tile
+constexpr int64_t kTile = 16;  // weight rows and tokens per tile; a tile row is 32 bf16 of K
 
 struct alignas(64) TileConfig {  // ldtilecfg's 64-byte memory operand, palette 1
   uint8_t palette = 1;
@@ -29,10 +49,10 @@ struct alignas(64) TileConfig {  // ldtilecfg's 64-byte memory operand, palette 
   uint8_t rows[16] = {};
 };
 
-bool cpu_has_amx_int8() {
+bool cpu_has_amx_bf16() {
   unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  return ((d >> 24) & 1) && ((d >> 25) & 1);  // AMX-TILE, AMX-INT8
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 22) & 1) || !((d >> 24) & 1)) return false;  // AMX-BF16, -TILE
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);  // AVX512-BF16: the weights' conversion
 }
 
 // Linux hands a process the 8 KB of tile registers only when asked (ARCH_REQ_XCOMP_PERM for XTILEDATA);
@@ -42,43 +62,48 @@ bool tile_state_granted() {
   return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
 }
 
-// Weight row `row` as codes in column order, each block's bytes padded to block_size: [blocks * block_size].
-// Runs once per 16 rows and call, so it must cost little next to the tiles: 16 bytes at a time.
-__attribute__((target("avx2"))) void codes_of(const Weights& w, int64_t row, uint8_t* out) {
-  const int64_t bytes = w.blocks() * w.block_bytes();  // a multiple of 8 (block_size >= 16)
-  const uint8_t* q = w.packed + row * bytes;
-  if (w.bits == 8) {
-    std::memcpy(out, q, bytes);
-    return;
-  }
-  const __m128i low = _mm_set1_epi8(0x0F);
-  int64_t i = 0;
-  for (; i + 16 <= bytes; i += 16) {  // low nibble first: byte i holds columns 2i and 2i + 1
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
-    const __m128i lo = _mm_and_si128(v, low), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), _mm_unpacklo_epi8(lo, hi));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
-  }
-  for (; i < bytes; ++i) {
-    out[2 * i] = q[i] & 0xF;
-    out[2 * i + 1] = q[i] >> 4;
-  }
-}
+#define QWD_AMX_TARGET target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")
 
-#define QWD_AMX_TARGET target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq")
-
-// acc[r] += (sums[r] + init) * xscale * (scale of row pick[r], block b), for token tile and block `at`
-// (tile * blocks + b): one block's int32 sums [16 rows, 16 tokens] made floats. init is the tokens'
-// -zero * sum(q), which the tiles leave out.
-__attribute__((QWD_AMX_TARGET, always_inline)) inline void scale_block(__m512* acc, const int32_t* sums,
-                                                                       const Int8Activations& a, int64_t at,
-                                                                       const Weights& w, const int64_t* pick,
-                                                                       int64_t b) {
-  const __m512 xs = _mm512_loadu_ps(&a.amx_scale[at * kTile]);
-  const __m512i init = _mm512_loadu_si512(&a.amx_init[at * kTile]);
-  for (int64_t r = 0; r < kTile; ++r) {
-    const __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_load_si512(sums + r * kTile), init));
-    acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(v, xs), _mm512_set1_ps(w.scales[pick[r] * w.blocks() + b]), acc[r]);
+// Positions [p0, p0 + n) of rows[0..count) of w dequantized to bf16, in the activations' position order
+// (int8_act.h: per 32 int4 columns the even ones, then the odd ones), zeros past the last block:
+// out[count, n]. p0 and n are multiples of 32. 16 bytes at a time; with int4 blocks of 16 columns those
+// bytes hold two blocks, 8 lanes each.
+__attribute__((QWD_AMX_TARGET)) void bf16_rows(const Weights& w, const int64_t* rows, int64_t count, int64_t p0,
+                                               int64_t n, uint16_t* out) {
+  const int64_t nb = w.blocks(), bb = w.block_bytes(), bytes = nb * bb;
+  const int64_t begin = p0 * w.bits / 8, end = std::min(bytes, (p0 + n) * w.bits / 8);
+  const int shift = __builtin_ctzll(bb);  // block sizes are powers of 2
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t row = rows[r];
+    const uint8_t* q = w.packed + row * bytes;
+    const float* s = w.scales + row * nb;
+    uint16_t* o = out + r * n;
+    int64_t at = -1;  // the step's first block, whose scale and zero are loaded
+    __m512 scale = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+    for (int64_t i = begin; i < end; i += 16) {
+      const __mmask16 valid = static_cast<__mmask16>((1U << std::min<int64_t>(16, end - i)) - 1);
+      if ((i >> shift) != at) {
+        const int64_t b0 = at = i >> shift, b1 = std::min((i + 15) >> shift, nb - 1);
+        const __mmask16 second = static_cast<__mmask16>(b1 == b0 ? 0 : 0xFF00);  // lanes of the next block
+        scale = _mm512_mask_blend_ps(second, _mm512_set1_ps(s[b0]), _mm512_set1_ps(s[b1]));
+        zero = _mm512_mask_blend_ps(second, _mm512_set1_ps(static_cast<float>(w.zero_point(row, b0))),
+                                    _mm512_set1_ps(static_cast<float>(w.zero_point(row, b1))));
+      }
+      const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, q + i));
+      if (w.bits == 4) {  // low nibbles: the group's even columns, positions 0..15; high nibbles: 16..31
+        const __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0xF)));
+        const __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+        const __m512 flo = _mm512_maskz_mul_ps(valid, _mm512_sub_ps(lo, zero), scale);
+        const __m512 fhi = _mm512_maskz_mul_ps(valid, _mm512_sub_ps(hi, zero), scale);
+        _mm512_storeu_si512(o, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(fhi, flo)));
+        o += 32;
+      } else {
+        const __m512 f = _mm512_maskz_mul_ps(valid, _mm512_sub_ps(_mm512_cvtepi32_ps(v), zero), scale);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(f)));
+        o += 16;
+      }
+    }
+    std::fill(o, out + (r + 1) * n, uint16_t{0});
   }
 }
 
@@ -88,51 +113,81 @@ bool usable() {
   static const bool ok = [] {
     const char* asked = std::getenv("QWDEPLOY_AMX");
     if (asked != nullptr && std::strcmp(asked, "0") == 0) return false;
-    return cpu_has_amx_int8() && tile_state_granted();
+    return cpu_has_amx_bf16() && tile_state_granted();
   }();
   return ok;
 }
 
+// 32 weight rows x 32 tokens at a time: four float32 C tiles (tmm0-3) fed by two weight tiles (tmm4-5) and
+// two activation tiles (tmm6-7) per 32 positions. K goes in slices whose 32 dequantized weight rows
+// (16 KB) stay in L1 while every token pair passes; the C tiles are parked in `sums` between slices.
 __attribute__((QWD_AMX_TARGET)) void dot_rows(
     const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-  const int64_t nb = w.blocks(), bs = w.block_size, steps = a.steps;
-  const int64_t kc = std::min<int64_t>(bs, 64), chunks = bs / kc;  // a tile row holds 64 bytes of K
-  const int64_t tiles = (a.tokens + kTile - 1) / kTile, row_bytes = nb * bs;
-  thread_local std::vector<uint8_t> panel;  // A tiles: 16 weight rows of codes, [16, nb * bs]; kept per thread
-  panel.resize(kTile * row_bytes);
+  constexpr int64_t kSlice = 256;  // positions per K slice: 32 rows x 256 bf16 = 16 KB
+  const int64_t pairs = a.amx_pairs, kp = 2 * pairs;
+  const int64_t tiles = (a.tokens + kTile - 1) / kTile, tile_pairs = (tiles + 1) / 2;
+  thread_local std::vector<uint16_t> panel;  // A tiles: 32 weight rows of one slice, [32, width]
+  thread_local std::vector<float> sums;      // C tiles of every token pair: [tile_pairs, 4, 16 rows, 16 tokens]
+  panel.resize(2 * kTile * kSlice);
+  sums.resize(tile_pairs * 4 * kTile * kTile);
   TileConfig config;
-  config.rows[0] = kTile, config.colsb[0] = 64;                                 // C: 16 rows x 16 tokens, int32
-  config.rows[1] = kTile, config.colsb[1] = static_cast<uint16_t>(kc);          // A: 16 rows x kc codes
-  config.rows[2] = static_cast<uint8_t>(kc / 4), config.colsb[2] = 64;          // B: kc/4 steps x 16 tokens x 4
+  for (int i = 0; i < 8; ++i) config.rows[i] = kTile, config.colsb[i] = 64;
   _tile_loadconfig(&config);
-  alignas(64) int32_t sums[kTile * kTile];  // [rows, tokens]
-  alignas(64) float lanes[kTile];
-  int64_t pick[kTile];
-  for (int64_t r0 = 0; r0 < count; r0 += kTile) {
-    const int64_t n = std::min(kTile, count - r0);
-    for (int64_t r = 0; r < kTile; ++r) {
-      pick[r] = rows[r0 + std::min(r, n - 1)];  // a short tile repeats its last row
-      codes_of(w, pick[r], panel.data() + r * row_bytes);
-    }
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-      __m512 acc[kTile];  // [rows] x 16 tokens
-      for (__m512& v : acc) v = _mm512_setzero_ps();
-      for (int64_t b = 0; b < nb; ++b) {
-        _tile_zero(0);
-        for (int64_t c = 0; c < chunks; ++c) {
-          _tile_loadd(1, panel.data() + b * bs + c * kc, row_bytes);
-          _tile_loadd(2, &a.amx_q[amx_index(tile * kTile, b, c * kc / 4, 0, nb, steps)], 64);
-          _tile_dpbusd(0, 1, 2);
+  int64_t pick[2 * kTile];
+  const uint16_t* x = reinterpret_cast<const uint16_t*>(a.amx_x.data());  // [tiles, pairs, 16 tokens, 2]
+  for (int64_t r0 = 0; r0 < count; r0 += 2 * kTile) {
+    const int64_t n = std::min(2 * kTile, count - r0);
+    const bool two_rows = n > kTile;
+    for (int64_t r = 0; r < 2 * kTile; ++r) pick[r] = rows[r0 + std::min(r, n - 1)];  // a short tile repeats its last row
+    for (int64_t p0 = 0; p0 < kp; p0 += kSlice) {
+      const int64_t width = std::min(kSlice, kp - p0), chunks = width / 32;
+      bf16_rows(w, pick, (two_rows ? 2 : 1) * kTile, p0, width, panel.data());
+      const uint16_t* a0 = panel.data();
+      const uint16_t* a1 = panel.data() + kTile * width;
+      for (int64_t tp = 0; tp < tile_pairs; ++tp) {
+        const bool two_tokens = 2 * tp + 1 < tiles;
+        const uint16_t* b0 = x + (2 * tp * pairs + p0 / 2) * 32;  // B: pair p0/2 + 16k of token tile 2tp
+        const uint16_t* b1 = b0 + pairs * 32;
+        float* c = sums.data() + tp * 4 * kTile * kTile;
+        if (p0 == 0) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+        } else {
+          _tile_loadd(0, c, 64);
+          _tile_loadd(1, c + 256, 64);
+          _tile_loadd(2, c + 512, 64);
+          _tile_loadd(3, c + 768, 64);
         }
-        _tile_stored(0, sums, 64);
-        scale_block(acc, sums, a, tile * nb + b, w, pick, b);
-      }
-      const int64_t valid = std::min(kTile, a.tokens - tile * kTile);
-      for (int64_t r = 0; r < n; ++r) {
-        _mm512_store_ps(lanes, acc[r]);
-        for (int64_t i = 0; i < valid; ++i) out[(tile * kTile + i) * count + r0 + r] = lanes[i];
+        for (int64_t k = 0; k < chunks; ++k) {
+          _tile_loadd(4, a0 + 32 * k, width * 2);
+          _tile_loadd(6, b0 + k * 16 * 32, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          if (two_tokens) {
+            _tile_loadd(7, b1 + k * 16 * 32, 64);
+            _tile_dpbf16ps(1, 4, 7);
+          }
+          if (two_rows) {
+            _tile_loadd(5, a1 + 32 * k, width * 2);
+            _tile_dpbf16ps(2, 5, 6);
+            if (two_tokens) _tile_dpbf16ps(3, 5, 7);
+          }
+        }
+        _tile_stored(0, c, 64);
+        _tile_stored(1, c + 256, 64);
+        _tile_stored(2, c + 512, 64);
+        _tile_stored(3, c + 768, 64);
       }
     }
+    for (int64_t tp = 0; tp < tile_pairs; ++tp)
+      for (int64_t ct = 0; ct < 4; ++ct) {  // C tile ct: row tile ct / 2, token tile 2tp + ct % 2
+        const int64_t rt = ct / 2, tile = 2 * tp + ct % 2;
+        const int64_t valid_rows = std::min(kTile, n - rt * kTile), valid = std::min(kTile, a.tokens - tile * kTile);
+        const float* c = sums.data() + (tp * 4 + ct) * kTile * kTile;  // [rows, tokens]
+        for (int64_t i = 0; i < valid; ++i)
+          for (int64_t r = 0; r < valid_rows; ++r) out[(tile * kTile + i) * count + r0 + rt * kTile + r] = c[r * kTile + i];
+      }
   }
   _tile_release();
 }

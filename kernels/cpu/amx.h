@@ -1,6 +1,9 @@
-// Prefill on AMX tiles (Intel Xeon from Sapphire Rapids on), chosen at run time: activations in their AMX
-// layout (int8_act.h) meet the weight codes in TDPBUSD, 16 weight rows x 16 tokens per tile, one
-// weight block of K at a time so that each block's two scales apply to its own int32 sums.
+// Prefill on AMX tiles (Intel Xeon from Sapphire Rapids on), chosen at run time. The tiles multiply bf16
+// pairs into float32 (TDPBF16PS), so the weight rows are dequantized to bf16 once per 32 rows and call
+// ((q - zero) * scale, rounded to nearest even) and the activations are kept as bf16 instead of int8
+// codes (int8_act.h): the sums stay in the tiles across all of K, with no per-block scaling between
+// tile products. Each product is within 2^-8 of the float one on both sides, finer than
+// accuracy_level 4's int8 activations; kernels/reference.py models it (`prefill_tiles`).
 #pragma once
 
 #include <cstdint>
@@ -10,12 +13,16 @@
 
 namespace qwd::amx {
 
-// Whether this process computes on AMX tiles: the CPU has AMX-INT8 and Linux granted the tile state (asked
+// Whether this process computes on AMX tiles: the CPU has AMX-BF16 (and AVX512-BF16) and Linux granted the tile state (asked
 // once per process). QWDEPLOY_AMX=0 declines them, to compare with the AVX-512 VNNI path.
 bool usable();
 
-// The blocked path's contract (quant_linear.cc): out[t * count + i] = x[t] . w[rows[i]] with the implicit
-// zero point, for activations `a` in the AMX layout (int8_act.h).
+// Token t of x ([cols] floats) into the B-tile layout of Int8Activations::amx_x: `pairs` pairs of
+// positions (int8_act.h's order for `bits`-bit weights), zeros past cols.
+void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pairs, uint32_t* amx_x);
+
+// The blocked path's contract (quant_linear.cc): out[t * count + i] = x[t] . w[rows[i]] with w's own
+// zero points, for activations `a` in the AMX layout.
 void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out);
 
 }  // namespace qwd::amx

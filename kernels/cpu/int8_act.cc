@@ -52,16 +52,15 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     : tokens(tokens_) {
   const int64_t nb = w.blocks(), bs = w.block_size, cols = w.cols;
   zero = 1 << (w.bits - 1);
+  // One layout of three: the kernels read amx_x or blocked_* when there, the position layout otherwise.
+  if (blocked && amx::usable()) {
+    amx_pairs = (nb * bs + 31) / 32 * 16;
+    amx_x.assign((tokens + 15) / 16 * 16 * amx_pairs, 0);
+    par.run(tokens, [&](int64_t t) { amx::pack_token(x + t * cols, cols, w.bits, t, amx_pairs, amx_x.data()); });
+    return;
+  }
   block_sum.assign(tokens * nb, 0.0f);
-  // One layout of three: the kernels read amx_* or blocked_* when there, the position layout otherwise.
-  const bool tiles = blocked && amx::usable();
-  if (tiles) {
-    steps = bs / 4;
-    const int64_t padded = (tokens + 15) / 16 * 16;
-    amx_q.assign(padded * nb * steps * 4, 0);
-    amx_init.assign(padded * nb, 0);
-    amx_scale.assign(padded * nb, 0.0f);
-  } else if (blocked) {
+  if (blocked) {
     groups = (nb + 15) / 16;
     steps = bs / 4;
     blocked_q.assign(tokens * groups * steps * 64, 0);
@@ -87,20 +86,15 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       scale[b] = amax / 127.0f;
       const int32_t sum = to_codes(xt + begin, n, inv, rounded.data(), codes.data() + begin);
       block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
-      const int8_t* c = codes.data() + begin;
-      if (tiles) {
-        for (int64_t k = 0; k < steps; ++k) std::memcpy(&amx_q[amx_index(t, b, k, 0, nb, steps)], c + 4 * k, 4);
-        const int64_t at = ((t / 16) * nb + b) * 16 + t % 16;
-        amx_init[at] = -zero * sum;
-        amx_scale[at] = scale[b];
-      } else if (blocked) {
+      if (blocked) {
+        const int8_t* c = codes.data() + begin;
         int8_t* out = blocked_q.data() + t * groups * steps * 64;
         for (int64_t k = 0; k < steps; ++k) std::memcpy(out + blocked_index(b / 16, k, b % 16, 0, steps), c + 4 * k, 4);
         blocked_init[t * groups * 16 + b] = -zero * sum;
         blocked_scale[t * groups * 16 + b] = scale[b];
       }
     }
-    if (tiles || blocked) return;
+    if (blocked) return;
     int8_t* __restrict qt = q.data() + t * positions;
     if (w.bits == 8) {
       std::memcpy(qt, codes.data(), codes.size());

@@ -33,12 +33,12 @@ struct Int8Activations {
   std::vector<int32_t> blocked_init;  // [tokens, groups * 16]: -zero * sum of the block's q
   std::vector<float> blocked_scale;   // [tokens, groups * 16]: the block's scale
 
-  // Instead, where the CPU has AMX tiles (amx.cc), the same codes as TDPBUSD's B tiles take them, 16
-  // tokens per tile: [tiles, blocks, steps, 16 tokens, 4], and each (tile, block)'s 16 inits and scales;
-  // tokens past the last are 0. blocked_* are then empty.
-  std::vector<int8_t> amx_q;
-  std::vector<int32_t> amx_init;  // [tiles, blocks, 16 tokens]
-  std::vector<float> amx_scale;   // [tiles, blocks, 16 tokens]
+  // Instead, where the CPU has AMX tiles (amx.h), the activations themselves as bf16 pairs the way
+  // TDPBF16PS's B tiles take them, 16 tokens per tile: [tiles, amx_pairs, 16 tokens] words, each two
+  // bf16 values of consecutive positions (the lower one in the low half); zeros past the last column and
+  // token. Everything else is then empty.
+  int64_t amx_pairs = 0;  // per token: blocks*block_size rounded up to 32 positions, halved
+  std::vector<uint32_t> amx_x;
 
   // Tokens are quantized in parallel on `par`.
   Int8Activations(const float* x, int64_t tokens, const Weights& w, bool blocked = false,
@@ -53,11 +53,6 @@ struct Int8Activations {
 // Where a block-side-by-side index (group g, step k, block j of the group, byte c) lies: see blocked_q.
 inline int64_t blocked_index(int64_t g, int64_t k, int64_t j, int64_t c, int64_t steps) {
   return ((g * steps + k) * 16 + j) * 4 + c;
-}
-
-// Where token t's byte c of step k of block b lies in amx_q, for `blocks` blocks of `steps` steps.
-inline int64_t amx_index(int64_t t, int64_t b, int64_t k, int64_t c, int64_t blocks, int64_t steps) {
-  return ((((t / 16) * blocks + b) * steps + k) * 16 + t % 16) * 4 + c;
 }
 
 // Column of position p (the layout above).

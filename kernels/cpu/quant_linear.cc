@@ -199,7 +199,7 @@ void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, i
 
 const char* int8_isa() {
 #if defined(QWD_INT8_AVX512)
-  if (amx::usable()) return "avx512-vnni, amx prefill";
+  if (amx::usable()) return "avx512-vnni, amx bf16 prefill";
 #endif
   return kIsa;
 }
@@ -221,9 +221,11 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
 #if defined(QWD_INT8_AVX512)
-  if (!a.amx_q.empty())
+  if (!a.amx_x.empty()) {  // the tiles apply w's zero points themselves
     amx::dot_rows(a, w, rows, count, out);
-  else if (!a.blocked_q.empty())
+    return;
+  }
+  if (!a.blocked_q.empty())
     blocked_rows(a, w, rows, count, out);
   else
 #endif
@@ -256,9 +258,12 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
     thread_local std::vector<float> out;  // [tokens, count]; kept per thread, as a fresh one faults its pages in
     out.resize(tokens * count);
     int8_dot_rows(a, w, rows.data(), count, out.data());
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t i = 0; i < count; ++i)
-        y[t * w.rows + begin + i] = out[t * count + i] + (bias ? bias[begin + i] : 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      float* yt = y + t * w.rows + begin;
+      std::memcpy(yt, out.data() + t * count, count * sizeof(float));
+      if (bias)
+        for (int64_t i = 0; i < count; ++i) yt[i] += bias[begin + i];
+    }
   });
 }
 

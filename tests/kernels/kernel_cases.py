@@ -3,6 +3,8 @@ their numpy reference outputs, and a writer for the C++ test driver's case folde
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 from qwdeploy.kernels.quantize import quantize_blocks
 from qwdeploy.kernels.reference import REFERENCES
 from qwdeploy.kernels.schemas import SCHEMAS
+from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
 
 @dataclass
@@ -23,9 +26,23 @@ class Case:
     atol: float = 1e-4
     rtol: float = 1e-4
 
-    def expected(self) -> list[np.ndarray]:
-        out = REFERENCES[self.op](**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes)
+    def expected(self, tiles: bool = False) -> list[np.ndarray]:
+        """tiles: the outputs of a build that prefills on AMX tiles (kernels/cpu/amx.h), for the cases it
+        takes there: int8 weights at accuracy_level 4 and 16 tokens or more."""
+        extra = {}
+        if tiles and self.op in TILE_OPS and self.attributes["accuracy_level"] == 4 and self.sizes["tokens"] >= 16:
+            extra = {"prefill_tiles": True}
+        out = REFERENCES[self.op](**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes, **extra)
         return list(out) if isinstance(out, tuple) else [out]
+
+
+TILE_OPS = ("QuantLinear", "QuantSwiGLU")
+
+
+def tiles_here(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether an AVX-512 build prefills on AMX tiles on this machine: /proc/cpuinfo lists AMX-BF16 (an
+    oracle apart from the kernels' own CPUID check) and QWDEPLOY_AMX does not decline them."""
+    return {"amx_tile", "amx_bf16"} <= cpu_flags() and env.get("QWDEPLOY_AMX") != "0"
 
 
 def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
@@ -141,14 +158,15 @@ def all_cases(seed: int = 0) -> list[Case]:
     ]
 
 
-def write_case(case: Case, folder: Path) -> Path:
-    """meta.txt + raw little-endian arrays, the format kernels/tests/kernel_test.cc reads."""
+def write_case(case: Case, folder: Path, tiles: bool = False) -> Path:
+    """meta.txt + raw little-endian arrays, the format kernels/tests/kernel_test.cc reads; the outputs of
+    Case.expected(tiles)."""
     folder.mkdir(parents=True, exist_ok=True)
     outputs = [o.name for o in SCHEMAS[case.op].outputs]
     for name, value in case.inputs.items():
         if value is not None:
             np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tofile(folder / f"{name}.bin")
-    for name, value in zip(outputs, case.expected()):
+    for name, value in zip(outputs, case.expected(tiles)):
         value.astype("<f4").tofile(folder / f"{name}.bin")
     meta = {"op": case.op, "outputs": ",".join(outputs), "atol": case.atol, "rtol": case.rtol,
             **case.sizes, **case.attributes}

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kernel_cases import all_cases, write_case
+from kernel_cases import all_cases, tiles_here, write_case
 from qwdeploy.kernels.build import Build, build
 from qwdeploy.kernels.targets import resolve_target
-from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
 QEMU = "qemu-aarch64"
 AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu")
@@ -26,6 +25,18 @@ def case_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return [str(write_case(case, root / case.name)) for case in all_cases(seed=1)]
 
 
+@pytest.fixture(scope="module")
+def tile_case_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The same cases with the outputs of a build that prefills on AMX tiles."""
+    root = tmp_path_factory.mktemp("kernel-cases-tiles")
+    return [str(write_case(case, root / case.name, tiles=True)) for case in all_cases(seed=1)]
+
+
+def _host_cases(case_dirs: list[str], tile_case_dirs: list[str], env: dict[str, str]) -> list[str]:
+    # Every CPU with AMX has AVX-512 VNNI, so the native build there is the AVX-512 one, which takes the tiles.
+    return tile_case_dirs if tiles_here(env) else case_dirs
+
+
 def _check(output: str, returncode: int, isa: str, count: int) -> None:
     assert returncode == 0, output
     lines = output.splitlines()
@@ -33,7 +44,8 @@ def _check(output: str, returncode: int, isa: str, count: int) -> None:
     assert sum(line.startswith("PASS") for line in lines) == count, output
 
 
-def test_native_driver(host_build: Build, case_dirs: list[str]):
+def test_native_driver(host_build: Build, case_dirs: list[str], tile_case_dirs: list[str]):
+    case_dirs = _host_cases(case_dirs, tile_case_dirs, dict(os.environ))
     run = subprocess.run([str(host_build.test_driver), *case_dirs], capture_output=True, text=True, timeout=120)
     isa = run.stdout.splitlines()[0].split()[1]
     assert isa in ("avx512", "avx2", "scalar")
@@ -96,13 +108,14 @@ def test_an_rpi5_bundle_carries_the_library_checked_under_qemu(aarch64_build: Bu
 
 
 @pytest.mark.parametrize("amx", ["default", "declined"])
-def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Build, case_dirs: list[str], amx: str):
-    """The AVX-512 build prefills on AMX tiles where /proc/cpuinfo lists amx_int8 (an oracle apart from the
-    kernels' own CPUID check) and on VNNI elsewhere, or when QWDEPLOY_AMX=0 declines them; both match."""
+def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Build, case_dirs: list[str],
+                                                                tile_case_dirs: list[str], amx: str):
+    """The AVX-512 build prefills on AMX tiles where /proc/cpuinfo lists amx_bf16 and on VNNI elsewhere, or
+    when QWDEPLOY_AMX=0 declines them; each path meets its own reference."""
     env = {**os.environ, "QWDEPLOY_AMX": "0" if amx == "declined" else "1"}
-    run = subprocess.run([str(host_build.test_driver), *case_dirs], capture_output=True, text=True, timeout=120,
-                         env=env)
+    dirs = _host_cases(case_dirs, tile_case_dirs, env)
+    run = subprocess.run([str(host_build.test_driver), *dirs], capture_output=True, text=True, timeout=120, env=env)
     isa = run.stdout.splitlines()[0].split()[1]
-    _check(run.stdout, run.returncode, isa, len(case_dirs))
-    tiles = isa == "avx512" and "amx_int8" in cpu_flags() and amx == "default"
-    assert run.stdout.splitlines()[1].endswith("amx prefill") == tiles, run.stdout.splitlines()[1]
+    _check(run.stdout, run.returncode, isa, len(dirs))
+    tiles = isa == "avx512" and tiles_here(env)
+    assert run.stdout.splitlines()[1].endswith("amx bf16 prefill") == tiles, run.stdout.splitlines()[1]
