@@ -126,7 +126,9 @@ def all_cases(seed: int = 0) -> list[Case]:
           for level in (0, 4)
           for lead, K, inter, bits, block, sym in (((1,), 70, 13, 4, 32, True), ((2, 3), 130, 9, 4, 16, False),
                                                    ((5,), 64, 17, 8, 64, True), ((1, 3), 200, 33, 8, 32, False),
-                                                   ((17,), 96, 40, 4, 128, False))),
+                                                   ((17,), 96, 40, 4, 128, False),
+                                                   # tasks of 19 gate + 19 up rows: two row tiles, one partial
+                                                   ((19,), 160, 150, 4, 32, False))),
         # Odd N (a short last group of rows), K not a multiple of the block, a partial last step, 1 to 20 tokens.
         *(quant_matmul(rng, "QuantLinear", lead, K, N, bits, block, sym, level, bias)
           for level in (0, 4)
@@ -138,13 +140,19 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((1, 5), 300, 21, 4, 128, True, True),
                                                      ((1,), 48, 5, 4, 16, True, False),
                                                      # 16+ tokens: AVX-512's blocked prefill layout, and
-                                                     # AMX tiles (16 rows x 16 tokens, partial ones too, K
-                                                     # in chunks of 64) where the CPU has them
+                                                     # AMX tiles (32 rows x 32 tokens, partial ones too, K
+                                                     # in slices of 256) where the CPU has them
                                                      ((2, 9), 200, 33, 8, 16, False, True),
                                                      ((20,), 900, 37, 4, 32, True, True),
                                                      ((33,), 256, 19, 4, 64, False, False),
                                                      ((17,), 300, 40, 4, 128, True, False),
-                                                     ((16,), 520, 17, 8, 256, True, True))),
+                                                     ((16,), 520, 17, 8, 256, True, True),
+                                                     # int4 blocks of 16 with zero points: each 16 bytes the
+                                                     # tiles' dequantization reads hold two blocks, and the
+                                                     # last 32-column group is half full (13 blocks)
+                                                     ((18,), 208, 21, 4, 16, False, True),
+                                                     # tasks of 38 rows: two row tiles, then a partial pair
+                                                     ((20,), 96, 300, 4, 32, True, False))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),
