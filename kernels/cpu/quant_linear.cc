@@ -17,13 +17,15 @@ using namespace int8;
 
 // Decode: 4 rows share each activation load. Prefill: rows x tokens tiles, each unpacked weight step
 // feeding kPrefillTokens dot products while it sits in registers (2 x 8 accumulators fit AVX-512's 32
-// registers, 2 x 4 the 16 of AVX2 and the scalar/NEON paths).
+// registers, 2 x 4 the 16 of AVX2 and the scalar/NEON paths); batches of 2-7 tokens the same way.
 constexpr int kDecodeRows = 4;
 constexpr int kPrefillRows = 2;
 #if defined(QWD_INT8_AVX512)
 constexpr int kPrefillTokens = 8;
+constexpr int kBatchRows = 4;  // x 4 tokens: 16 accumulators
 #else
 constexpr int kPrefillTokens = 4;
+constexpr int kBatchRows = 2;
 #endif
 
 template <int kBits, int R, int T>
@@ -192,6 +194,9 @@ void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, i
   int64_t t = 0;
   for (; t + kPrefillTokens <= a.tokens; t += kPrefillTokens)
     rows_tokens<kBits, kPrefillRows, kPrefillTokens>(a, w, gather, rows, count, t, out);
+  // A few sequences decoding together (batch 2-7): each pass over the weights serves up to 4 tokens.
+  for (; t + 4 <= a.tokens; t += 4) rows_tokens<kBits, kBatchRows, 4>(a, w, gather, rows, count, t, out);
+  for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, gather, rows, count, t, out);
   for (; t < a.tokens; ++t) rows_tokens<kBits, kDecodeRows, 1>(a, w, gather, rows, count, t, out);
 }
 
