@@ -1,9 +1,9 @@
 // Prefill on AMX tiles (Intel Xeon from Sapphire Rapids on), chosen at run time. The tiles multiply bf16
-// pairs into float32 (TDPBF16PS), so the weight rows are dequantized to bf16 once per 32 rows and call
-// ((q - zero) * scale, rounded to nearest even) and the activations are kept as bf16 instead of int8
-// codes (int8_act.h): the sums stay in the tiles across all of K, with no per-block scaling between
-// tile products. Each product is within 2^-8 of the float one on both sides, finer than
-// accuracy_level 4's int8 activations; kernels/reference.py models it (`prefill_tiles`).
+// pairs into float32 (TDPBF16PS), so each call dequantizes the weight rows to bf16, 32 rows by a K slice
+// at a time ((q - zero) * scale, rounded to nearest even), and keeps the activations as bf16 instead of
+// int8 codes (int8_act.h): the sums stay in the tiles across all of K, with no per-block scaling between
+// tile products. Each product is within 2^-8 of the float one, finer than accuracy_level 4's int8
+// activations; kernels/reference.py models it (`prefill_tiles`).
 #pragma once
 
 #include <cstdint>
