@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "../../kernels/cpu/amx.h"
 #include "../../kernels/cpu/quant_linear.h"
 
 namespace {
@@ -57,7 +58,7 @@ float bf16(float f) {  // nearest bfloat16, ties to even
 // The op's meaning at accuracy_level 4, one column at a time in double: int8 activations per block, or on
 // AMX tiles (16+ tokens where the CPU has them) weights and activations rounded to bf16 (kernels/cpu/amx.h).
 std::vector<double> reference(const Matrix& m, const std::vector<float>& x, int64_t tokens) {
-  const bool tiles = tokens >= qwd::kBlockedMinTokens && std::strstr(qwd::int8_isa(), "amx") != nullptr;
+  const bool tiles = tokens >= qwd::kBlockedMinTokens && qwd::amx::usable();
   const qwd::Int8Activations a(x.data(), tokens, m.view());
   const int64_t nb = (m.cols + m.block - 1) / m.block;
   std::vector<double> y(tokens * m.rows, 0.0);

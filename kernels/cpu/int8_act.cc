@@ -76,9 +76,12 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
   // Tokens are independent: each writes only its own bytes of every layout.
   par.run(tokens, [&](int64_t t) {
     const float* xt = x + t * cols;  // [cols]
-    std::vector<float> scale(nb), rounded(bs);
-    // The token's codes in column order, 0 past the last column, to whole groups of 32 (column_of).
-    std::vector<int8_t> codes((nb * bs + 31) / 32 * 32, 0);
+    // Scratch kept per thread: decode builds these for every op of every step.
+    thread_local std::vector<float> scale, rounded;
+    thread_local std::vector<int8_t> codes;
+    scale.resize(nb);
+    rounded.resize(bs);
+    codes.assign((nb * bs + 31) / 32 * 32, 0);  // column order, 0 past the last column, whole groups of 32
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
       const float amax = max_abs(xt + begin, n);
