@@ -132,6 +132,12 @@ def qmoe(X: np.ndarray, router_logits: np.ndarray, gate_up_weights: np.ndarray, 
                normalize_topk=normalize_topk)
 
 
+def _rotate_half(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """x [..., D] at positions whose cos/sin rows [..., D/2] broadcast against it."""
+    first, second = np.split(x, 2, axis=-1)
+    return np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
+
+
 def qk_norm_rotary(Q: np.ndarray, K: np.ndarray, q_norm_weight: np.ndarray, k_norm_weight: np.ndarray,
                    position_ids: np.ndarray, cos_cache: np.ndarray, sin_cache: np.ndarray, *, num_heads: int,
                    kv_num_heads: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +149,7 @@ def qk_norm_rotary(Q: np.ndarray, K: np.ndarray, q_norm_weight: np.ndarray, k_no
         b, s, _ = x.shape
         h = x.astype(np.float64).reshape(b, s, heads, head_dim)  # [B, S, heads, D]
         h = h / np.sqrt((h * h).mean(-1, keepdims=True) + epsilon) * weight.astype(np.float64)
-        first, second = h[..., : head_dim // 2], h[..., head_dim // 2:]  # [B, S, heads, D/2] each
-        out = np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
-        return out.reshape(b, s, heads * head_dim).astype(x.dtype)
+        return _rotate_half(h, cos, sin).reshape(b, s, heads * head_dim).astype(x.dtype)
 
     return one(Q, q_norm_weight, num_heads), one(K, k_norm_weight, kv_num_heads)
 
@@ -160,6 +164,50 @@ def qk_norm_rotary_packed(QKV: np.ndarray, q_norm_weight: np.ndarray, k_norm_wei
     return np.concatenate([q, k, QKV[..., k_end:]], axis=-1)  # [B, S, (H + 2*KV) * D]
 
 
+def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: np.ndarray, seqlens_k: np.ndarray,
+                          total_sequence_length: np.ndarray, key: np.ndarray | None = None,
+                          value: np.ndarray | None = None, cos_cache: np.ndarray | None = None,
+                          sin_cache: np.ndarray | None = None, *, num_heads: int, kv_num_heads: int, scale: float,
+                          do_rotary: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(output, present_key, present_value), with ONNX Runtime's rules for a concatenated cache: a call whose
+    seq equals total_sequence_length is a first prompt (no past); otherwise row b's past is
+    seqlens_k[b] + 1 - seq tokens; new token s sits at position past + s, right-padding too."""
+    B, S, _ = query.shape
+    KV, D = past_key.shape[1], past_key.shape[3]
+    H, G, T = num_heads, num_heads // kv_num_heads, int(total_sequence_length.reshape(-1)[0])
+    if key is None:  # packed: q heads, then k heads, then v heads
+        key, value = query[..., H * D:(H + KV) * D], query[..., (H + KV) * D:]
+        query = query[..., :H * D]
+    q = query.astype(np.float64).reshape(B, S, H, D)
+    k = key.astype(np.float64).reshape(B, S, KV, D)
+    v = value.reshape(B, S, KV, D)
+    alpha = scale or D ** -0.5
+    out = np.zeros((B, S, H, D), np.float64)
+    present_k = np.zeros((B, KV, T, D), np.float32)
+    present_v = np.zeros((B, KV, T, D), np.float32)
+    for b in range(B):
+        total = int(seqlens_k[b]) + 1
+        past = 0 if S == T else total - S
+        positions = np.arange(past, past + S)
+        qb, kb = q[b], k[b]  # [S, H, D], [S, KV, D]
+        if do_rotary:
+            cos = cos_cache[positions].astype(np.float64)[:, None, :]  # [S, 1, D/2]
+            sin = sin_cache[positions].astype(np.float64)[:, None, :]
+            qb, kb = _rotate_half(qb, cos, sin), _rotate_half(kb, cos, sin)
+        present_k[b, :, :past] = past_key[b, :, :past]
+        present_v[b, :, :past] = past_value[b, :, :past]
+        present_k[b, :, past:past + S] = kb.transpose(1, 0, 2)
+        present_v[b, :, past:past + S] = v[b].transpose(1, 0, 2)
+        keys, values = present_k[b].astype(np.float64), present_v[b].astype(np.float64)  # [KV, T, D]
+        for s in range(S):
+            seen = past + s + 1  # causal: keys 0 ..= past + s
+            for h in range(H):
+                scores = keys[h // G, :seen] @ qb[s, h] * alpha  # [seen]
+                probs = np.exp(scores - scores.max())
+                out[b, s, h] = probs @ values[h // G, :seen] / probs.sum()
+    return out.reshape(B, S, H * D).astype(np.float32), present_k, present_v
+
+
 # Schema op name → reference; the keyword arguments are the op's attributes.
 REFERENCES = {
     "SwiGLU": swiglu,
@@ -169,4 +217,5 @@ REFERENCES = {
     "QMoE": qmoe,
     "QKNormRotary": qk_norm_rotary,
     "QKNormRotaryPacked": qk_norm_rotary_packed,
+    "GroupQueryAttention": group_query_attention,
 }

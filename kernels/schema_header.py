@@ -17,7 +17,7 @@ from .schemas import SCHEMAS, Arg
 
 HEADER = Path(__file__).resolve().parent / "ort" / "schema_io.h"
 COMMAND = "python -m qwdeploy.kernels.schema_header"
-CPP_TYPES = {"float32": "kFloat", "uint8": "kUint8", "int64": "kInt64"}  # Arg.dtype → kernels/ort/adapter.h
+CPP_TYPES = {"float32": "kFloat", "uint8": "kUint8", "int32": "kInt32", "int64": "kInt64"}  # Arg.dtype → kernels/ort/adapter.h
 
 PREAMBLE = f"""\
 // Generated from kernels/schemas.py by kernels/schema_header.py; do not edit. After changing a schema run

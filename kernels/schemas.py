@@ -21,7 +21,7 @@ DOMAIN_VERSION = 1
 class Arg:
     name: str
     shape: str  # symbolic, for docs and checks
-    dtype: str  # numpy's name of the element type: "float32", "uint8" or "int64"
+    dtype: str  # numpy's name of the element type: "float32", "uint8", "int32" or "int64"
     optional: bool = False
 
 
@@ -142,6 +142,29 @@ SCHEMAS = {
             doc="QKNormRotary on the q and k heads of a packed projection (q heads, then k, then v: "
             "GroupQueryAttention's packed-QKV layout); v heads pass through unchanged, so one MatMul feeds "
             "the norm and attention without a Split.",
+        ),
+        OpSchema(
+            "GroupQueryAttention",
+            inputs=(
+                Arg("query", "[batch, seq, num_heads*head_dim], or packed [batch, seq, (num_heads + "
+                    "2*kv_num_heads)*head_dim] without key and value", "float32"),
+                Arg("key", "[batch, seq, kv_num_heads*head_dim]", "float32", optional=True),
+                Arg("value", "[batch, seq, kv_num_heads*head_dim]", "float32", optional=True),
+                Arg("past_key", "[batch, kv_num_heads, past, head_dim]", "float32"),
+                Arg("past_value", "[batch, kv_num_heads, past, head_dim]", "float32"),
+                Arg("seqlens_k", "[batch]", "int32"),
+                Arg("total_sequence_length", "[1]", "int32"),
+                Arg("cos_cache", "[max_positions, head_dim/2]", "float32", optional=True),
+                Arg("sin_cache", "[max_positions, head_dim/2]", "float32", optional=True),
+            ),
+            outputs=(Arg("output", "[batch, seq, num_heads*head_dim]", "float32"),
+                     Arg("present_key", "[batch, kv_num_heads, total, head_dim]", "float32"),
+                     Arg("present_value", "[batch, kv_num_heads, total, head_dim]", "float32")),
+            attributes={"num_heads": "int", "kv_num_heads": "int", "scale": "float", "do_rotary": "int"},
+            doc="ONNX Runtime's com.microsoft GroupQueryAttention on CPU in float32 (same inputs, outputs and "
+            "cache semantics; rotate-half rotary when do_rotary, no local window, softcap or smooth softmax), "
+            "computed flash-style: a block of keys at a time with an online softmax, never the [seq, total] "
+            "score matrix, so a long prefill costs what its causal half does.",
         ),
     )
 }

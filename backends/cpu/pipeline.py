@@ -1,10 +1,11 @@
-"""The CPU pipeline: the shared phases, with CPU's own MLP and quantization.
+"""The CPU pipeline: the shared phases, with CPU's own attention, MLP and quantization.
 
 ONNX Runtime's SwiGLU has no CPU kernel: without our ops SiLU becomes its QuickGelu(alpha=1) and the
 MLP keeps two MatMuls. Quantizing also moves the embedding lookup onto an int4/int8 table, shared with a
 tied LM head (-O keep=embed keeps it float). With our ops, quantized gate/up + SwiGLU fuse into
 QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the exported int4/int8 bytes in
-place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight.
+place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight; and
+GroupQueryAttention runs as ours (fusions/attention.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from ..ort.fusions import silu_quick_gelu
 from ..ort.options import OrtOptions
 from ..ort.quant import embedding
 from ..passes import Fusion, Phase
+from .fusions import attention as fused_attention
 from .fusions import quant_linear
+
+
+def attention(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
+    name, passes = shared.attention(plan, custom_ops)
+    return name, [*passes, Fusion(fused_attention)] if custom_ops and plan.options.attention else passes
 
 
 def mlp(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
@@ -34,4 +41,5 @@ def quantized_fusions(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
 
 
 def cpu_pipeline(plan: Plan[OrtOptions], custom_ops: bool) -> list[Phase]:
-    return shared.pipeline(plan, custom_ops, mlp=mlp, quantize=quantize, quantized_fusions=quantized_fusions)
+    return shared.pipeline(plan, custom_ops, attention=attention, mlp=mlp, quantize=quantize,
+                           quantized_fusions=quantized_fusions)

@@ -30,6 +30,9 @@ class OrtOptions:
     quant_linear: bool = option(
         True, parse_bool, "CPU int4/int8 with custom ops at accuracy_level 4: run every other MatMulNBits as qwdeploy "
         "QuantLinear (weights read in place, no prepacked copy)", INTEGER)
+    attention: bool = option(
+        True, parse_bool, "CPU with custom ops: run GroupQueryAttention as qwdeploy GroupQueryAttention (same "
+        "cache contract; blocks of keys through an online softmax instead of the whole score matrix)")
     block_size: int = option(32, int, "int4/int8 block size along K (power of two, 16-256)", INTEGER)
     symmetric: bool = option(True, parse_bool, "no zero points (true) or a zero point per block (false)", INTEGER)
     scale_dtype: str = option("f32", choice("f32", "f16"), "precision of the block scales", INTEGER)

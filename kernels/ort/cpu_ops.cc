@@ -4,6 +4,7 @@
 #include "../cpu/quant_swiglu.h"
 #include "../cpu/swiglu.h"
 #include "adapter.h"
+#include "attention_io.h"
 #include "ops_io.h"
 #include "qk_norm_rotary_io.h"
 
@@ -80,6 +81,13 @@ struct QKNormRotaryKernel : Kernel<QKNormRotaryKernel<kPacked>>, QKNormRotaryOp<
   }
 };
 
+struct AttentionKernel : Kernel<AttentionKernel>, AttentionOp {
+  static constexpr const char* kProvider = kCpu;
+  using AttentionOp::AttentionOp;
+
+  void Compute(Ort::KernelContext& ctx) { attention(read(ctx), PoolParallel(ctx)); }
+};
+
 }  // namespace
 
 std::vector<OrtCustomOp*> cpu_ops() {
@@ -90,7 +98,8 @@ std::vector<OrtCustomOp*> cpu_ops() {
   static Op<MoEKernel<true>> qmoe_op;
   static Op<QKNormRotaryKernel<false>> qk_op;
   static Op<QKNormRotaryKernel<true>> qk_packed_op;
-  return {&swiglu_op, &quant_swiglu_op, &quant_linear_op, &moe_op, &qmoe_op, &qk_op, &qk_packed_op};
+  static Op<AttentionKernel> attention_op;
+  return {&swiglu_op, &quant_swiglu_op, &quant_linear_op, &moe_op, &qmoe_op, &qk_op, &qk_packed_op, &attention_op};
 }
 
 }  // namespace qwd::ort

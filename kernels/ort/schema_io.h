@@ -110,4 +110,24 @@ struct QKNormRotaryPacked {
   };
 };
 
+struct GroupQueryAttention {
+  static constexpr const char* kName = "GroupQueryAttention";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // query
+      {kFloat, true},  // key
+      {kFloat, true},  // value
+      {kFloat, false},  // past_key
+      {kFloat, false},  // past_value
+      {kInt32, false},  // seqlens_k
+      {kInt32, false},  // total_sequence_length
+      {kFloat, true},  // cos_cache
+      {kFloat, true},  // sin_cache
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // output
+      kFloat,  // present_key
+      kFloat,  // present_value
+  };
+};
+
 }  // namespace qwd::ort::schema

@@ -159,4 +159,40 @@ QKNormRotary qk_norm_rotary_packed(const Shape& qkv, const Shape& q_weight, cons
   return norm_rotary_tables(op, qkv[0], qkv[1], qkv[2] / heads, q_weight, k_weight, position_ids, cos, sin);
 }
 
+Attention attention(const Shape& query, const Shape* key, const Shape* value, const Shape& past_key,
+                    const Shape& past_value, const Shape& seqlens_k, const Shape& total_sequence_length,
+                    int64_t total, const Shape* cos, const Shape* sin, int64_t num_heads, int64_t kv_num_heads) {
+  const char* op = "GroupQueryAttention";
+  require(num_heads > 0 && kv_num_heads > 0 && num_heads % kv_num_heads == 0, op,
+          "num_heads must be a positive multiple of kv_num_heads");
+  require((key == nullptr) == (value == nullptr), op, "key and value must be given together");
+  const bool packed = key == nullptr;
+  const int64_t heads = packed ? num_heads + 2 * kv_num_heads : num_heads;
+  require(query.size() == 3 && query[2] % heads == 0, op,
+          std::string("query must be [batch, seq, ") + (packed ? "(num_heads + 2*kv_num_heads)" : "num_heads") +
+              "*head_dim], got " + str(query));
+  const int64_t B = query[0], S = query[1], D = query[2] / heads;
+  if (!packed) {
+    expect(op, "key", *key, {B, S, kv_num_heads * D});
+    expect(op, "value", *value, {B, S, kv_num_heads * D});
+  }
+  require(past_key.size() == 4 && past_key[0] == B && past_key[1] == kv_num_heads && past_key[3] == D, op,
+          "past_key must be [batch, kv_num_heads, past, head_dim], got " + str(past_key));
+  expect(op, "past_value", past_value, past_key);
+  expect(op, "seqlens_k", seqlens_k, {B});
+  require(elements(total_sequence_length) == 1, op, "total_sequence_length must hold one value");
+  require(total >= S, op, "total_sequence_length " + std::to_string(total) + " is less than the " +
+                              std::to_string(S) + " new tokens");
+  require((cos == nullptr) == (sin == nullptr), op, "cos_cache and sin_cache must be given together");
+  int64_t max_positions = 0;
+  if (cos) {
+    require(D % 2 == 0, op, "head_dim must be even for rotary, got " + std::to_string(D));
+    require(cos->size() == 2 && (*cos)[1] == D / 2, op,
+            "cos_cache must be [max_positions, head_dim/2], got " + str(*cos));
+    expect(op, "sin_cache", *sin, *cos);
+    max_positions = (*cos)[0];
+  }
+  return {B, S, D, past_key[2], total, max_positions, packed, {B, S, num_heads * D}, {B, kv_num_heads, total, D}};
+}
+
 }  // namespace qwd::shapes

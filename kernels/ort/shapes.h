@@ -44,4 +44,15 @@ QKNormRotary qk_norm_rotary_packed(const Shape& qkv, const Shape& q_weight, cons
                                    const Shape& position_ids, const Shape& cos, const Shape& sin, int64_t num_heads,
                                    int64_t kv_num_heads);
 
+struct Attention {
+  int64_t batch, seq, head_dim, past, total, max_positions;  // max_positions = 0 without cos/sin
+  bool packed;
+  Shape out, present;
+};
+// query [batch, seq, num_heads*head_dim] with key and value [batch, seq, kv_num_heads*head_dim], or packed
+// [batch, seq, (num_heads + 2*kv_num_heads)*head_dim] with neither; total_sequence_length's value given.
+Attention attention(const Shape& query, const Shape* key, const Shape* value, const Shape& past_key,
+                    const Shape& past_value, const Shape& seqlens_k, const Shape& total_sequence_length,
+                    int64_t total, const Shape* cos, const Shape* sin, int64_t num_heads, int64_t kv_num_heads);
+
 }  // namespace qwd::shapes

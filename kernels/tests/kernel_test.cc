@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "../cpu/attention.h"
 #include "../cpu/moe.h"
 #include "../cpu/qk_norm_rotary.h"
 #include "../cpu/quant_linear.h"
@@ -170,6 +171,49 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     qwd::dense_rows(p, q.data(), k.data(), q_out.data(), k_out.data());
     qwd::qk_norm_rotary(p, par);
     return {q_out, k_out};
+  }
+  if (op == "GroupQueryAttention") {
+    const int64_t B = c.i("batch"), S = c.i("seq"), H = c.i("num_heads"), KV = c.i("kv_num_heads"),
+                  D = c.i("head_dim"), T = c.i("total");
+    const auto query = c.array<float>("query"), past_k = c.array<float>("past_key"),
+               past_v = c.array<float>("past_value");
+    const auto key = c.has("key") ? c.array<float>("key") : std::vector<float>{};
+    const auto value = c.has("value") ? c.array<float>("value") : std::vector<float>{};
+    const auto cos = c.has("cos_cache") ? c.array<float>("cos_cache") : std::vector<float>{};
+    const auto sin = c.has("sin_cache") ? c.array<float>("sin_cache") : std::vector<float>{};
+    const auto seqlens = c.array<int32_t>("seqlens_k");
+    qwd::AttentionProblem p;
+    p.batch = B;
+    p.seq = S;
+    p.num_heads = H;
+    p.kv_num_heads = KV;
+    p.head_dim = D;
+    p.past_len = c.i("past");
+    p.present_len = T;
+    p.max_positions = c.i("max_positions");
+    p.scale = c.f("scale");
+    p.q = query.data();
+    if (c.i("packed")) {
+      p.q_stride = p.kv_stride = (H + 2 * KV) * D;
+      p.k = p.q + H * D;
+      p.v = p.k + KV * D;
+    } else {
+      p.q_stride = H * D;
+      p.kv_stride = KV * D;
+      p.k = key.data();
+      p.v = value.data();
+    }
+    p.past_k = past_k.data();
+    p.past_v = past_v.data();
+    p.seqlens_k = seqlens.data();
+    p.cos = cos.empty() ? nullptr : cos.data();
+    p.sin = sin.empty() ? nullptr : sin.data();
+    std::vector<float> out(B * S * H * D), present_k(B * KV * T * D), present_v(present_k.size());
+    p.out = out.data();
+    p.present_k = present_k.data();
+    p.present_v = present_v.data();
+    qwd::attention(p, par);
+    return {out, present_k, present_v};
   }
   throw std::runtime_error("unknown op " + op);
 }

@@ -118,6 +118,36 @@ def qk_norm_rotary(rng: np.random.Generator, batch: int, seq: int, heads: int, k
     return Case(op, name, inputs, attrs, sizes)
 
 
+def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int, seq: int, past: int = 0,
+              lengths: tuple[int, ...] = (), packed: bool = True, rotary: bool = True, scale: float = 0.125) -> Case:
+    """GroupQueryAttention on a cache of `past` tokens. lengths: each row's tokens after the call (right-padded
+    rows, ONNX Runtime's batching); default one full row. past = 0 is a first prompt (total = seq)."""
+    total = past + seq
+    lengths = lengths or (total,)
+    batch, max_positions = len(lengths), total + 3
+    inv_freq = 1.0 / 1e4 ** (np.arange(head_dim // 2) / (head_dim // 2))
+    angles = np.arange(max_positions)[:, None] * inv_freq  # [P, D/2]
+    if packed:
+        activations = {"query": _normal(rng, batch, seq, (heads + 2 * kv_heads) * head_dim)}
+    else:
+        activations = {"query": _normal(rng, batch, seq, heads * head_dim),
+                       "key": _normal(rng, batch, seq, kv_heads * head_dim),
+                       "value": _normal(rng, batch, seq, kv_heads * head_dim)}
+    inputs = {**activations,
+              "past_key": _normal(rng, batch, kv_heads, past, head_dim),
+              "past_value": _normal(rng, batch, kv_heads, past, head_dim),
+              "seqlens_k": np.array(lengths, np.int32) - 1,
+              "total_sequence_length": np.array([total], np.int32),
+              "cos_cache": np.cos(angles).astype(np.float32) if rotary else None,
+              "sin_cache": np.sin(angles).astype(np.float32) if rotary else None}
+    attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "scale": scale, "do_rotary": int(rotary)}
+    sizes = {"batch": batch, "seq": seq, "head_dim": head_dim, "past": past, "total": total,
+             "max_positions": max_positions if rotary else 0, "packed": int(packed)}
+    name = (f"gqa-h{heads}-kv{kv_heads}-D{head_dim}-S{seq}-past{past}-len{'.'.join(map(str, lengths))}"
+            f"{'-packed' if packed else ''}{'-rotary' if rotary else ''}")
+    return Case("GroupQueryAttention", name, inputs, attrs, sizes)
+
+
 def all_cases(seed: int = 0) -> list[Case]:
     rng = np.random.default_rng(seed)
     return [
@@ -163,6 +193,13 @@ def all_cases(seed: int = 0) -> list[Case]:
         qk_norm_rotary(rng, 1, 1, 2, 1, 6, packed=True), qk_norm_rotary(rng, 2, 3, 4, 2, 22, packed=True),
         qk_norm_rotary(rng, 1, 17, 16, 8, 128, packed=True), qk_norm_rotary(rng, 3, 5, 5, 1, 34, packed=True),
         qk_norm_rotary(rng, 2, 7, 3, 3, 2, packed=True),
+        # First prompts (one row; two right-padded rows), decode steps on a padded batch, a chunk after a past,
+        # query blocks of 8 and key blocks of 16-64 crossed with partial ones, head sizes off the vector width.
+        attention(rng, 14, 2, 64, 70), attention(rng, 4, 2, 16, 9, lengths=(9, 5)),
+        attention(rng, 14, 2, 64, 1, past=130, lengths=(131, 100, 7)), attention(rng, 8, 8, 128, 1, past=5),
+        attention(rng, 6, 2, 34, 5, past=67, packed=False, scale=0.0),
+        attention(rng, 4, 1, 32, 12, packed=False, rotary=False),
+        attention(rng, 3, 3, 6, 1, past=3, lengths=(4, 2), rotary=False),
     ]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from kernel_cases import Case, all_cases, tiles_here
 from qwdeploy.kernels.build import Build
-from qwdeploy.kernels.graphs import run_node
+from qwdeploy.kernels.graphs import node_model, run_node, session
 from qwdeploy.kernels.library import loaded_variant
 from qwdeploy.kernels.targets import PORTABLE_VARIANTS, host_arch
 
@@ -85,3 +85,36 @@ def test_portable_library_picks_the_best_build_this_cpu_runs(portable_build: Bui
     monkeypatch.setenv(VARIANT_ENV, "no-such-build")
     with pytest.raises(Exception, match="runs on this CPU as QWDEPLOY_KERNELS_VARIANT asks"):
         run_node(CASES[0].op, CASES[0].inputs, CASES[0].attributes, portable_build.library)
+
+
+GQA_CASES = [c for c in CASES if c.op == "GroupQueryAttention"]
+ORT_GQA_CASES = [c for c in GQA_CASES if c.sizes["head_dim"] % 8 == 0]  # ONNX Runtime's CPU kernel requires it
+
+
+@pytest.mark.parametrize("case", ORT_GQA_CASES, ids=[c.name for c in ORT_GQA_CASES])
+def test_attention_matches_onnxruntimes_group_query_attention(case: Case, host_build: Build):
+    """Our kernel and ONNX Runtime's com.microsoft GroupQueryAttention, on the same node and inputs: the
+    same outputs for every real (not right-padding) token, the same present caches."""
+    from onnx import helper
+
+    model = onnx.load_from_string(node_model(case.op, case.inputs, case.attributes))
+    model.graph.node[0].domain = "com.microsoft"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    feeds = {name: value for name, value in case.inputs.items() if value is not None}
+    theirs = session(model.SerializeToString(), host_build.library).run(None, feeds)
+    ours = run_node(case.op, case.inputs, case.attributes, host_build.library)
+    seq, real = case.sizes["seq"], case.inputs["seqlens_k"] + 1
+    for b, length in enumerate(real):
+        rows = seq if case.sizes["past"] else min(seq, length)  # a first prompt's padding rows are undefined
+        np.testing.assert_allclose(ours[0][b, :rows], theirs[0][b, :rows], atol=2e-5, rtol=1e-4)
+    for got, want in zip(ours[1:], theirs[1:], strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_attention_refuses_lengths_the_cache_cannot_hold(host_build: Build):
+    import onnxruntime as ort
+
+    case = next(c for c in GQA_CASES if c.sizes["past"] and c.sizes["seq"] == 1)
+    inputs = dict(case.inputs, seqlens_k=case.inputs["seqlens_k"] + 5)
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="seqlens_k.* does not fit"):
+        run_node(case.op, inputs, case.attributes, host_build.library)

@@ -1,0 +1,44 @@
+// Causal attention over a KV cache that grows by concatenation: ONNX Runtime's GroupQueryAttention
+// contract (float32, rotate-half rotary or none, no local window, softcap or smooth softmax), computed
+// flash-style: scores for a block of keys at a time with an online softmax, never the [seq, total] matrix.
+//
+// Per batch row b, with total_b = seqlens_k[b] + 1 tokens after this call:
+//   past_b = 0 when seq == present_len (a first prompt), else total_b - seq;
+//   present[b, h] = past[b, h, :past_b], the seq new keys (rotated) / values, then zeros to present_len;
+//   new token s sits at position past_b + s (right-padding too), is rotated there and attends to keys
+//   0 ..= past_b + s.
+#pragma once
+
+#include <cstdint>
+
+#include "parallel.h"
+
+namespace qwd {
+
+struct AttentionProblem {
+  int64_t batch = 0, seq = 0, num_heads = 0, kv_num_heads = 0, head_dim = 0;
+  int64_t past_len = 0;       // past_key's sequence axis
+  int64_t present_len = 0;    // total_sequence_length: present_key's sequence axis
+  int64_t max_positions = 0;  // cos/sin rows; unused without rotary
+  float scale = 0.0f;         // 0: 1/sqrt(head_dim)
+  // Floats from one token to the next in q and in k/v: the packed row (num_heads + 2*kv_num_heads)*head_dim
+  // for a packed QKV tensor, else num_heads*head_dim and kv_num_heads*head_dim.
+  int64_t q_stride = 0, kv_stride = 0;
+  const float* q = nullptr;       // [batch*seq, q_stride], num_heads*head_dim used per token
+  const float* k = nullptr;       // [batch*seq, kv_stride], kv_num_heads*head_dim used per token
+  const float* v = nullptr;       // laid out as k
+  const float* past_k = nullptr;  // [batch, kv_num_heads, past_len, head_dim]
+  const float* past_v = nullptr;
+  const int32_t* seqlens_k = nullptr;  // [batch]
+  const float* cos = nullptr;          // [max_positions, head_dim/2], or null: no rotary
+  const float* sin = nullptr;
+  float* out = nullptr;        // [batch*seq, num_heads*head_dim]
+  float* present_k = nullptr;  // [batch, kv_num_heads, present_len, head_dim]
+  float* present_v = nullptr;
+};
+
+// Throws std::invalid_argument for lengths the cache cannot hold, std::out_of_range for a position
+// outside the cos/sin cache.
+void attention(const AttentionProblem& p, const Parallel& par = serial());
+
+}  // namespace qwd

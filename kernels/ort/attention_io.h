@@ -1,0 +1,71 @@
+// GroupQueryAttention's tensors and attributes read into the core's problem (kernels/cpu/attention.h).
+#pragma once
+
+#include <stdexcept>
+
+#include "../cpu/attention.h"
+#include "adapter.h"
+#include "schema_io.h"
+#include "shapes.h"
+
+namespace qwd::ort {
+
+struct AttentionOp : schema::GroupQueryAttention {
+  int64_t num_heads, kv_num_heads, do_rotary;
+  float scale;
+
+  explicit AttentionOp(const Ort::ConstKernelInfo& info)
+      : num_heads(info.GetAttribute<int64_t>("num_heads")),
+        kv_num_heads(info.GetAttribute<int64_t>("kv_num_heads")),
+        do_rotary(attr_int(info, "do_rotary", 0)),
+        scale(attr_float(info, "scale", 0.0f)) {}
+
+  // The problem with every pointer set and the outputs allocated.
+  AttentionProblem read(Ort::KernelContext& ctx) const {
+    const auto query = ctx.GetInput(0), key = input(ctx, 1), value = input(ctx, 2), past_k = ctx.GetInput(3),
+               past_v = ctx.GetInput(4), seqlens = ctx.GetInput(5), total = ctx.GetInput(6);
+    const auto cos = do_rotary ? input(ctx, 7) : Ort::ConstValue{nullptr};
+    const auto sin = do_rotary ? input(ctx, 8) : Ort::ConstValue{nullptr};
+    if (do_rotary && (!cos || !sin))
+      throw std::invalid_argument("qwdeploy.GroupQueryAttention: do_rotary needs cos_cache and sin_cache");
+    const shapes::Shape key_shape = key ? shape(key) : shapes::Shape{}, value_shape = value ? shape(value) : key_shape;
+    const shapes::Shape cos_shape = cos ? shape(cos) : shapes::Shape{}, sin_shape = sin ? shape(sin) : cos_shape;
+    const auto s = shapes::attention(shape(query), key ? &key_shape : nullptr, value ? &value_shape : nullptr,
+                                     shape(past_k), shape(past_v), shape(seqlens), shape(total),
+                                     total.GetTensorData<int32_t>()[0], cos ? &cos_shape : nullptr,
+                                     sin ? &sin_shape : nullptr, num_heads, kv_num_heads);
+    AttentionProblem p;
+    p.batch = s.batch;
+    p.seq = s.seq;
+    p.num_heads = num_heads;
+    p.kv_num_heads = kv_num_heads;
+    p.head_dim = s.head_dim;
+    p.past_len = s.past;
+    p.present_len = s.total;
+    p.max_positions = s.max_positions;
+    p.scale = scale;
+    const int64_t q_width = num_heads * s.head_dim, kv_width = kv_num_heads * s.head_dim;
+    p.q = query.GetTensorData<float>();
+    if (s.packed) {
+      p.q_stride = p.kv_stride = q_width + 2 * kv_width;
+      p.k = p.q + q_width;
+      p.v = p.k + kv_width;
+    } else {
+      p.q_stride = q_width;
+      p.kv_stride = kv_width;
+      p.k = key.GetTensorData<float>();
+      p.v = value.GetTensorData<float>();
+    }
+    p.past_k = past_k.GetTensorData<float>();
+    p.past_v = past_v.GetTensorData<float>();
+    p.seqlens_k = seqlens.GetTensorData<int32_t>();
+    p.cos = data_or_null<float>(cos);
+    p.sin = data_or_null<float>(sin);
+    p.out = ctx.GetOutput(0, s.out).GetTensorMutableData<float>();
+    p.present_k = ctx.GetOutput(1, s.present).GetTensorMutableData<float>();
+    p.present_v = ctx.GetOutput(2, s.present).GetTensorMutableData<float>();
+    return p;
+  }
+};
+
+}  // namespace qwd::ort
