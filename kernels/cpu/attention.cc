@@ -15,9 +15,8 @@ namespace {
 
 using simd::Vec;
 constexpr int kW = simd::kWidth;
-constexpr int64_t kKeys = 4 * kW;  // keys per block: four score vectors per row
-constexpr int64_t kTokens = 8;     // query tokens per task, each with every q head of one kv head
-constexpr int64_t kRows = 4;       // rows of one micro-kernel call
+constexpr int64_t kKeys = 64;   // keys per block
+constexpr int64_t kTokens = 8;  // query tokens per task, each with every q head of one kv head
 
 // y = rotate_half(x) at one position, times scale; without cos, a scaled copy.
 void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float scale, float* y) {
@@ -43,89 +42,94 @@ void rotate(const float* x, const float* cos, const float* sin, int64_t dim, flo
   }
 }
 
-// s[i, :] = q[i, :] . kt[:, :] for kRows rows: q [kRows, dim], kt [dim, kKeys], s [kRows, kKeys].
-void scores(const float* q, const float* kt, int64_t dim, float* s) {
-  Vec acc[kRows][4];
-  for (auto& row : acc)
-    for (Vec& a : row) a = simd::set1(0.0f);
+// Queries and outputs are held transposed, [dim, rows] with rows a multiple of kW, so every step below is
+// a vector over rows: no key transposition, and the softmax runs on whole vectors.
+
+// st[j, :] = k[j, :] . qt for kJ keys, over kV row vectors: qt [dim, rows], k [kJ, dim], st [kJ, rows].
+template <int kJ, int kV>
+void scores_step(const float* qt, int64_t rows, const float* k, int64_t dim, float* st) {
+  Vec acc[kJ][kV];
+  for (auto& a : acc)
+    for (Vec& v : a) v = simd::set1(0.0f);
   for (int64_t d = 0; d < dim; ++d) {
-    const float* k = kt + d * kKeys;
-    const Vec k0 = simd::load(k), k1 = simd::load(k + kW), k2 = simd::load(k + 2 * kW), k3 = simd::load(k + 3 * kW);
-    for (int64_t i = 0; i < kRows; ++i) {
-      const Vec qi = simd::set1(q[i * dim + d]);
-      acc[i][0] = simd::fma(qi, k0, acc[i][0]);
-      acc[i][1] = simd::fma(qi, k1, acc[i][1]);
-      acc[i][2] = simd::fma(qi, k2, acc[i][2]);
-      acc[i][3] = simd::fma(qi, k3, acc[i][3]);
+    Vec q[kV];
+    for (int c = 0; c < kV; ++c) q[c] = simd::load(qt + d * rows + c * kW);
+    for (int j = 0; j < kJ; ++j) {
+      const Vec kj = simd::set1(k[j * dim + d]);
+      for (int c = 0; c < kV; ++c) acc[j][c] = simd::fma(kj, q[c], acc[j][c]);
     }
   }
-  for (int64_t i = 0; i < kRows; ++i)
-    for (int c = 0; c < 4; ++c) simd::store(s + i * kKeys + c * kW, acc[i][c]);
+  for (int j = 0; j < kJ; ++j)
+    for (int c = 0; c < kV; ++c) simd::store(st + j * rows + c * kW, acc[j][c]);
 }
 
-// o[i, :] = o[i, :] * corr[i] + p[i, :n] . v[:n, :] for kRows rows: p [kRows, kKeys], v [n, dim], o [kRows, dim].
-template <int kVecs>
-void values_step(const float* p, const float* v, int64_t n, const float* corr, float* o, int64_t dim, int64_t d) {
-  Vec acc[kRows][kVecs];
-  for (int64_t i = 0; i < kRows; ++i)
-    for (int c = 0; c < kVecs; ++c) acc[i][c] = simd::mul(simd::load(o + i * dim + d + c * kW), simd::set1(corr[i]));
-  for (int64_t j = 0; j < n; ++j) {
-    Vec vj[kVecs];
-    for (int c = 0; c < kVecs; ++c) vj[c] = simd::load(v + j * dim + d + c * kW);
-    for (int64_t i = 0; i < kRows; ++i) {
-      const Vec pij = simd::set1(p[i * kKeys + j]);
-      for (int c = 0; c < kVecs; ++c) acc[i][c] = simd::fma(pij, vj[c], acc[i][c]);
-    }
-  }
-  for (int64_t i = 0; i < kRows; ++i)
-    for (int c = 0; c < kVecs; ++c) simd::store(o + i * dim + d + c * kW, acc[i][c]);
+template <int kJ>
+void scores_keys(const float* qt, int64_t rows, const float* k, int64_t dim, float* st) {
+  int64_t r = 0;
+  for (; r + 4 * kW <= rows; r += 4 * kW) scores_step<kJ, 4>(qt + r, rows, k, dim, st + r);
+  for (; r < rows; r += kW) scores_step<kJ, 1>(qt + r, rows, k, dim, st + r);
 }
 
-void values(const float* p, const float* v, int64_t n, const float* corr, float* o, int64_t dim) {
-  int64_t d = 0;
-  for (; d + 4 * kW <= dim; d += 4 * kW) values_step<4>(p, v, n, corr, o, dim, d);
-  for (; d + kW <= dim; d += kW) values_step<1>(p, v, n, corr, o, dim, d);
-  for (; d < dim; ++d)
-    for (int64_t i = 0; i < kRows; ++i) {
-      float acc = o[i * dim + d] * corr[i];
-      for (int64_t j = 0; j < n; ++j) acc += p[i * kKeys + j] * v[j * dim + d];
-      o[i * dim + d] = acc;
-    }
-}
-
-// Scores of one row's first `valid` keys → their exp(score - new max); the rest of the block → 0.
-// Returns the factor that rescales what the row accumulated so far; updates its max and sum.
-float softmax_block(float* s, int64_t valid, float& max, float& sum) {
-  if (valid <= 0) {
-    std::fill(s, s + kKeys, 0.0f);
-    return 1.0f;
-  }
-  float block_max = s[0];
-  for (int64_t j = 1; j < valid; ++j) block_max = std::max(block_max, s[j]);
-  const float new_max = std::max(max, block_max);
-  const float corr = std::exp(max - new_max);  // 0 on the first block (max = -inf)
-  float block_sum = 0.0f;
+// st [n, rows] = the block's n keys [n, dim] against every row.
+void scores(const float* qt, int64_t rows, const float* k, int64_t n, int64_t dim, float* st) {
   int64_t j = 0;
-  if constexpr (kW > 1) {
-    const Vec m = simd::set1(new_max);
-    Vec acc = simd::set1(0.0f);
-    for (; j + kW <= valid; j += kW) {
-      const Vec e = simd::exp(simd::sub(simd::load(s + j), m));
-      simd::store(s + j, e);
-      acc = simd::add(acc, e);
+  for (; j + 4 <= n; j += 4) scores_keys<4>(qt, rows, k + j * dim, dim, st + j * rows);
+  for (; j < n; ++j) scores_keys<1>(qt, rows, k + j * dim, dim, st + j * rows);
+}
+
+// ot[d, :] += sum_j v[j, d] * pt[j, :] for kD dims from d, over kV row vectors: pt [n, rows], v [n, dim].
+template <int kD, int kV>
+void values_step(const float* pt, int64_t rows, const float* v, int64_t n, int64_t dim, float* ot) {
+  Vec acc[kD][kV];
+  for (int i = 0; i < kD; ++i)
+    for (int c = 0; c < kV; ++c) acc[i][c] = simd::load(ot + i * rows + c * kW);
+  for (int64_t j = 0; j < n; ++j) {
+    Vec p[kV];
+    for (int c = 0; c < kV; ++c) p[c] = simd::load(pt + j * rows + c * kW);
+    for (int i = 0; i < kD; ++i) {
+      const Vec vj = simd::set1(v[j * dim + i]);
+      for (int c = 0; c < kV; ++c) acc[i][c] = simd::fma(vj, p[c], acc[i][c]);
     }
-    block_sum = simd::hsum(acc);
   }
-  for (; j < valid; ++j) block_sum += s[j] = std::exp(s[j] - new_max);
-  std::fill(s + valid, s + kKeys, 0.0f);
-  max = new_max;
-  sum = sum * corr + block_sum;
-  return corr;
+  for (int i = 0; i < kD; ++i)
+    for (int c = 0; c < kV; ++c) simd::store(ot + i * rows + c * kW, acc[i][c]);
+}
+
+template <int kD>
+void values_dims(const float* pt, int64_t rows, const float* v, int64_t n, int64_t dim, float* ot) {
+  int64_t r = 0;
+  for (; r + 4 * kW <= rows; r += 4 * kW) values_step<kD, 4>(pt + r, rows, v, n, dim, ot + r);
+  for (; r < rows; r += kW) values_step<kD, 1>(pt + r, rows, v, n, dim, ot + r);
+}
+
+// ot [dim, rows] += the block's values [n, dim] weighted by pt [n, rows].
+void values(const float* pt, int64_t rows, const float* v, int64_t n, int64_t dim, float* ot) {
+  int64_t d = 0;
+  for (; d + 4 <= dim; d += 4) values_dims<4>(pt, rows, v + d, n, dim, ot + d * rows);
+  for (; d < dim; ++d) values_dims<1>(pt, rows, v + d, n, dim, ot + d * rows);
+}
+
+// st [n, rows] scores → exp(score - new max) per row; the row's running max and sum follow, and what it
+// accumulated so far (ot [dim, rows]) is rescaled to the new max.
+void softmax_block(float* st, int64_t n, int64_t rows, float* max, float* sum, float* ot, int64_t dim) {
+  for (int64_t r = 0; r < rows; r += kW) {
+    Vec m = simd::load(max + r);
+    for (int64_t j = 0; j < n; ++j) m = simd::max(m, simd::load(st + j * rows + r));
+    const Vec corr = simd::exp(simd::sub(simd::load(max + r), m));  // ~0 on the first block (max = -inf)
+    Vec s = simd::mul(simd::load(sum + r), corr);
+    for (int64_t j = 0; j < n; ++j) {
+      const Vec e = simd::exp(simd::sub(simd::load(st + j * rows + r), m));
+      simd::store(st + j * rows + r, e);
+      s = simd::add(s, e);
+    }
+    simd::store(max + r, m);
+    simd::store(sum + r, s);
+    for (int64_t d = 0; d < dim; ++d) simd::store(ot + d * rows + r, simd::mul(simd::load(ot + d * rows + r), corr));
+  }
 }
 
 struct Scratch {
-  std::vector<float> q, o, s, kt, max, sum, corr;
-  std::vector<int64_t> last;  // each row's last visible key
+  std::vector<float> qt, ot, st, max, sum, row;
 };
 
 }  // namespace
@@ -178,47 +182,42 @@ void attention(const AttentionProblem& p, const Parallel& par) {
   const int64_t blocks = (S + kTokens - 1) / kTokens;
   par.run(B * KV * blocks, [&](int64_t task) {
     const int64_t bh = task / blocks, b = bh / KV, h = bh % KV, s0 = (blocks - 1 - task % blocks) * kTokens;
-    const int64_t tokens = std::min(kTokens, S - s0), rows = tokens * G;
-    const int64_t padded = (rows + kRows - 1) / kRows * kRows;
+    const int64_t tokens = std::min(kTokens, S - s0), rows = tokens * G;  // row = token * G + head in group
+    const int64_t padded = (rows + kW - 1) / kW * kW;  // padding rows: zero queries, never written out
     thread_local Scratch w;
-    w.q.assign(padded * D, 0.0f);  // [padded, D] rotated, scaled queries; row = token * G + head in group
-    w.o.assign(padded * D, 0.0f);  // [padded, D] unnormalized outputs
-    w.s.resize(padded * kKeys);    // [padded, kKeys] scores, then probabilities
-    w.kt.resize(D * kKeys);        // [D, kKeys] the block's keys, transposed
+    w.qt.assign(D * padded, 0.0f);  // [D, padded] rotated, scaled queries
+    w.ot.assign(D * padded, 0.0f);  // [D, padded] unnormalized outputs
+    w.st.resize(kKeys * padded);    // [kKeys, padded] scores, then probabilities
     w.max.assign(padded, -std::numeric_limits<float>::infinity());
     w.sum.assign(padded, 0.0f);
-    w.corr.resize(padded);
-    w.last.resize(padded);
-    for (int64_t r = 0; r < padded; ++r) {
-      const int64_t i = std::min(r, rows - 1) / G;  // padding rows (zero queries) copy the last real one's extent
-      w.last[r] = pasts[b] + s0 + i;
-      if (r < rows)
-        rotate(p.q + (b * S + s0 + i) * p.q_stride + (h * G + r % G) * D, cos_at(b, s0 + i), sin_at(b, s0 + i), D,
-               scale, w.q.data() + r * D);
+    w.row.resize(D);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = r / G;
+      rotate(p.q + (b * S + s0 + i) * p.q_stride + (h * G + r % G) * D, cos_at(b, s0 + i), sin_at(b, s0 + i), D,
+             scale, w.row.data());
+      for (int64_t d = 0; d < D; ++d) w.qt[d * padded + r] = w.row[d];
     }
     const float* K = p.present_k + bh * T * D;  // [T, D]
     const float* V = p.present_v + bh * T * D;
-    const int64_t end = pasts[b] + s0 + tokens;  // keys any row of this task sees
+    const int64_t first = pasts[b] + s0;  // key of the task's first token: every row sees keys 0 ..= first
+    const int64_t end = first + tokens;   // keys any row sees
     for (int64_t j0 = 0; j0 < end; j0 += kKeys) {
       const int64_t n = std::min(kKeys, end - j0);
-      for (int64_t d = 0; d < D; ++d) {
-        float* kt = w.kt.data() + d * kKeys;
-        for (int64_t j = 0; j < n; ++j) kt[j] = K[(j0 + j) * D + d];
-        std::fill(kt + n, kt + kKeys, 0.0f);
-      }
-      for (int64_t r = 0; r < padded; r += kRows) scores(w.q.data() + r * D, w.kt.data(), D, w.s.data() + r * kKeys);
-      for (int64_t r = 0; r < padded; ++r) {
-        const int64_t valid = std::min(n, w.last[r] + 1 - j0);
-        w.corr[r] = softmax_block(w.s.data() + r * kKeys, valid, w.max[r], w.sum[r]);
-      }
-      for (int64_t r = 0; r < padded; r += kRows)
-        values(w.s.data() + r * kKeys, V + j0 * D, n, w.corr.data() + r, w.o.data() + r * D, D);
+      // Causal: key j is hidden from the rows of tokens before it, a prefix of rows (padding rows see all).
+      auto hide = [&](float value) {
+        for (int64_t j = std::max<int64_t>(0, first + 1 - j0); j < n; ++j)
+          std::fill_n(w.st.data() + j * padded, (j0 + j - first) * G, value);
+      };
+      scores(w.qt.data(), padded, K + j0 * D, n, D, w.st.data());
+      hide(-std::numeric_limits<float>::infinity());
+      softmax_block(w.st.data(), n, padded, w.max.data(), w.sum.data(), w.ot.data(), D);
+      hide(0.0f);  // exactly: the vector exp stops at e^-87, and its products with values would be denormal
+      values(w.st.data(), padded, V + j0 * D, n, D, w.ot.data());
     }
     for (int64_t r = 0; r < rows; ++r) {
       const float inv = 1.0f / w.sum[r];
-      const float* o = w.o.data() + r * D;
       float* y = p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D;
-      for (int64_t d = 0; d < D; ++d) y[d] = o[d] * inv;
+      for (int64_t d = 0; d < D; ++d) y[d] = w.ot[d * padded + r] * inv;
     }
   });
 }
