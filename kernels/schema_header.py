@@ -17,7 +17,8 @@ from .schemas import SCHEMAS, Arg
 
 HEADER = Path(__file__).resolve().parent / "ort" / "schema_io.h"
 COMMAND = "python -m qwdeploy.kernels.schema_header"
-CPP_TYPES = {"float32": "kFloat", "uint8": "kUint8", "int32": "kInt32", "int64": "kInt64"}  # Arg.dtype → kernels/ort/adapter.h
+CPP_TYPES = {"float32": "kFloat", "float16": "kFloat16", "uint8": "kUint8", "int32": "kInt32",
+             "int64": "kInt64"}  # Arg.dtype → kernels/ort/adapter.h
 
 PREAMBLE = f"""\
 // Generated from kernels/schemas.py by kernels/schema_header.py; do not edit. After changing a schema run
@@ -33,10 +34,11 @@ CLOSING = "\n}  // namespace qwd::ort::schema\n"
 
 
 def _cpp_type(op: str, arg: Arg) -> str:
-    if arg.dtype not in CPP_TYPES:
+    unknown = [d for d in arg.dtypes if d not in CPP_TYPES]
+    if unknown:
         raise QwdeployError(f"kernels/schemas.py: {op}.{arg.name} is {arg.dtype}; the kernels know "
                             f"{', '.join(CPP_TYPES)}")
-    return CPP_TYPES[arg.dtype]
+    return CPP_TYPES[arg.dtype] if len(arg.dtypes) == 1 else "kAnyType"  # the adapter checks which it got
 
 
 def _table(element: str, rows: list[tuple[str, str]]) -> list[str]:

@@ -5,8 +5,10 @@ kernels/ register exactly these inputs, outputs and attributes (their I/O tables
 are rendered from this file by kernels/schema_header.py); the numpy references in kernels/reference.py
 define their meaning. Optional inputs may be passed as "" (ONNX convention).
 
-Every floating-point input and output is float32: no kernel has a float16 path, so a float16 graph
-(the cuda backend's) cannot use this domain. backends/ort/check.py refuses a node whose graph says otherwise.
+Every floating-point input and output is float32, except the block scales of QuantLinear and QuantSwiGLU
+(float32 or float16, read as stored: decode streams half the scale bytes); no kernel computes in float16, so a
+float16 graph (the cuda backend's) cannot use this domain. backends/ort/check.py refuses a node whose graph
+says otherwise.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ DOMAIN_VERSION = 1
 class Arg:
     name: str
     shape: str  # symbolic, for docs and checks
-    dtype: str  # numpy's name of the element type: "float32", "uint8", "int32" or "int64"
+    dtype: str  # numpy's name of the element type: "float32", "float16", "uint8", "int32" or "int64"; "a|b": either
     optional: bool = False
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        return tuple(self.dtype.split("|"))
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ SCHEMAS = {
             inputs=(
                 Arg("X", "[..., K]", "float32"),
                 Arg("B", "[2*I, K/block_size, block_size*bits/8]", "uint8"),
-                Arg("scales", "[2*I * K/block_size]", "float32"),
+                Arg("scales", "[2*I * K/block_size]", "float32|float16"),
                 Arg("zero_points", "[2*I * ceil(K/block_size*bits/8)]", "uint8", optional=True),
             ),
             outputs=(Arg("Y", "[..., I]", "float32"),),
@@ -63,7 +69,7 @@ SCHEMAS = {
             inputs=(
                 Arg("X", "[..., K]", "float32"),
                 Arg("B", "[N, K/block_size, block_size*bits/8]", "uint8"),
-                Arg("scales", "N * K/block_size elements, any shape", "float32"),
+                Arg("scales", "N * K/block_size elements, any shape", "float32|float16"),
                 Arg("zero_points", "N * ceil(K/block_size*bits/8) elements, any shape", "uint8", optional=True),
                 Arg("bias", "[N]", "float32", optional=True),
             ),

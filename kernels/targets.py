@@ -24,9 +24,9 @@ MACHINE_TARGETS = ("host", PORTABLE)  # targets named by what they run on, not b
 # holds the same names with the run-time check for each, and loads the first this CPU passes.
 PORTABLE_VARIANTS = {
     "x86_64": (("avx512_vnni", ("-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni", "-mavx2",
-                                "-mfma")),
-               ("avx_vnni", ("-mavx2", "-mfma", "-mavxvnni")),
-               ("avx2", ("-mavx2", "-mfma")),
+                                "-mfma", "-mf16c")),
+               ("avx_vnni", ("-mavx2", "-mfma", "-mf16c", "-mavxvnni")),
+               ("avx2", ("-mavx2", "-mfma", "-mf16c")),
                ("baseline", ())),
     "aarch64": (("dotprod", ("-march=armv8.2-a+dotprod",)), ("baseline", ("-march=armv8-a",))),
 }
@@ -82,7 +82,8 @@ def parse_cuda_archs(text: str) -> tuple[str, ...]:
 
 def _profile_flags(arch: str, isa: list[str]) -> tuple[str, ...]:
     if arch == "x86_64":
-        return tuple(X86_FLAGS[i] for i in isa if i in X86_FLAGS)
+        # F16C (fp16 scale conversion) came before AVX2 on every x86 line: an AVX2 profile has it.
+        return tuple(X86_FLAGS[i] for i in isa if i in X86_FLAGS) + (("-mf16c",) if "avx2" in isa else ())
     extensions = "".join(ARM_EXTENSIONS[i] for i in isa if i in ARM_EXTENSIONS)
     return (f"-march=armv8.2-a{extensions}",) if extensions else ("-march=armv8-a",)
 

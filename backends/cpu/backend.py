@@ -21,7 +21,9 @@ class CpuBackend(OrtBackend):
     # accuracy_level 4: the int4/int8 kernels quantize activations to int8 (what makes them fast on CPU).
     # custom_ops auto: our fused ops wherever this machine can build the kernels (fewer launches, no prepacked
     # weight copies, faster int4 decode); the portable library runs on any CPU of this architecture.
-    defaults = OrtOptions(accuracy_level=4, custom_ops="auto")
+    # scale_dtype f16: block scales rounded to float16, which our ops then read as float16 (half the scale bytes
+    # per decode step; ONNX Runtime's MatMulNBits keeps them in float32 tensors).
+    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16")
     kernel_target = PORTABLE
     pipeline_of = staticmethod(cpu_pipeline)
 

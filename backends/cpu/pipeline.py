@@ -4,8 +4,8 @@ ONNX Runtime's SwiGLU has no CPU kernel: without our ops SiLU becomes its QuickG
 MLP keeps two MatMuls. Quantizing also moves the embedding lookup onto an int4/int8 table, shared with a
 tied LM head (-O keep=embed keeps it float). With our ops, quantized gate/up + SwiGLU fuse into
 QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the exported int4/int8 bytes in
-place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight; and
-GroupQueryAttention runs as ours (fusions/attention.py).
+place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight, and
+take their block scales in float16 (half_scales.py); GroupQueryAttention runs as ours (fusions/attention.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from ..ort import pipeline as shared
 from ..ort.fusions import silu_quick_gelu
 from ..ort.options import OrtOptions
 from ..ort.quant import embedding
-from ..passes import Fusion, Phase
+from ..passes import Fusion, GraphPass, Phase
 from .fusions import attention as fused_attention
 from .fusions import quant_linear
+from .half_scales import half_scales
 
 
 def attention(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
@@ -37,7 +38,8 @@ def quantize(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
 def quantized_fusions(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     name, passes = shared.quantized_fusions(plan, custom_ops)
     fuse = plan.options.quant_config(plan.quant) and custom_ops and plan.options.quant_linear
-    return name, [*passes, Fusion(quant_linear)] if fuse else passes
+    passes = [*passes, Fusion(quant_linear)] if fuse else passes
+    return name, [*passes, GraphPass("half_scales", half_scales)] if passes else passes
 
 
 def cpu_pipeline(plan: Plan[OrtOptions], custom_ops: bool) -> list[Phase]:

@@ -55,9 +55,10 @@ def _type_problems(node: onnx.NodeProto, schema: OpSchema, stated: dict[str, int
                                     ("output", "return", node.output, schema.outputs)):
         for name, arg in zip(names, args):
             found = stated.get(name)
-            if found is not None and found != onnx.helper.np_dtype_to_tensor_dtype(np.dtype(arg.dtype)):
+            if found is not None and found not in {onnx.helper.np_dtype_to_tensor_dtype(np.dtype(d))
+                                                   for d in arg.dtypes}:
                 problems.append(f"{node.name}: {role} '{arg.name}' is {_type_name(found)}, the {DOMAIN} kernels "
-                                f"{verb} {arg.dtype}")
+                                f"{verb} {' or '.join(arg.dtypes)}")
     return problems
 
 

@@ -211,7 +211,7 @@ const char* int8_isa() {
 
 int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
   constexpr int64_t kTaskBytes = 256 << 10;
-  const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + 4);  // codes and scales
+  const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + w.scale_bytes());  // codes and scales
   const int64_t by_bytes = std::max<int64_t>(kDecodeRows, kTaskBytes / std::max<int64_t>(row_bytes, 1));
   return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
 }
@@ -224,7 +224,10 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 #endif
 }
 
-void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+namespace {
+
+// int8_dot_rows on a matrix with float scales.
+void float_scale_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
 #if defined(QWD_INT8_AVX512)
   if (!a.amx_x.empty()) {  // the tiles apply w's zero points themselves
     amx::dot_rows(a, w, rows, count, out);
@@ -241,6 +244,25 @@ void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* ro
   if (w.zero_points)
     for (int64_t tt = 0; tt < a.tokens; ++tt)
       for (int64_t i = 0; i < count; ++i) out[tt * count + i] += zero_point_correction(a, w, rows[i], tt);
+}
+
+}  // namespace
+
+void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+  if (!w.scales_f16) return float_scale_rows(a, w, rows, count, out);
+  // fp16 scales: each run of consecutive rows (callers ask for one or two) gets its scales widened into a
+  // float copy that stays in cache while the kernels read it, then runs as a matrix of its own.
+  thread_local std::vector<float> scales, part;
+  thread_local std::vector<int64_t> local;
+  for (int64_t i0 = 0, n = 1; i0 < count; i0 += n, n = 1) {
+    while (i0 + n < count && rows[i0 + n] == rows[i0] + n) ++n;
+    const Weights run = w.slice(rows[i0], n).with_float_scales(scales);
+    local.resize(n);
+    for (int64_t i = 0; i < n; ++i) local[i] = i;
+    part.resize(a.tokens * n);  // [tokens, n]
+    float_scale_rows(a, run, local.data(), n, part.data());
+    for (int64_t t = 0; t < a.tokens; ++t) std::memcpy(out + t * count + i0, part.data() + t * n, n * sizeof(float));
+  }
 }
 
 void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,

@@ -46,8 +46,6 @@ void dot_pair(const Weights& w, int64_t ra, int64_t rb, const float* xp, const f
   const int64_t nb = w.blocks(), bb = w.block_bytes();
   const uint8_t* qa = w.packed + ra * nb * bb;  // [nb, bb]
   const uint8_t* qb = w.packed + rb * nb * bb;
-  const float* sa = w.scales + ra * nb;  // [nb]
-  const float* sb = w.scales + rb * nb;
   Vec tot_a = simd::set1(0.0f), tot_b = simd::set1(0.0f);
   float rest_a = 0.0f, rest_b = 0.0f;  // scalar tails and zero-point terms
   for (int64_t b = 0; b < nb; ++b, qa += bb, qb += bb) {
@@ -77,10 +75,11 @@ void dot_pair(const Weights& w, int64_t ra, int64_t rb, const float* xp, const f
       tail_a += quantized_value(qa, i, w.bits) * xb[i];
       tail_b += quantized_value(qb, i, w.bits) * xb[i];
     }
-    tot_a = simd::fma(acc_a, simd::set1(sa[b]), tot_a);
-    tot_b = simd::fma(acc_b, simd::set1(sb[b]), tot_b);
-    rest_a += sa[b] * (tail_a - w.zero_point(ra, b) * xsum[b]);
-    rest_b += sb[b] * (tail_b - w.zero_point(rb, b) * xsum[b]);
+    const float sa = w.scale(ra, b), sb = w.scale(rb, b);
+    tot_a = simd::fma(acc_a, simd::set1(sa), tot_a);
+    tot_b = simd::fma(acc_b, simd::set1(sb), tot_b);
+    rest_a += sa * (tail_a - w.zero_point(ra, b) * xsum[b]);
+    rest_b += sb * (tail_b - w.zero_point(rb, b) * xsum[b]);
   }
   *out_a = simd::hsum(tot_a) + rest_a;
   *out_b = simd::hsum(tot_b) + rest_b;
@@ -91,7 +90,7 @@ void dequantize_row(const Weights& w, int64_t r, float* out) {
   const int64_t nb = w.blocks(), bb = w.block_bytes();
   const uint8_t* q = w.packed + r * nb * bb;  // [nb, bb]
   for (int64_t b = 0; b < nb; ++b, q += bb) {
-    const float scale = w.scales[r * nb + b];
+    const float scale = w.scale(r, b);
     const float offset = -static_cast<float>(w.zero_point(r, b)) * scale;  // (q - zp) * s = q*s + offset
     const int64_t start = b * w.block_size;
     const int64_t n = std::min(w.block_size, w.cols - start);

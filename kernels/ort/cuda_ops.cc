@@ -29,6 +29,7 @@ struct QuantSwiGLUCuda : Kernel<QuantSwiGLUCuda>, QuantSwiGLUOp {
     // accuracy_level 4 permits int8 activations, it does not ask for them: CUDA keeps float, as ONNX Runtime's
     // MatMulNBits CUDA kernel does.
     const auto a = read(ctx);
+    if (a.w.scales_f16) throw std::invalid_argument("qwdeploy.QuantSwiGLU: the CUDA kernel reads float32 scales");
     cuda::gate_up_swiglu(a.x, a.tokens, a.w, a.y, ctx.GetGPUComputeStream());
   }
 };

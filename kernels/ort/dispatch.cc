@@ -29,7 +29,7 @@ bool always() { return true; }
 #if defined(__x86_64__)
 bool avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 bool avx_vnni() { return avx2() && __builtin_cpu_supports("avxvnni"); }
 bool avx512_vnni() {

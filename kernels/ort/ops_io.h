@@ -3,6 +3,8 @@
 // and add kProvider and Compute.
 #pragma once
 
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #include "../cpu/weights.h"
@@ -58,8 +60,17 @@ struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::
                                                   bias ? &bias_shape : nullptr, K, N, bits, block_size)
                            : shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N,
                                                   bits, block_size);
-    const Weights w = Weights::quantized(b.GetTensorData<uint8_t>(), scales.GetTensorData<float>(),
-                                         data_or_null<uint8_t>(zp), N, K, static_cast<int>(bits), block_size);
+    const auto scale_type = scales.GetTensorTypeAndShapeInfo().GetElementType();
+    if (scale_type != kFloat && scale_type != kFloat16)
+      throw std::invalid_argument(std::string("qwdeploy.") + this->kName + ": scales must be float32 or float16");
+    const uint8_t* packed = b.GetTensorData<uint8_t>();
+    const uint8_t* zero_points = data_or_null<uint8_t>(zp);
+    const int nbits = static_cast<int>(bits);
+    const Weights w =
+        scale_type == kFloat
+            ? Weights::quantized(packed, scales.GetTensorData<float>(), zero_points, N, K, nbits, block_size)
+            : Weights::quantized(packed, static_cast<const uint16_t*>(scales.GetTensorRawData()), zero_points, N, K,
+                                 nbits, block_size);
     return {x.GetTensorData<float>(), s.tokens, w, data_or_null<float>(bias),
             ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
   }

@@ -22,7 +22,7 @@ struct QuantSwiGLU {
   static constexpr Port kInputs[] = {
       {kFloat, false},  // X
       {kUint8, false},  // B
-      {kFloat, false},  // scales
+      {kAnyType, false},  // scales
       {kUint8, true},  // zero_points
   };
   static constexpr ONNXTensorElementDataType kOutputs[] = {
@@ -35,7 +35,7 @@ struct QuantLinear {
   static constexpr Port kInputs[] = {
       {kFloat, false},  // X
       {kUint8, false},  // B
-      {kFloat, false},  // scales
+      {kAnyType, false},  // scales
       {kUint8, true},  // zero_points
       {kFloat, true},  // bias
   };

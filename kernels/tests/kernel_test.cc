@@ -93,13 +93,19 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     return {y};
   }
   if (op == "QuantSwiGLU" || op == "QuantLinear") {
-    const auto x = c.array<float>("X"), s = c.array<float>("scales");
+    const bool half = c.i("half_scales") != 0;
+    const auto x = c.array<float>("X");
+    const auto s = half ? std::vector<float>{} : c.array<float>("scales");
+    const auto s16 = half ? c.array<uint16_t>("scales") : std::vector<uint16_t>{};
     const auto q = c.array<uint8_t>("B");
     const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
     const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
     const int64_t tokens = c.i("tokens"), K = c.i("K"), N = c.i("N");
     const int level = static_cast<int>(c.i("accuracy_level"));
-    const auto w = quant(c, q, s, c.has("zero_points") ? &zp : nullptr, N, K);
+    const uint8_t* zero_points = zp.empty() ? nullptr : zp.data();
+    const int bits = static_cast<int>(c.i("bits"));
+    const auto w = half ? qwd::Weights::quantized(q.data(), s16.data(), zero_points, N, K, bits, c.i("block_size"))
+                        : qwd::Weights::quantized(q.data(), s.data(), zero_points, N, K, bits, c.i("block_size"));
     if (op == "QuantLinear") {
       std::vector<float> y(tokens * N);
       qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), y.data(), level, par);

@@ -57,17 +57,19 @@ def swiglu(rng: np.random.Generator, lead: tuple[int, ...], inter: int) -> Case:
 
 
 def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: int, N: int, bits: int,
-                 block_size: int, symmetric: bool, level: int, bias: bool = False) -> Case:
-    """QuantSwiGLU (N = 2*I) or QuantLinear. At accuracy_level 4 the reference quantizes the activations
-    exactly as the kernels do, so the bound is float rounding, not int8 error."""
+                 block_size: int, symmetric: bool, level: int, bias: bool = False, half: bool = False) -> Case:
+    """QuantSwiGLU (N = 2*I) or QuantLinear; half: float16 scales. At accuracy_level 4 the reference quantizes
+    the activations exactly as the kernels do, so the bound is float rounding, not int8 error."""
     packed, scales, zero_points = quantize_blocks(_normal(rng, N, K), bits, block_size, symmetric)
-    inputs = {"X": _normal(rng, *lead, K), "B": packed, "scales": scales.reshape(-1), "zero_points": zero_points}
+    scales = scales.reshape(-1).astype(np.float16 if half else np.float32)
+    inputs = {"X": _normal(rng, *lead, K), "B": packed, "scales": scales, "zero_points": zero_points}
     if op == "QuantLinear":
         inputs["bias"] = _normal(rng, N) if bias else None
     attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size, "accuracy_level": level}
     name = (f"{op.lower()}-{'x'.join(map(str, lead))}-K{K}-N{N}-int{bits}-b{block_size}-"
-            f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}")
-    return Case(op, name, inputs, attrs, {"tokens": int(np.prod(lead)), "K": K, "N": N}, atol=2e-4, rtol=2e-4)
+            f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}{'-f16scales' if half else ''}")
+    sizes = {"tokens": int(np.prod(lead)), "K": K, "N": N, "half_scales": int(half)}
+    return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
 
 
 def moe(rng: np.random.Generator, tokens: int, hidden: int, experts: int, inter: int, top_k: int, normalize: int,
@@ -183,6 +185,12 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((18,), 208, 21, 4, 16, False, True),
                                                      # tasks of 38 rows: two row tiles, then a partial pair
                                                      ((20,), 96, 300, 4, 32, True, False))),
+        # float16 scales: decode (one run of rows; gate and up runs), batch tiles, blocked and AMX prefill,
+        # zero points, the float path.
+        *(quant_matmul(rng, op, lead, K, N, bits, block, sym, level, half=True)
+          for op in ("QuantLinear", "QuantSwiGLU") for level in (0, 4)
+          for lead, K, N, bits, block, sym in (((1,), 896, 74, 4, 32, True), ((3,), 200, 34, 8, 32, False),
+                                               ((20,), 300, 40, 4, 16, False), ((33,), 256, 38, 4, 64, True))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),

@@ -58,7 +58,7 @@ def _runnable_here() -> list[str]:
     if host_arch() != "x86_64":
         return ["dotprod", "baseline"] if "asimddp" in text.split() else ["baseline"]
     flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split())
-    avx2 = {"avx2", "fma"} <= flags
+    avx2 = {"avx2", "fma", "f16c"} <= flags
     runs = {"avx512_vnni": avx2 and {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"} <= flags,
             "avx_vnni": avx2 and "avx_vnni" in flags, "avx2": avx2, "baseline": True}
     return [name for name in VARIANTS if runs[name]]

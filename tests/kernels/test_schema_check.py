@@ -41,20 +41,23 @@ def swiglu_via_value_info(path: Path, dtype: int) -> Path:
                  [helper.make_tensor_value_info("gate_up", dtype, [ROWS, 2 * INTER])])
 
 
-def quant_swiglu_via_initializer(path: Path, dtype: int) -> Path:
-    """Only the types and shapes matter to the check: the weights stay zero."""
-    packed = np.zeros((2 * INTER, K // BLOCK, BLOCK // 2), np.uint8)  # int4, two per byte
-    scales = np.ones(2 * INTER * K // BLOCK, helper.tensor_dtype_to_np_dtype(dtype))
-    node = helper.make_node("QuantSwiGLU", ["X", "B", "scales"], ["Y"], "mlp/QuantSwiGLU", domain=DOMAIN,
-                            K=K, N=2 * INTER, bits=4, block_size=BLOCK, accuracy_level=0)
+def quant_linear_via_initializer(path: Path, dtype: int, scales_dtype: int = FLOAT) -> Path:
+    """The bias is an initializer of `dtype`. Only the types and shapes matter to the check: the weights stay
+    zero."""
+    packed = np.zeros((INTER, K // BLOCK, BLOCK // 2), np.uint8)  # int4, two per byte
+    scales = np.ones(INTER * K // BLOCK, helper.tensor_dtype_to_np_dtype(scales_dtype))
+    bias = np.ones(INTER, helper.tensor_dtype_to_np_dtype(dtype))
+    node = helper.make_node("QuantLinear", ["X", "B", "scales", "", "bias"], ["Y"], "attn/QuantLinear", domain=DOMAIN,
+                            K=K, N=INTER, bits=4, block_size=BLOCK, accuracy_level=0)
     return _save(path, [node], [helper.make_tensor_value_info("X", FLOAT, [ROWS, K])],
-                 [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales")])
+                 [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales"),
+                  numpy_helper.from_array(bias, "bias")])
 
 
 GRAPHS = {  # how the float16 reaches the node → (graph, the message naming it)
     "graph input": (swiglu_via_graph_input, "mlp/SwiGLU: input 'gate_up' is float16"),
     "value_info": (swiglu_via_value_info, "mlp/SwiGLU: input 'gate_up' is float16"),
-    "initializer": (quant_swiglu_via_initializer, "mlp/QuantSwiGLU: input 'scales' is float16"),
+    "initializer": (quant_linear_via_initializer, "attn/QuantLinear: input 'bias' is float16"),
 }
 
 
@@ -88,3 +91,14 @@ def test_the_library_agrees(tmp_path: Path, how: str, host_build: Build):
     open_session(make(tmp_path / "fp32.onnx", FLOAT), ["CPUExecutionProvider"], host_build.library)
     with pytest.raises(QwdeployError, match="ONNX Runtime refuses the fused graph.*Type Error"):
         open_session(make(tmp_path / "fp16.onnx", HALF), ["CPUExecutionProvider"], host_build.library)
+
+
+def test_float16_scales_are_taken(tmp_path: Path, host_build: Build):
+    """QuantLinear/QuantSwiGLU read block scales in float16 too (kernels/schemas.py): the check passes them and
+    the library registers them; another element type is refused by both."""
+    path = quant_linear_via_initializer(tmp_path / "fp16.onnx", FLOAT, scales_dtype=HALF)
+    assert check_artifact(path, ["CPUExecutionProvider"], None).startswith(NO_SESSION)
+    open_session(path, ["CPUExecutionProvider"], host_build.library)
+    path = quant_linear_via_initializer(tmp_path / "fp64.onnx", FLOAT, scales_dtype=TensorProto.DOUBLE)
+    with pytest.raises(QwdeployError, match="input 'scales' is float64, the qwdeploy kernels take float32 or float16"):
+        check_artifact(path, ["CPUExecutionProvider"], None)

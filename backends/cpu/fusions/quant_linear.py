@@ -32,7 +32,7 @@ def match(g: Graph, matmul: NodeProto, ctx: OrtContext) -> NodeProto:
     if not all(g.is_const(name) for name in matmul.input[1:4] if name):
         raise Reject("weights, scales or zero points are computed in the graph, not stored")
     if g.elem_type(matmul.input[2]) != TensorProto.FLOAT:
-        raise Reject("float16 scales; QuantLinear reads float32 (-O scale_dtype=f32)")
+        raise Reject("float16 scales in MatMulNBits: a float16 graph, and QuantLinear takes float32 activations")
     if len(matmul.input) > 3 and matmul.input[3] and g.elem_type(matmul.input[3]) != TensorProto.UINT8:
         raise Reject("float zero points; QuantLinear reads them packed in uint8")
     return matmul
