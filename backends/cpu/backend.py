@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from ...kernels.targets import PORTABLE
+from ...toolkit.spec import ModelSpec
+from ...toolkit.tensors import expected_tensors
 from ..ort.backend import CPU_PROVIDER, OrtBackend
-from ..ort.options import OrtOptions
+from ..ort.options import BITS, OrtOptions
 from .pipeline import cpu_pipeline
 
 
@@ -26,6 +28,20 @@ class CpuBackend(OrtBackend):
     defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16")
     kernel_target = PORTABLE
     pipeline_of = staticmethod(cpu_pipeline)
+
+    def estimate(self, spec: ModelSpec, quant: str) -> tuple[int, int]:
+        """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but the
+        embedding table, whose lookup keeps float32 ones (a tied LM head adds its float16 copy)."""
+        weights, kv_per_token = super().estimate(spec, quant)
+        if quant not in BITS or self.defaults.scale_dtype != "f16":
+            return weights, kv_per_token
+        per_weight = 2 / self.defaults.block_size
+        for tensor in expected_tensors(spec):
+            if len(tensor.shape) > 1 and tensor.role != "token_embd":
+                weights -= tensor.numel * per_weight
+            elif tensor.role == "token_embd" and spec.tie_word_embeddings:
+                weights += tensor.numel * per_weight
+        return int(weights), kv_per_token
 
 
 BACKEND = CpuBackend()
