@@ -1,8 +1,8 @@
 """Float16 block scales for QuantLinear and QuantSwiGLU, which read them as stored.
 
 Decode streams every weight byte once per token. At int4 in blocks of 32 a float32 scale is a fifth of
-those bytes (5 bits per weight), a float16 one a ninth (4.5); the kernels widen a task's scales into a
-float copy that stays in cache. The quantizer has already rounded every scale to float16
+those bytes (5 bits per weight), a float16 one a ninth (4.5); decode widens them as it streams each row,
+prefill into a float copy per task. The quantizer has already rounded every scale to float16
 (-O scale_dtype=f16, the CPU default), so the cast loses nothing. Scales another node also reads (the
 tied embedding's GatherBlockQuantized, whose output takes its scales' type) keep their float32 tensor
 and the op gets a float16 copy: the lookup touches one row of them per token, the LM head all of them.

@@ -1,11 +1,13 @@
 // QuantLinear's core (kernels/cpu/quant_linear.cc) in llm.c's dev/ style: a plain reference, a correctness
 // check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
 // (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
-// bandwidth, and a 128-token prefill of the gate/up matrix (on AMX tiles where the CPU has them; run it
-// again with QWDEPLOY_AMX=0 for the AVX-512 VNNI path).
+// bandwidth, with float32 and with float16 block scales (interleaved rounds), and a 128-token prefill of the
+// gate/up matrix (on AMX tiles where the CPU has them; run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI
+// path).
 //   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
 //       kernels/cpu/{amx,quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
 //   OMP_NUM_THREADS=2 /tmp/quant_linear
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -31,9 +33,13 @@ struct Threads : qwd::Parallel {  // persistent OpenMP workers, as ONNX Runtime'
 struct Matrix {
   int64_t rows, cols, block = 32;
   std::vector<uint8_t> packed;  // [rows, blocks, block/2]
-  std::vector<float> scales;    // [rows, blocks]
-  qwd::Weights view() const { return qwd::Weights::quantized(packed.data(), scales.data(), nullptr, rows, cols, 4, block); }
-  double bytes() const { return packed.size() + 4.0 * scales.size(); }
+  std::vector<float> scales;    // [rows, blocks], float16 values
+  std::vector<uint16_t> halves;  // the same scales as float16
+  qwd::Weights view(bool half = false) const {
+    return half ? qwd::Weights::quantized(packed.data(), halves.data(), nullptr, rows, cols, 4, block)
+                : qwd::Weights::quantized(packed.data(), scales.data(), nullptr, rows, cols, 4, block);
+  }
+  double bytes(bool half = false) const { return packed.size() + (half ? 2.0 : 4.0) * scales.size(); }
 };
 
 Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
@@ -43,7 +49,10 @@ Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   m.scales.resize(rows * nb);
   std::uniform_real_distribution<float> scale(0.001f, 0.02f);
   for (auto& b : m.packed) b = static_cast<uint8_t>(rng());
-  for (auto& s : m.scales) s = scale(rng);
+  for (auto& s : m.scales) {
+    m.halves.push_back(_cvtss_sh(scale(rng), 0));
+    s = qwd::half_to_float(m.halves.back());
+  }
   return m;
 }
 
@@ -128,16 +137,25 @@ int main() {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{H + 2 * 128, H}, {H, H}, {2 * I, H}, {H, I}})
       step.push_back(random_matrix(rows, cols, rng));
   step.push_back(random_matrix(vocab, H, rng));
-  double bytes = 0;
-  for (auto& m : step) bytes += m.bytes();
   std::vector<float> x(128 * I), y(128 * vocab);
   for (auto& v : x) v = std::normal_distribution<float>()(rng);
-  const double decode = median_seconds(20, [&] {
-    for (auto& m : step) qwd::quant_linear(x.data(), 1, m.view(), nullptr, y.data(), 4, par);
-  });
+  // Rounds alternate the two scale types, so a neighbour's load moves both alike; medians over rounds.
+  std::vector<double> times[2];
+  for (int round = 0; round < 7; ++round)
+    for (bool half : {false, true})
+      times[half].push_back(median_seconds(5, [&] {
+        for (auto& m : step) qwd::quant_linear(x.data(), 1, m.view(half), nullptr, y.data(), 4, par);
+      }));
   const double bandwidth = streaming_read_gbs();
-  std::printf("decode step: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n", bytes / 1e6,
-              decode * 1e3, bytes / decode / 1e9, 100 * bytes / decode / 1e9 / bandwidth, bandwidth);
+  for (bool half : {false, true}) {
+    double bytes = 0;
+    for (auto& m : step) bytes += m.bytes(half);
+    std::sort(times[half].begin(), times[half].end());
+    const double decode = times[half][times[half].size() / 2];
+    std::printf("decode step, %s scales: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n",
+                half ? "float16" : "float32", bytes / 1e6, decode * 1e3, bytes / decode / 1e9,
+                100 * bytes / decode / 1e9 / bandwidth, bandwidth);
+  }
   const Matrix& gate_up = step[2];
   const double prefill = median_seconds(5, [&] {
     qwd::quant_linear(x.data(), 128, gate_up.view(), nullptr, y.data(), 4, par);

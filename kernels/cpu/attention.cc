@@ -148,18 +148,13 @@ void attention(const AttentionProblem& p, const Parallel& par) {
                                   " in a total of " + std::to_string(T));
     pasts[b] = past;
   }
-  auto position = [&](int64_t b, int64_t s) {
-    const int64_t pos = pasts[b] + s;
-    if (pos >= p.max_positions)
-      throw std::out_of_range("position " + std::to_string(pos) + " outside the cos/sin cache of " +
+  for (int64_t b = 0; b < B && p.cos; ++b)
+    if (pasts[b] + S > p.max_positions)
+      throw std::out_of_range("position " + std::to_string(pasts[b] + S - 1) + " outside the cos/sin cache of " +
                               std::to_string(p.max_positions) + " positions");
-    return pos;
-  };
-  if (p.cos)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t s = 0; s < S; ++s) position(b, s);
-  auto cos_at = [&](int64_t b, int64_t s) { return p.cos ? p.cos + position(b, s) * half : nullptr; };
-  auto sin_at = [&](int64_t b, int64_t s) { return p.cos ? p.sin + position(b, s) * half : nullptr; };
+  // Token s of row b sits at position pasts[b] + s.
+  auto cos_at = [&](int64_t b, int64_t s) { return p.cos ? p.cos + (pasts[b] + s) * half : nullptr; };
+  auto sin_at = [&](int64_t b, int64_t s) { return p.cos ? p.sin + (pasts[b] + s) * half : nullptr; };
 
   // present = past, the new keys (rotated) and values, zeros: one task per (batch, kv head).
   par.run(B * KV, [&](int64_t task) {

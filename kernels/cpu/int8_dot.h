@@ -18,6 +18,7 @@
 
 #include "int8_act.h"
 #include "simd.h"
+#include "weights.h"
 
 #if defined(QWD_SIMD_AVX512) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #define QWD_INT8_AVX512 1
@@ -30,6 +31,9 @@
 #endif
 
 namespace qwd::int8 {
+
+inline float widen(float s) { return s; }
+inline float widen(uint16_t s) { return half_to_float(s); }
 
 // Which of a step's blocks each lane is in (0..3 from the step's first block), for a block size.
 struct LaneBlocks {
@@ -69,9 +73,12 @@ struct ScaleGather {
   __m512i rel;
   int64_t per_step;
   explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {}
+  __mmask8 mask(int64_t blocks) const { return static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1); }
   FVec operator()(const float* s, int64_t blocks) const {
-    const __mmask8 m = static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1);
-    return _mm512_permutexvar_ps(rel, _mm512_zextps128_ps512(_mm_maskz_loadu_ps(m, s)));
+    return _mm512_permutexvar_ps(rel, _mm512_zextps128_ps512(_mm_maskz_loadu_ps(mask(blocks), s)));
+  }
+  FVec operator()(const uint16_t* s, int64_t blocks) const {  // float16 scales
+    return _mm512_permutexvar_ps(rel, _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(mask(blocks), s))));
   }
 };
 
@@ -130,6 +137,12 @@ struct ScaleGather {
                                                 : _mm_set_ss(s[0]);
     return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), rel);
   }
+  FVec operator()(const uint16_t* s, int64_t blocks) const {  // float16 scales (F16C)
+    uint32_t two = s[0];
+    if (per_step > 1 && blocks > 1) two |= static_cast<uint32_t>(s[1]) << 16;
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(two)))),
+                                    rel);
+  }
 };
 
 inline FVec zero() { return _mm256_setzero_ps(); }
@@ -183,8 +196,9 @@ inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
 struct ScaleGather {
   LaneBlocks lb;
   explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
-  FVec operator()(const float* s, int64_t blocks) const {
-    const float s0 = s[0], s1 = lb.per_step > 1 && blocks > 1 ? s[1] : 0.0f;
+  template <class S>  // float, or uint16_t float16
+  FVec operator()(const S* s, int64_t blocks) const {
+    const float s0 = widen(s[0]), s1 = lb.per_step > 1 && blocks > 1 ? widen(s[1]) : 0.0f;
     float lanes[8];
     for (int j = 0; j < 8; ++j) lanes[j] = lb.rel[j] ? s1 : s0;
     return {vld1q_f32(lanes), vld1q_f32(lanes + 4)};
@@ -233,9 +247,10 @@ inline IVec dot(const int32_t*, const WVec& w, const int8_t* x) {
 struct ScaleGather {
   LaneBlocks lb;
   explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
-  FVec operator()(const float* s, int64_t blocks) const {
+  template <class S>  // float, or uint16_t float16
+  FVec operator()(const S* s, int64_t blocks) const {
     FVec f{};
-    for (int j = 0; j < 8; ++j) f.v[j] = lb.rel[j] < blocks ? s[lb.rel[j]] : 0.0f;
+    for (int j = 0; j < 8; ++j) f.v[j] = lb.rel[j] < blocks ? widen(s[lb.rel[j]]) : 0.0f;
     return f;
   }
 };

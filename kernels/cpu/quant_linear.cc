@@ -28,17 +28,18 @@ constexpr int kPrefillTokens = 4;
 constexpr int kBatchRows = 2;
 #endif
 
-template <int kBits, int R, int T>
-void tile(const Int8Activations& a, const Weights& w, const ScaleGather& gather, const int64_t* rows, int64_t t0,
-          float* out /* [T, R] */) {
+// S: the scales' element type, float or uint16_t (float16, widened as each step gathers them).
+template <int kBits, int R, int T, class S>
+void tile(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather, const int64_t* rows,
+          int64_t t0, float* out /* [T, R] */) {
   const int64_t nb = w.blocks(), row_bytes = nb * w.block_bytes();
   constexpr int64_t kStepBytes = kCols * kBits / 8;
   const int64_t full = row_bytes / kStepBytes, shift = __builtin_ctzll(w.block_size);
   const uint8_t* wr[R];
-  const float* sr[R];
+  const S* sr[R];
   for (int r = 0; r < R; ++r) {
     wr[r] = w.packed + rows[r] * row_bytes;  // [row_bytes]
-    sr[r] = w.scales + rows[r] * nb;         // [nb]
+    sr[r] = scales + rows[r] * nb;           // [nb]
   }
   FVec acc[R][T];
   for (auto& row : acc)
@@ -167,37 +168,45 @@ void blocked_rows(const Int8Activations& a, const Weights& w, const int64_t* row
 // Explicit zero points: the tiles computed sum((q - zero) * x); add (zero - zp) * sum(x) per block.
 float zero_point_correction(const Int8Activations& a, const Weights& w, int64_t row, int64_t t) {
   const int64_t nb = w.blocks();
-  const float* s = w.scales + row * nb;
   const float* bsum = a.block_sum.data() + t * nb;
   float c = 0.0f;
-  for (int64_t b = 0; b < nb; ++b) c += s[b] * static_cast<float>(a.zero - w.zero_point(row, b)) * bsum[b];
+  for (int64_t b = 0; b < nb; ++b) c += w.scale(row, b) * static_cast<float>(a.zero - w.zero_point(row, b)) * bsum[b];
   return c;
 }
 
-template <int kBits, int R, int T>
-void rows_tokens(const Int8Activations& a, const Weights& w, const ScaleGather& gather, const int64_t* rows,
-                 int64_t count, int64_t t0, float* out) {
+template <int kBits, int R, int T, class S>
+void rows_tokens(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather,
+                 const int64_t* rows, int64_t count, int64_t t0, float* out) {
   float part[T * R];
   for (int64_t i0 = 0; i0 < count; i0 += R) {
     const int64_t n = std::min<int64_t>(R, count - i0);
     int64_t pick[R];
     for (int r = 0; r < R; ++r) pick[r] = rows[i0 + std::min<int64_t>(r, n - 1)];  // a short group repeats its last row
-    tile<kBits, R, T>(a, w, gather, pick, t0, part);
+    tile<kBits, R, T>(a, w, scales, gather, pick, t0, part);
     for (int t = 0; t < T; ++t)
       for (int64_t r = 0; r < n; ++r) out[(t0 + t) * count + i0 + r] = part[t * R + r];
   }
 }
 
-template <int kBits>
-void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+template <int kBits, class S>
+void dot_rows(const Int8Activations& a, const Weights& w, const S* scales, const int64_t* rows, int64_t count,
+              float* out) {
   const ScaleGather gather(lane_blocks(kBits, w.block_size));
   int64_t t = 0;
   for (; t + kPrefillTokens <= a.tokens; t += kPrefillTokens)
-    rows_tokens<kBits, kPrefillRows, kPrefillTokens>(a, w, gather, rows, count, t, out);
+    rows_tokens<kBits, kPrefillRows, kPrefillTokens>(a, w, scales, gather, rows, count, t, out);
   // A few sequences decoding together (batch 2-7): each pass over the weights serves up to 4 tokens.
-  for (; t + 4 <= a.tokens; t += 4) rows_tokens<kBits, kBatchRows, 4>(a, w, gather, rows, count, t, out);
-  for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, gather, rows, count, t, out);
-  for (; t < a.tokens; ++t) rows_tokens<kBits, kDecodeRows, 1>(a, w, gather, rows, count, t, out);
+  for (; t + 4 <= a.tokens; t += 4) rows_tokens<kBits, kBatchRows, 4>(a, w, scales, gather, rows, count, t, out);
+  for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, scales, gather, rows, count, t, out);
+  for (; t < a.tokens; ++t) rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out);
+}
+
+template <int kBits>
+void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+  if (w.scales_f16)
+    dot_rows<kBits>(a, w, w.scales_f16, rows, count, out);
+  else
+    dot_rows<kBits>(a, w, w.scales, rows, count, out);
 }
 
 }  // namespace
@@ -224,34 +233,24 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 #endif
 }
 
+#if defined(QWD_INT8_AVX512)
 namespace {
 
-// int8_dot_rows on a matrix with float scales.
-void float_scale_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-#if defined(QWD_INT8_AVX512)
+// Prefill on AVX-512: AMX tiles or blocks side by side, from float scales.
+void prefill_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
   if (!a.amx_x.empty()) {  // the tiles apply w's zero points themselves
     amx::dot_rows(a, w, rows, count, out);
     return;
   }
-  if (!a.blocked_q.empty())
-    blocked_rows(a, w, rows, count, out);
-  else
-#endif
-  if (w.bits == 8)
-    dot_rows<8>(a, w, rows, count, out);
-  else
-    dot_rows<4>(a, w, rows, count, out);
+  blocked_rows(a, w, rows, count, out);
   if (w.zero_points)
     for (int64_t tt = 0; tt < a.tokens; ++tt)
       for (int64_t i = 0; i < count; ++i) out[tt * count + i] += zero_point_correction(a, w, rows[i], tt);
 }
 
-}  // namespace
-
-void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-  if (!w.scales_f16) return float_scale_rows(a, w, rows, count, out);
-  // fp16 scales: each run of consecutive rows (callers ask for one or two) gets its scales widened into a
-  // float copy that stays in cache while the kernels read it, then runs as a matrix of its own.
+// The same with fp16 scales: each run of consecutive rows (callers ask for one or two) gets its scales widened
+// into a float copy in cache, then runs as a matrix of its own. A prefill reuses each scale for many tokens.
+void prefill_rows_f16(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
   thread_local std::vector<float> scales, part;
   thread_local std::vector<int64_t> local;
   for (int64_t i0 = 0, n = 1; i0 < count; i0 += n, n = 1) {
@@ -260,9 +259,28 @@ void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* ro
     local.resize(n);
     for (int64_t i = 0; i < n; ++i) local[i] = i;
     part.resize(a.tokens * n);  // [tokens, n]
-    float_scale_rows(a, run, local.data(), n, part.data());
+    prefill_rows(a, run, local.data(), n, part.data());
     for (int64_t t = 0; t < a.tokens; ++t) std::memcpy(out + t * count + i0, part.data() + t * n, n * sizeof(float));
   }
+}
+
+}  // namespace
+#endif
+
+void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+#if defined(QWD_INT8_AVX512)
+  if (!a.amx_x.empty() || !a.blocked_q.empty()) {
+    (w.scales_f16 ? prefill_rows_f16 : prefill_rows)(a, w, rows, count, out);
+    return;
+  }
+#endif
+  if (w.bits == 8)
+    dot_rows<8>(a, w, rows, count, out);
+  else
+    dot_rows<4>(a, w, rows, count, out);
+  if (w.zero_points)
+    for (int64_t tt = 0; tt < a.tokens; ++tt)
+      for (int64_t i = 0; i < count; ++i) out[tt * count + i] += zero_point_correction(a, w, rows[i], tt);
 }
 
 void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,

@@ -118,3 +118,7 @@ def test_attention_refuses_lengths_the_cache_cannot_hold(host_build: Build):
     inputs = dict(case.inputs, seqlens_k=case.inputs["seqlens_k"] + 5)
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="seqlens_k.* does not fit"):
         run_node(case.op, inputs, case.attributes, host_build.library)
+    last = case.sizes["total"] - 1  # the newest token's position: one row short of it in the caches
+    inputs = dict(case.inputs, cos_cache=case.inputs["cos_cache"][:last], sin_cache=case.inputs["sin_cache"][:last])
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="outside the cos/sin cache"):
+        run_node(case.op, inputs, case.attributes, host_build.library)
