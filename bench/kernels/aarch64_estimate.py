@@ -3,7 +3,8 @@
 No Arm board is attached to this machine, so decode speed on one cannot be measured here. What can be
 counted is the loop the compiler emits: this script cross-compiles kernels/cpu/quant_linear.cc for each
 aarch64 variant of the portable build (dotprod, baseline NEON) with the library's flags (-O3), finds the
-steady-state loop of the 4-row decode tile (the shortest loop in dot_rows<4> that holds the dot-product
+steady-state loop of the 4-row decode tile (the shortest loop in dot_rows<4> with float16 scales, the
+CPU default, that holds the dot-product
 instruction), counts its instructions per weight byte, and asks llvm-mca for its cycles per iteration on
 a core's scheduling model. Bytes per cycle times the clock is what one core can consume; the decode bound
 is the lesser of that times the cores and the memory bandwidth, divided by the bytes read per token.
@@ -31,7 +32,9 @@ from qwdeploy.kernels.targets import PORTABLE_VARIANTS
 ROOT = Path(__file__).resolve().parents[2]
 
 SOURCE = ROOT / "kernels" / "cpu" / "quant_linear.cc"
-DECODE_TILE = "dot_rowsILi4E"  # the mangled name of the 4-row decode tile, dot_rows<4>
+# The mangled name of the 4-row decode tile with float16 scales, dot_rows<4, uint16_t>: what a default CPU export
+# runs (backends/cpu/half_scales.py).
+DECODE_TILE = "dot_rowsILi4EtEE"
 # int8 products per instruction: sdot does 16 (4 lanes x 4), a widening smull/smull2 8.
 PRODUCTS = {"sdot": 16, "smull": 8, "smull2": 8}
 BRANCH = re.compile(r"^(b(\.\w+)?|cbn?z|tbn?z)\s+.*?(\.L\w+)$")

@@ -32,9 +32,6 @@
 
 namespace qwd::int8 {
 
-inline float widen(float s) { return s; }
-inline float widen(uint16_t s) { return half_to_float(s); }
-
 // Which of a step's blocks each lane is in (0..3 from the step's first block), for a block size.
 struct LaneBlocks {
   int32_t rel[16] = {};
@@ -194,14 +191,29 @@ inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
 }
 
 struct ScaleGather {
-  LaneBlocks lb;
-  explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
-  template <class S>  // float, or uint16_t float16
-  FVec operator()(const S* s, int64_t blocks) const {
-    const float s0 = widen(s[0]), s1 = lb.per_step > 1 && blocks > 1 ? widen(s[1]) : 0.0f;
-    float lanes[8];
-    for (int j = 0; j < 8; ++j) lanes[j] = lb.rel[j] ? s1 : s0;
-    return {vld1q_f32(lanes), vld1q_f32(lanes + 4)};
+  uint32x4_t first[2];  // all ones in the lanes whose block is the step's first
+  int64_t per_step;
+  explicit ScaleGather(const LaneBlocks& lb) : per_step(lb.per_step) {
+    uint32_t mask[8];
+    for (int j = 0; j < 8; ++j) mask[j] = lb.rel[j] ? 0u : ~0u;
+    first[0] = vld1q_u32(mask);
+    first[1] = vld1q_u32(mask + 4);
+  }
+  FVec operator()(const float* s, int64_t blocks) const {
+    const float32x2_t two = per_step > 1 && blocks > 1 ? vld1_f32(s) : vset_lane_f32(s[0], vdup_n_f32(0.0f), 0);
+    return lanes(vcombine_f32(two, two));
+  }
+  FVec operator()(const uint16_t* s, int64_t blocks) const {  // float16 scales: one fcvtl widens both
+    uint16x4_t two = vld1_lane_u16(s, vdup_n_u16(0), 0);
+    if (per_step > 1 && blocks > 1) two = vld1_lane_u16(s + 1, two, 1);
+    return lanes(vcvt_f32_f16(vreinterpret_f16_u16(two)));
+  }
+  // Lanes 0 and 1 of s01 are the step's two scales.
+  FVec lanes(float32x4_t s01) const {
+    const float32x4_t a = vdupq_laneq_f32(s01, 0);
+    if (per_step == 1) return {a, a};  // blocks of 32 or more: one scale per step
+    const float32x4_t b = vdupq_laneq_f32(s01, 1);
+    return {vbslq_f32(first[0], a, b), vbslq_f32(first[1], a, b)};
   }
 };
 
@@ -243,6 +255,9 @@ inline IVec dot(const int32_t*, const WVec& w, const int8_t* x) {
     for (int k = 0; k < 4; ++k) d.v[j] += w.v[4 * j + k] * x[4 * j + k];
   return d;
 }
+
+inline float widen(float s) { return s; }
+inline float widen(uint16_t s) { return half_to_float(s); }
 
 struct ScaleGather {
   LaneBlocks lb;

@@ -25,6 +25,8 @@ def test_the_decode_loop_is_found_and_costed(variant: str, instruction: str):
     loop = estimate.steady_loop(flags, estimate._tool("aarch64-linux-gnu-g++"))
     assert loop.products == 4 * 32  # 4 rows x 32 columns of int4 weights per iteration: 64 weight bytes
     assert any(line.split()[0] == instruction for line in loop.body)
-    assert 2 * 64 > len(loop.body) > 64 // 4  # between a quarter and two instructions per weight byte
+    # Between a quarter and 2.5 instructions per weight byte (float16 scales add their widening): a wrong loop
+    # (prefill's, or one unrolled twice) falls outside.
+    assert 2.5 * 64 > len(loop.body) > 64 // 4
     cycles = estimate.mca_cycles(loop, "cortex-a76")
     assert len(loop.body) / 4 <= cycles < 4 * len(loop.body)  # Cortex-A76 issues at most 4 per cycle
