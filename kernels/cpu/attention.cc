@@ -42,71 +42,45 @@ void rotate(const float* x, const float* cos, const float* sin, int64_t dim, flo
   }
 }
 
-// Queries and outputs are held transposed, [dim, rows] with rows a multiple of kW, so every step below is
-// a vector over rows: no key transposition, and the softmax runs on whole vectors.
+// Queries and outputs are held transposed, [dim, rows] with rows a multiple of kW, so both products are
+// one micro-kernel of broadcasts against vectors over rows: no key transposition, and the softmax runs on
+// whole vectors.
+//   scores: st [n, rows] = keys [n, dim] . qt [dim, rows]         (a = keys,   i = key, k = dim)
+//   values: ot [dim, rows] += values [n, dim]^T . pt [n, rows]    (a = values, i = dim, k = key)
 
-// st[j, :] = k[j, :] . qt for kJ keys, over kV row vectors: qt [dim, rows], k [kJ, dim], st [kJ, rows].
-template <int kJ, int kV>
-void scores_step(const float* qt, int64_t rows, const float* k, int64_t dim, float* st) {
-  Vec acc[kJ][kV];
-  for (auto& a : acc)
-    for (Vec& v : a) v = simd::set1(0.0f);
-  for (int64_t d = 0; d < dim; ++d) {
-    Vec q[kV];
-    for (int c = 0; c < kV; ++c) q[c] = simd::load(qt + d * rows + c * kW);
-    for (int j = 0; j < kJ; ++j) {
-      const Vec kj = simd::set1(k[j * dim + d]);
-      for (int c = 0; c < kV; ++c) acc[j][c] = simd::fma(kj, q[c], acc[j][c]);
+// c[i, :] (+)= sum_k a[i * ai + k * ak] * b[k, :] for kI rows of c, over kV row vectors: b [K, rows], c [kI, rows].
+template <int kI, int kV>
+void product_step(const float* a, int64_t ai, int64_t ak, const float* b, int64_t K, int64_t rows, float* c,
+                  bool accumulate) {
+  Vec acc[kI][kV];
+  for (int i = 0; i < kI; ++i)
+    for (int v = 0; v < kV; ++v) acc[i][v] = accumulate ? simd::load(c + i * rows + v * kW) : simd::set1(0.0f);
+  for (int64_t k = 0; k < K; ++k) {
+    Vec bk[kV];
+    for (int v = 0; v < kV; ++v) bk[v] = simd::load(b + k * rows + v * kW);
+    for (int i = 0; i < kI; ++i) {
+      const Vec ak_i = simd::set1(a[i * ai + k * ak]);
+      for (int v = 0; v < kV; ++v) acc[i][v] = simd::fma(ak_i, bk[v], acc[i][v]);
     }
   }
-  for (int j = 0; j < kJ; ++j)
-    for (int c = 0; c < kV; ++c) simd::store(st + j * rows + c * kW, acc[j][c]);
+  for (int i = 0; i < kI; ++i)
+    for (int v = 0; v < kV; ++v) simd::store(c + i * rows + v * kW, acc[i][v]);
 }
 
-template <int kJ>
-void scores_keys(const float* qt, int64_t rows, const float* k, int64_t dim, float* st) {
+template <int kI>
+void product_rows(const float* a, int64_t ai, int64_t ak, const float* b, int64_t K, int64_t rows, float* c,
+                  bool accumulate) {
   int64_t r = 0;
-  for (; r + 4 * kW <= rows; r += 4 * kW) scores_step<kJ, 4>(qt + r, rows, k, dim, st + r);
-  for (; r < rows; r += kW) scores_step<kJ, 1>(qt + r, rows, k, dim, st + r);
+  for (; r + 4 * kW <= rows; r += 4 * kW) product_step<kI, 4>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+  for (; r < rows; r += kW) product_step<kI, 1>(a, ai, ak, b + r, K, rows, c + r, accumulate);
 }
 
-// st [n, rows] = the block's n keys [n, dim] against every row.
-void scores(const float* qt, int64_t rows, const float* k, int64_t n, int64_t dim, float* st) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) scores_keys<4>(qt, rows, k + j * dim, dim, st + j * rows);
-  for (; j < n; ++j) scores_keys<1>(qt, rows, k + j * dim, dim, st + j * rows);
-}
-
-// ot[d, :] += sum_j v[j, d] * pt[j, :] for kD dims from d, over kV row vectors: pt [n, rows], v [n, dim].
-template <int kD, int kV>
-void values_step(const float* pt, int64_t rows, const float* v, int64_t n, int64_t dim, float* ot) {
-  Vec acc[kD][kV];
-  for (int i = 0; i < kD; ++i)
-    for (int c = 0; c < kV; ++c) acc[i][c] = simd::load(ot + i * rows + c * kW);
-  for (int64_t j = 0; j < n; ++j) {
-    Vec p[kV];
-    for (int c = 0; c < kV; ++c) p[c] = simd::load(pt + j * rows + c * kW);
-    for (int i = 0; i < kD; ++i) {
-      const Vec vj = simd::set1(v[j * dim + i]);
-      for (int c = 0; c < kV; ++c) acc[i][c] = simd::fma(vj, p[c], acc[i][c]);
-    }
-  }
-  for (int i = 0; i < kD; ++i)
-    for (int c = 0; c < kV; ++c) simd::store(ot + i * rows + c * kW, acc[i][c]);
-}
-
-template <int kD>
-void values_dims(const float* pt, int64_t rows, const float* v, int64_t n, int64_t dim, float* ot) {
-  int64_t r = 0;
-  for (; r + 4 * kW <= rows; r += 4 * kW) values_step<kD, 4>(pt + r, rows, v, n, dim, ot + r);
-  for (; r < rows; r += kW) values_step<kD, 1>(pt + r, rows, v, n, dim, ot + r);
-}
-
-// ot [dim, rows] += the block's values [n, dim] weighted by pt [n, rows].
-void values(const float* pt, int64_t rows, const float* v, int64_t n, int64_t dim, float* ot) {
-  int64_t d = 0;
-  for (; d + 4 <= dim; d += 4) values_dims<4>(pt, rows, v + d, n, dim, ot + d * rows);
-  for (; d < dim; ++d) values_dims<1>(pt, rows, v + d, n, dim, ot + d * rows);
+// c [I, rows] (+)= A . b with A[i, k] = a[i * ai + k * ak] ([I, K]) and b [K, rows].
+void product(const float* a, int64_t ai, int64_t ak, int64_t I, const float* b, int64_t K, int64_t rows, float* c,
+             bool accumulate) {
+  int64_t i = 0;
+  for (; i + 4 <= I; i += 4) product_rows<4>(a + i * ai, ai, ak, b, K, rows, c + i * rows, accumulate);
+  for (; i < I; ++i) product_rows<1>(a + i * ai, ai, ak, b, K, rows, c + i * rows, accumulate);
 }
 
 // st [n, rows] scores → exp(score - new max) per row; the row's running max and sum follow, and what it
@@ -133,6 +107,22 @@ struct Scratch {
 };
 
 }  // namespace
+
+void packed_qkv(AttentionProblem& p, const float* qkv) {
+  const int64_t q_width = p.num_heads * p.head_dim, kv_width = p.kv_num_heads * p.head_dim;
+  p.q_stride = p.kv_stride = q_width + 2 * kv_width;
+  p.q = qkv;
+  p.k = qkv + q_width;
+  p.v = qkv + q_width + kv_width;
+}
+
+void separate_qkv(AttentionProblem& p, const float* q, const float* k, const float* v) {
+  p.q_stride = p.num_heads * p.head_dim;
+  p.kv_stride = p.kv_num_heads * p.head_dim;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+}
 
 void attention(const AttentionProblem& p, const Parallel& par) {
   const int64_t B = p.batch, S = p.seq, H = p.num_heads, KV = p.kv_num_heads, D = p.head_dim;
@@ -203,11 +193,11 @@ void attention(const AttentionProblem& p, const Parallel& par) {
         for (int64_t j = std::max<int64_t>(0, first + 1 - j0); j < n; ++j)
           std::fill_n(w.st.data() + j * padded, (j0 + j - first) * G, value);
       };
-      scores(w.qt.data(), padded, K + j0 * D, n, D, w.st.data());
+      product(K + j0 * D, D, 1, n, w.qt.data(), D, padded, w.st.data(), false);  // scores [n, padded]
       hide(-std::numeric_limits<float>::infinity());
       softmax_block(w.st.data(), n, padded, w.max.data(), w.sum.data(), w.ot.data(), D);
       hide(0.0f);  // exactly: the vector exp stops at e^-87, and its products with values would be denormal
-      values(w.st.data(), padded, V + j0 * D, n, D, w.ot.data());
+      product(V + j0 * D, 1, D, D, w.st.data(), n, padded, w.ot.data(), true);  // ot += values^T . probabilities
     }
     for (int64_t r = 0; r < rows; ++r) {
       const float inv = 1.0f / w.sum[r];

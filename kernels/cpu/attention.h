@@ -37,6 +37,11 @@ struct AttentionProblem {
   float* present_v = nullptr;
 };
 
+// Point q, k, v and their strides at one packed QKV tensor [batch*seq, (num_heads + 2*kv_num_heads)*head_dim]
+// (q heads, then k, then v), or at separate tensors; head counts and head_dim set first.
+void packed_qkv(AttentionProblem& p, const float* qkv);
+void separate_qkv(AttentionProblem& p, const float* q, const float* k, const float* v);
+
 // Throws std::invalid_argument for lengths the cache cannot hold, std::out_of_range for a position
 // outside the cos/sin cache.
 void attention(const AttentionProblem& p, const Parallel& par = serial());

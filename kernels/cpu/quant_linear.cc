@@ -233,46 +233,19 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 #endif
 }
 
-#if defined(QWD_INT8_AVX512)
-namespace {
+Weights int8_weights(const Int8Activations& a, const Weights& w, std::vector<float>& scratch) {
+  return a.blocked_q.empty() && a.amx_x.empty() ? w : w.with_float_scales(scratch);
+}
 
-// Prefill on AVX-512: AMX tiles or blocks side by side, from float scales.
-void prefill_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+#if defined(QWD_INT8_AVX512)
   if (!a.amx_x.empty()) {  // the tiles apply w's zero points themselves
     amx::dot_rows(a, w, rows, count, out);
     return;
   }
-  blocked_rows(a, w, rows, count, out);
-  if (w.zero_points)
-    for (int64_t tt = 0; tt < a.tokens; ++tt)
-      for (int64_t i = 0; i < count; ++i) out[tt * count + i] += zero_point_correction(a, w, rows[i], tt);
-}
-
-// The same with fp16 scales: each run of consecutive rows (callers ask for one or two) gets its scales widened
-// into a float copy in cache, then runs as a matrix of its own. A prefill reuses each scale for many tokens.
-void prefill_rows_f16(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-  thread_local std::vector<float> scales, part;
-  thread_local std::vector<int64_t> local;
-  for (int64_t i0 = 0, n = 1; i0 < count; i0 += n, n = 1) {
-    while (i0 + n < count && rows[i0 + n] == rows[i0] + n) ++n;
-    const Weights run = w.slice(rows[i0], n).with_float_scales(scales);
-    local.resize(n);
-    for (int64_t i = 0; i < n; ++i) local[i] = i;
-    part.resize(a.tokens * n);  // [tokens, n]
-    prefill_rows(a, run, local.data(), n, part.data());
-    for (int64_t t = 0; t < a.tokens; ++t) std::memcpy(out + t * count + i0, part.data() + t * n, n * sizeof(float));
-  }
-}
-
-}  // namespace
-#endif
-
-void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-#if defined(QWD_INT8_AVX512)
-  if (!a.amx_x.empty() || !a.blocked_q.empty()) {
-    (w.scales_f16 ? prefill_rows_f16 : prefill_rows)(a, w, rows, count, out);
-    return;
-  }
+  if (!a.blocked_q.empty())
+    blocked_rows(a, w, rows, count, out);
+  else
 #endif
   if (w.bits == 8)
     dot_rows<8>(a, w, rows, count, out);
@@ -296,13 +269,15 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
     return;
   }
   const Int8Activations a(x, tokens, w, int8_blocked(tokens), par);
+  std::vector<float> scales;
+  const Weights wa = int8_weights(a, w, scales);
   parallel_ranges(par, w.rows, grain, [&](int64_t begin, int64_t end) {
     const int64_t count = end - begin;
     std::vector<int64_t> rows(count);
     for (int64_t i = 0; i < count; ++i) rows[i] = begin + i;
     thread_local std::vector<float> out;  // [tokens, count]; kept per thread, as a fresh one faults its pages in
     out.resize(tokens * count);
-    int8_dot_rows(a, w, rows.data(), count, out.data());
+    int8_dot_rows(a, wa, rows.data(), count, out.data());
     for (int64_t t = 0; t < tokens; ++t) {
       float* yt = y + t * w.rows + begin;
       std::memcpy(yt, out.data() + t * count, count * sizeof(float));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "int8_act.h"
 #include "parallel.h"
@@ -16,7 +17,12 @@ namespace qwd {
 void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,
                   const Parallel& par = serial());
 
-// Dot products of rows[0..count) of w with every token of a: out[t * count + i] = x[t] . w[rows[i]].
+// w as int8_dot_rows takes it for these activations: the prefill layouts (AVX-512 blocked, AMX) read float
+// scales, so float16 ones are widened into scratch once per call; decode widens them as it streams.
+Weights int8_weights(const Int8Activations& a, const Weights& w, std::vector<float>& scratch);
+
+// Dot products of rows[0..count) of w (from int8_weights) with every token of a:
+// out[t * count + i] = x[t] . w[rows[i]].
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out);
 
 // Rows per task for `rows` rows of w (times `rows_per_output` rows read per output row): long runs of

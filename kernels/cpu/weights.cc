@@ -10,6 +10,22 @@
 
 namespace qwd {
 
+namespace {
+
+// out[i] = in[i] widened, n values (F16C / NEON conversions where the build has them).
+void halves_to_floats(const uint16_t* in, int64_t n, float* out) {
+  int64_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+#elif defined(__aarch64__)
+  for (; i + 4 <= n; i += 4) vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(in + i))));
+#endif
+  for (; i < n; ++i) out[i] = half_to_float(in[i]);
+}
+
+}  // namespace
+
 Weights Weights::fp32(const float* w, int64_t rows, int64_t cols) {
   Weights m;
   m.rows = rows;
@@ -65,17 +81,6 @@ float half_to_float(uint16_t h) {
   float out;
   std::memcpy(&out, &bits, 4);
   return out;
-}
-
-void halves_to_floats(const uint16_t* in, int64_t n, float* out) {
-  int64_t i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
-#elif defined(__aarch64__)
-  for (; i + 4 <= n; i += 4) vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(in + i))));
-#endif
-  for (; i < n; ++i) out[i] = half_to_float(in[i]);
 }
 
 Weights Weights::slice(int64_t first, int64_t count) const {

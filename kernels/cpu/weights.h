@@ -25,7 +25,7 @@ struct Weights {
   static Weights quantized(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t rows,
                            int64_t cols, int bits, int64_t block_size);
   // The same with fp16 scales, 2 bytes per block instead of 4: decode widens them as it streams the rows,
-  // prefill into a float copy per task (with_float_scales).
+  // prefill into a float copy per call (with_float_scales).
   static Weights quantized(const uint8_t* packed, const uint16_t* scales, const uint8_t* zero_points, int64_t rows,
                            int64_t cols, int bits, int64_t block_size);
 
@@ -49,8 +49,5 @@ struct Weights {
   // This view with float scales: itself, or (fp16 scales) with them widened into `scratch`, resized to fit.
   Weights with_float_scales(std::vector<float>& scratch) const;
 };
-
-// out[i] = in[i] widened, n values (F16C / NEON conversions where the build has them).
-void halves_to_floats(const uint16_t* in, int64_t n, float* out);
 
 }  // namespace qwd

@@ -75,6 +75,7 @@ inline Ort::ConstValue input(const Ort::KernelContext& ctx, size_t i) {
 }
 
 inline std::vector<int64_t> shape(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
+inline std::vector<int64_t> optional_shape(const Ort::ConstValue& v) { return v ? shape(v) : std::vector<int64_t>{}; }
 
 template <class T>
 const T* data_or_null(const Ort::ConstValue& v) {

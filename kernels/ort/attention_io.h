@@ -28,8 +28,8 @@ struct AttentionOp : schema::GroupQueryAttention {
     const auto sin = do_rotary ? input(ctx, 8) : Ort::ConstValue{nullptr};
     if (do_rotary && (!cos || !sin))
       throw std::invalid_argument("qwdeploy.GroupQueryAttention: do_rotary needs cos_cache and sin_cache");
-    const shapes::Shape key_shape = key ? shape(key) : shapes::Shape{}, value_shape = value ? shape(value) : key_shape;
-    const shapes::Shape cos_shape = cos ? shape(cos) : shapes::Shape{}, sin_shape = sin ? shape(sin) : cos_shape;
+    const auto key_shape = optional_shape(key), value_shape = optional_shape(value);
+    const auto cos_shape = optional_shape(cos), sin_shape = optional_shape(sin);
     const auto s = shapes::attention(shape(query), key ? &key_shape : nullptr, value ? &value_shape : nullptr,
                                      shape(past_k), shape(past_v), shape(seqlens), shape(total),
                                      total.GetTensorData<int32_t>()[0], cos ? &cos_shape : nullptr,
@@ -44,18 +44,10 @@ struct AttentionOp : schema::GroupQueryAttention {
     p.present_len = s.total;
     p.max_positions = s.max_positions;
     p.scale = scale;
-    const int64_t q_width = num_heads * s.head_dim, kv_width = kv_num_heads * s.head_dim;
-    p.q = query.GetTensorData<float>();
-    if (s.packed) {
-      p.q_stride = p.kv_stride = q_width + 2 * kv_width;
-      p.k = p.q + q_width;
-      p.v = p.k + kv_width;
-    } else {
-      p.q_stride = q_width;
-      p.kv_stride = kv_width;
-      p.k = key.GetTensorData<float>();
-      p.v = value.GetTensorData<float>();
-    }
+    if (s.packed)
+      packed_qkv(p, query.GetTensorData<float>());
+    else
+      separate_qkv(p, query.GetTensorData<float>(), key.GetTensorData<float>(), value.GetTensorData<float>());
     p.past_k = past_k.GetTensorData<float>();
     p.past_v = past_v.GetTensorData<float>();
     p.seqlens_k = seqlens.GetTensorData<int32_t>();

@@ -14,8 +14,6 @@
 
 namespace qwd::ort {
 
-inline shapes::Shape optional_shape(const Ort::ConstValue& v) { return v ? shape(v) : shapes::Shape{}; }
-
 struct SwiGLUOp : schema::SwiGLU {
   struct Args {
     const float* gate_up;  // [rows, 2*inter]

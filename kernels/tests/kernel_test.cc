@@ -198,17 +198,10 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     p.present_len = T;
     p.max_positions = c.i("max_positions");
     p.scale = c.f("scale");
-    p.q = query.data();
-    if (c.i("packed")) {
-      p.q_stride = p.kv_stride = (H + 2 * KV) * D;
-      p.k = p.q + H * D;
-      p.v = p.k + KV * D;
-    } else {
-      p.q_stride = H * D;
-      p.kv_stride = KV * D;
-      p.k = key.data();
-      p.v = value.data();
-    }
+    if (c.i("packed"))
+      qwd::packed_qkv(p, query.data());
+    else
+      qwd::separate_qkv(p, query.data(), key.data(), value.data());
     p.past_k = past_k.data();
     p.past_v = past_v.data();
     p.seqlens_k = seqlens.data();
