@@ -77,7 +77,7 @@ def resolve(options: OrtOptions, profile: DeviceProfile | None, refusal: str | N
     if found.exists():
         return CustomOps(requested, True, f"kernel library for {target.describe()} found built", found)
     try:
-        ort_include(fetch=False)
+        ort_include()  # fetched once into the cache when missing: the fast graph should not need a setup step
     except QwdeployError as exc:
         return CustomOps(requested, False, f"kernels for {target.name} not built and not buildable here ({exc}; "
                                            f"or run qwdeploy kernels build --target {target.name})")

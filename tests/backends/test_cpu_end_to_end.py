@@ -31,6 +31,7 @@ import transformers
 from qwdeploy.exporters.onnx.exporter import export
 from qwdeploy.exporters.request import ExportRequest
 from qwdeploy.toolkit.checkpoint import open_checkpoint
+from qwdeploy.toolkit.errors import MissingDependencyError
 from qwdeploy.toolkit.metrics import agreement
 
 from backend_helpers import (BLOCK, PROMPT, assert_int4_at_least_plain_rtn, greedy_logits, plain_rtn,  # noqa: F401
@@ -228,9 +229,13 @@ def test_passes_fire_on_optimums_graph(make_checkpoint, plain_rtn, tmp_path):
 def test_custom_ops_auto_is_the_cpu_default_and_falls_back_where_nothing_can_build(make_checkpoint, tmp_path,
                                                                                   monkeypatch):
     """auto (the CPU default): our ops with the portable library when it is built (the suite built it) or this
-    machine can build it (compiler and ONNX Runtime headers present), else ONNX Runtime's ops; the manifest
-    says which, and why."""
+    machine can build it (a compiler, and ONNX Runtime headers present or fetched), else ONNX Runtime's ops;
+    the manifest says which, and why."""
+    from qwdeploy.kernels import ort_headers
     from qwdeploy.kernels.ort_headers import ort_include
+
+    def offline():
+        raise MissingDependencyError("no ONNX Runtime headers and no network to fetch them")
 
     def manifest(out):
         export(ExportRequest(open_checkpoint(make_checkpoint("qwen2")), out, quant="int4", target="cpu",
@@ -244,6 +249,7 @@ def test_custom_ops_auto_is_the_cpu_default_and_falls_back_where_nothing_can_bui
     assert built["custom_ops"]["target"].startswith("portable (")
     monkeypatch.setenv("QWDEPLOY_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.delenv("QWDEPLOY_ORT_INCLUDE", raising=False)  # the suite points it at its headers
+    monkeypatch.setattr(ort_headers, "_fetch_debian_headers", offline)
     fresh = manifest(tmp_path / "fresh")
     assert not fresh["custom_ops"]["emitted"] and fresh["custom_ops"]["library"] is None
     assert "not built and not buildable here" in fresh["custom_ops"]["why"]
