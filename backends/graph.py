@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from ..toolkit.external_data import ExternalDataWriter, external_array, is_external, renamed
+from ..toolkit.external_data import ExternalDataWriter, external_array, external_key, is_external, renamed
 
 SPILL_BYTES = 1 << 20  # new constants this large go to the spill file, not into the in-memory model
 
@@ -141,6 +141,16 @@ class Graph:
             else:
                 raise Reject(f"'{value}' is not a constant")
         return self._arrays[value]
+
+    def shares_storage(self, value: str) -> bool:
+        """Whether another initializer in use is a view of the same stored bytes (add_view), e.g. a tied LM
+        head's weights and the embedding table."""
+        tensor = self._init.get(value)
+        if tensor is None or not is_external(tensor) or self.base_dir is None:
+            return False
+        key = external_key(tensor, self.base_dir)
+        return any(name != value and is_external(other) and self.uses(name)
+                   and external_key(other, self.base_dir) == key for name, other in self._init.items())
 
     def scalar(self, value: str) -> float:
         array = self.const(value)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .quantize import untile_rows
+
 
 def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
@@ -62,9 +64,12 @@ def bf16(x: np.ndarray) -> np.ndarray:
 
 def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
                  bias: np.ndarray | None = None, *, K: int, N: int, bits: int, block_size: int,
-                 accuracy_level: int, prefill_tiles: bool = False) -> np.ndarray:
-    """prefill_tiles: what the AMX prefill path computes at accuracy_level 4 (kernels/cpu/amx.h): weights
-    (q - zero) * scale in float32 and the activations, each rounded to bfloat16."""
+                 accuracy_level: int, row_tile: int = 1, prefill_tiles: bool = False) -> np.ndarray:
+    """row_tile 4: B in row tiles (kernels/quantize.py). prefill_tiles: what the AMX prefill path computes at
+    accuracy_level 4 (kernels/cpu/amx.h): weights (q - zero) * scale in float32 and the activations, each
+    rounded to bfloat16."""
+    if row_tile != 1:
+        B = untile_rows(B, N)
     w = dequantize(B, scales, K, bits, block_size, zero_points)  # [N, K]
     x = X.astype(np.float64)
     if accuracy_level == 4 and prefill_tiles:
@@ -80,9 +85,10 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
 
 
 def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, K: int,
-                 N: int, bits: int, block_size: int, accuracy_level: int, prefill_tiles: bool = False) -> np.ndarray:
+                 N: int, bits: int, block_size: int, accuracy_level: int, row_tile: int = 1,
+                 prefill_tiles: bool = False) -> np.ndarray:
     return swiglu(quant_linear(X, B, scales, zero_points, K=K, N=N, bits=bits, block_size=block_size,
-                               accuracy_level=accuracy_level, prefill_tiles=prefill_tiles))
+                               accuracy_level=accuracy_level, row_tile=row_tile, prefill_tiles=prefill_tiles))
 
 
 def route(router_logits: np.ndarray, top_k: int, normalize_topk: bool) -> tuple[np.ndarray, np.ndarray]:

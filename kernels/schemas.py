@@ -59,10 +59,11 @@ SCHEMAS = {
                 Arg("zero_points", "[2*I * ceil(K/block_size*bits/8)]", "uint8", optional=True),
             ),
             outputs=(Arg("Y", "[..., I]", "float32"),),
-            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int"},
+            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int",
+                        "row_tile": "int"},
             doc="Packed gate/up projection on block-quantized weights (ONNX Runtime's MatMulNBits layout, "
-            "N = 2*I rows, gate rows first; accuracy_level as QuantLinear's) followed by SwiGLU; the [.., 2*I] "
-            "intermediate never reaches memory.",
+            "N = 2*I rows, gate rows first; accuracy_level and row_tile as QuantLinear's, I a multiple of the "
+            "tile) followed by SwiGLU; the [.., 2*I] intermediate never reaches memory.",
         ),
         OpSchema(
             "QuantLinear",
@@ -74,12 +75,15 @@ SCHEMAS = {
                 Arg("bias", "[N]", "float32", optional=True),
             ),
             outputs=(Arg("Y", "[..., N]", "float32"),),
-            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int"},
+            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int",
+                        "row_tile": "int"},
             doc="Y = X @ W^T + bias with W block-quantized in ONNX Runtime's MatMulNBits layout; B, scales and "
             "zero points are MatMulNBits' own tensors, read where they lie (no prepacked copy). accuracy_level "
             "as MatMulNBits', a permission rather than a demand: at 4 the CPU kernels quantize X to int8 per block "
             "(scale max|x|/127, round to nearest even) for integer dot products per block, then apply both scales; "
-            "at 0, and on CUDA at any level, they compute in float.",
+            "at 0, and on CUDA at any level, they compute in float. row_tile 4 (CPU only): B's rows in tiles "
+            "of 4, their bytes interleaved 64 at a time and the rows padded to whole tiles, so decode streams "
+            "each tile as one range (kernels/quantize.py tile_rows); 1: rows in order.",
         ),
         OpSchema(
             "MoE",

@@ -1,8 +1,8 @@
 // QuantLinear's core (kernels/cpu/quant_linear.cc) in llm.c's dev/ style: a plain reference, a correctness
 // check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
 // (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
-// bandwidth, with float32 and with float16 block scales (interleaved rounds), and a 128-token prefill of the
-// gate/up matrix (on AMX tiles where the CPU has them; run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI
+// bandwidth, with the weights' rows in order and in row tiles (kernels/cpu/weights.h; interleaved rounds,
+// float16 scales), and a 128-token prefill of the gate/up matrix (on AMX tiles where the CPU has them; run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI
 // path).
 //   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
 //       kernels/cpu/{amx,quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
@@ -35,12 +35,27 @@ struct Matrix {
   std::vector<uint8_t> packed;  // [rows, blocks, block/2]
   std::vector<float> scales;    // [rows, blocks], float16 values
   std::vector<uint16_t> halves;  // the same scales as float16
-  qwd::Weights view(bool half = false) const {
-    return half ? qwd::Weights::quantized(packed.data(), halves.data(), nullptr, rows, cols, 4, block)
-                : qwd::Weights::quantized(packed.data(), scales.data(), nullptr, rows, cols, 4, block);
+  std::vector<uint8_t> tiled;   // packed in row tiles, rows padded to whole tiles; empty where rows do not fit
+  qwd::Weights view() const { return qwd::Weights::quantized(packed.data(), scales.data(), nullptr, rows, cols, 4, block); }
+  qwd::Weights half_view(bool tiles) const {
+    qwd::Weights w = qwd::Weights::quantized(tiles ? tiled.data() : packed.data(), halves.data(), nullptr, rows,
+                                             cols, 4, block);
+    w.row_tile = tiles ? qwd::Weights::kRowTile : 1;
+    return w;
   }
-  double bytes(bool half = false) const { return packed.size() + (half ? 2.0 : 4.0) * scales.size(); }
+  double bytes() const { return packed.size() + 2.0 * scales.size(); }
 };
+
+// Row tiles as the export writes them (kernels/quantize.py tile_rows): each 4 rows' bytes 64 at a time.
+std::vector<uint8_t> tile_rows(const std::vector<uint8_t>& packed, int64_t rows, int64_t row_bytes) {
+  constexpr int64_t T = qwd::Weights::kRowTile, C = qwd::Weights::kTileChunk;
+  if (row_bytes % C) return {};
+  std::vector<uint8_t> out((rows + T - 1) / T * T * row_bytes, 0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < row_bytes / C; ++c)
+      std::memcpy(out.data() + ((r / T) * (row_bytes / C) + c) * T * C + (r % T) * C, packed.data() + r * row_bytes + c * C, C);
+  return out;
+}
 
 Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
   Matrix m{rows, cols};
@@ -53,6 +68,7 @@ Matrix random_matrix(int64_t rows, int64_t cols, std::mt19937& rng) {
     m.halves.push_back(_cvtss_sh(scale(rng), 0));
     s = qwd::half_to_float(m.halves.back());
   }
+  m.tiled = tile_rows(m.packed, rows, nb * m.block / 2);
   return m;
 }
 
@@ -123,12 +139,16 @@ int main() {
     std::vector<float> x(tokens * cols), y(tokens * rows);
     std::normal_distribution<float> normal;
     for (auto& v : x) v = normal(rng);
-    qwd::quant_linear(x.data(), tokens, m.view(), nullptr, y.data(), 4, par);
     const auto ref = reference(m, x, tokens);
-    double err = 0, mag = 0;
-    for (size_t i = 0; i < y.size(); ++i) err = std::max(err, std::fabs(y[i] - ref[i])), mag = std::max(mag, std::fabs(ref[i]));
-    std::printf("check %lldx%lld, %lld tokens: max |error| %.1e of max |y| %.1e: %s\n", (long long)rows,
-                (long long)cols, (long long)tokens, err, mag, err <= 1e-5 * mag ? "ok" : "FAIL");
+    for (bool tiles : {false, true}) {
+      if (tiles && m.tiled.empty()) continue;
+      qwd::quant_linear(x.data(), tokens, tiles ? m.half_view(true) : m.view(), nullptr, y.data(), 4, par);
+      double err = 0, mag = 0;
+      for (size_t i = 0; i < y.size(); ++i) err = std::max(err, std::fabs(y[i] - ref[i])), mag = std::max(mag, std::fabs(ref[i]));
+      std::printf("check %lldx%lld, %lld tokens%s: max |error| %.1e of max |y| %.1e: %s\n", (long long)rows,
+                  (long long)cols, (long long)tokens, tiles ? ", row tiles" : "", err, mag,
+                  err <= 1e-5 * mag ? "ok" : "FAIL");
+    }
   }
 
   const int64_t H = 896, I = 4864, layers = 24, vocab = 151936;
@@ -139,21 +159,21 @@ int main() {
   step.push_back(random_matrix(vocab, H, rng));
   std::vector<float> x(128 * I), y(128 * vocab);
   for (auto& v : x) v = std::normal_distribution<float>()(rng);
-  // Rounds alternate the two scale types, so a neighbour's load moves both alike; medians over rounds.
+  // Rounds alternate the two layouts, so a neighbour's load moves both alike; medians over rounds.
   std::vector<double> times[2];
   for (int round = 0; round < 7; ++round)
-    for (bool half : {false, true})
-      times[half].push_back(median_seconds(5, [&] {
-        for (auto& m : step) qwd::quant_linear(x.data(), 1, m.view(half), nullptr, y.data(), 4, par);
+    for (bool tiles : {false, true})
+      times[tiles].push_back(median_seconds(5, [&] {
+        for (auto& m : step) qwd::quant_linear(x.data(), 1, m.half_view(tiles), nullptr, y.data(), 4, par);
       }));
   const double bandwidth = streaming_read_gbs();
-  for (bool half : {false, true}) {
-    double bytes = 0;
-    for (auto& m : step) bytes += m.bytes(half);
-    std::sort(times[half].begin(), times[half].end());
-    const double decode = times[half][times[half].size() / 2];
-    std::printf("decode step, %s scales: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n",
-                half ? "float16" : "float32", bytes / 1e6, decode * 1e3, bytes / decode / 1e9,
+  double bytes = 0;
+  for (auto& m : step) bytes += m.bytes();
+  for (bool tiles : {false, true}) {
+    std::sort(times[tiles].begin(), times[tiles].end());
+    const double decode = times[tiles][times[tiles].size() / 2];
+    std::printf("decode step, %s: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n",
+                tiles ? "row tiles" : "rows in order", bytes / 1e6, decode * 1e3, bytes / decode / 1e9,
                 100 * bytes / decode / 1e9 / bandwidth, bandwidth);
   }
   const Matrix& gate_up = step[2];

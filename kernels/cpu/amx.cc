@@ -75,7 +75,7 @@ __attribute__((QWD_AMX_TARGET)) void bf16_rows(const Weights& w, const int64_t* 
   const int shift = __builtin_ctzll(bb);  // block sizes are powers of 2
   for (int64_t r = 0; r < count; ++r) {
     const int64_t row = rows[r];
-    const uint8_t* q = w.packed + row * bytes;
+    const Weights::RowBytes q = w.row_at(row);
     const float* s = w.scales + row * nb;
     uint16_t* o = out + r * n;
     int64_t at = -1;  // the step's first block, whose scale and zero are loaded
@@ -89,7 +89,7 @@ __attribute__((QWD_AMX_TARGET)) void bf16_rows(const Weights& w, const int64_t* 
         zero = _mm512_mask_blend_ps(second, _mm512_set1_ps(static_cast<float>(w.zero_point(row, b0))),
                                     _mm512_set1_ps(static_cast<float>(w.zero_point(row, b1))));
       }
-      const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, q + i));
+      const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, q.at(i)));
       if (w.bits == 4) {  // low nibbles: the group's even columns, positions 0..15; high nibbles: 16..31
         const __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0xF)));
         const __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));

@@ -19,6 +19,7 @@ using namespace int8;
 // feeding kPrefillTokens dot products while it sits in registers (2 x 8 accumulators fit AVX-512's 32
 // registers, 2 x 4 the 16 of AVX2 and the scalar/NEON paths); batches of 2-7 tokens the same way.
 constexpr int kDecodeRows = 4;
+static_assert(kDecodeRows == Weights::kRowTile, "decode reads one row tile at a time");
 constexpr int kPrefillRows = 2;
 #if defined(QWD_INT8_AVX512)
 constexpr int kPrefillTokens = 8;
@@ -32,14 +33,17 @@ constexpr int kBatchRows = 2;
 template <int kBits, int R, int T, class S>
 void tile(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather, const int64_t* rows,
           int64_t t0, float* out /* [T, R] */) {
-  const int64_t nb = w.blocks(), row_bytes = nb * w.block_bytes();
+  const int64_t nb = w.blocks(), row_bytes = w.row_bytes();
   constexpr int64_t kStepBytes = kCols * kBits / 8;
+  static_assert(Weights::kTileChunk % kStepBytes == 0, "a step must not straddle a row tile's chunk");
   const int64_t full = row_bytes / kStepBytes, shift = __builtin_ctzll(w.block_size);
-  const uint8_t* wr[R];
+  // Prefetch distance: the next R rows' bytes (row order), or 4 KB on in the tile's one stream.
+  const int64_t ahead = w.row_tile == 1 ? R * row_bytes : 4096;
+  Weights::RowBytes wr[R];
   const S* sr[R];
   for (int r = 0; r < R; ++r) {
-    wr[r] = w.packed + rows[r] * row_bytes;  // [row_bytes]
-    sr[r] = scales + rows[r] * nb;           // [nb]
+    wr[r] = w.row_at(rows[r]);
+    sr[r] = scales + rows[r] * nb;  // [nb]
   }
   FVec acc[R][T];
   for (auto& row : acc)
@@ -49,11 +53,11 @@ void tile(const Int8Activations& a, const Weights& w, const S* scales, const Sca
     WVec wv[R];
     FVec sv[R];
     for (int r = 0; r < R; ++r) {
-      // The same bytes of the next tile's rows (the next R rows in memory): decode streams the weights
-      // once, and the hardware prefetcher alone leaves the core waiting on R interleaved streams.
-      __builtin_prefetch(wr[r] + s * kStepBytes + R * row_bytes);
+      // Decode streams the weights once, and the hardware prefetcher alone leaves the core waiting.
+      const uint8_t* at = wr[r].at(s * kStepBytes);
+      __builtin_prefetch(at + ahead, 0, 0);
       __builtin_prefetch(sr[r] + b0 + R * nb);
-      wv[r] = load_w<kBits, decltype(partial)::value>(wr[r] + s * kStepBytes, row_bytes - s * kStepBytes);
+      wv[r] = load_w<kBits, decltype(partial)::value>(at, row_bytes - s * kStepBytes);
       sv[r] = gather(sr[r] + b0, nb - b0);
     }
     for (int t = 0; t < T; ++t) {
@@ -82,8 +86,9 @@ void blocked_row(const Weights& w, int64_t row, int64_t groups, int64_t steps, u
   const int64_t nb = w.blocks(), bb = w.block_bytes();
   std::fill(out, out + groups * steps * 64, uint8_t{0});
   alignas(64) uint8_t codes[256];  // one block, block_size <= 256
+  const Weights::RowBytes bytes = w.row_at(row);
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = w.packed + (row * nb + b) * bb;  // [bb]
+    const uint8_t* q = bytes.at(b * bb);  // [bb]
     if (w.bits == 4) {
       for (int64_t i = 0; i < bb; i += 16) {  // 16 bytes → 32 codes, low nibble first
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
@@ -222,7 +227,8 @@ int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
   constexpr int64_t kTaskBytes = 256 << 10;
   const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + w.scale_bytes());  // codes and scales
   const int64_t by_bytes = std::max<int64_t>(kDecodeRows, kTaskBytes / std::max<int64_t>(row_bytes, 1));
-  return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
+  const int64_t grain = std::min(by_bytes, (rows + 7) / 8);
+  return std::max(Weights::kRowTile, grain / Weights::kRowTile * Weights::kRowTile);  // whole row tiles per task
 }
 
 bool int8_blocked([[maybe_unused]] int64_t tokens) {

@@ -91,7 +91,7 @@ Weights Weights::slice(int64_t first, int64_t count) const {
     return m;
   }
   const int64_t nb = blocks();
-  m.packed = packed + first * nb * block_size * bits / 8;
+  m.packed = packed + first * row_bytes();
   if (scales) m.scales = scales + first * nb;
   if (scales_f16) m.scales_f16 = scales_f16 + first * nb;
   if (zero_points) m.zero_points = zero_points + first * ((nb * bits + 7) / 8);
@@ -101,13 +101,13 @@ Weights Weights::slice(int64_t first, int64_t count) const {
 const float* Weights::row(int64_t r, float* scratch) const {
   if (bits == 0) return dense + r * cols;
   const int64_t nb = blocks();
-  const uint8_t* q = packed + r * nb * block_bytes();  // [nb, block_bytes]
+  const RowBytes bytes = row_at(r);
   for (int64_t b = 0; b < nb; ++b) {
     const float scale = this->scale(r, b);
     const float offset = -static_cast<float>(zero_point(r, b)) * scale;  // (q - zp) * s = q*s + offset
     const int64_t start = b * block_size;
     const int64_t n = cols - start < block_size ? cols - start : block_size;  // last block may be padding
-    const uint8_t* qb = q + b * block_bytes();
+    const uint8_t* qb = bytes.at(b * block_bytes());
     float* out = scratch + start;
     if (bits == 8) {
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(qb[i]) * scale + offset;

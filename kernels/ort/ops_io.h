@@ -33,7 +33,7 @@ struct SwiGLUOp : schema::SwiGLU {
 // QuantSwiGLU and QuantLinear: MatMulNBits' attributes and tensors.
 template <bool kLinear>
 struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::QuantSwiGLU> {
-  int64_t K, N, bits, block_size, accuracy_level;
+  int64_t K, N, bits, block_size, accuracy_level, row_tile;
 
   struct Args {
     const float* x;  // [tokens, K]
@@ -48,27 +48,29 @@ struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::
         N(info.GetAttribute<int64_t>("N")),
         bits(info.GetAttribute<int64_t>("bits")),
         block_size(info.GetAttribute<int64_t>("block_size")),
-        accuracy_level(info.GetAttribute<int64_t>("accuracy_level")) {}
+        accuracy_level(info.GetAttribute<int64_t>("accuracy_level")),
+        row_tile(attr_int(info, "row_tile", 1)) {}
 
   Args read(Ort::KernelContext& ctx) const {
     auto x = ctx.GetInput(0), b = ctx.GetInput(1), scales = ctx.GetInput(2), zp = input(ctx, 3);
     const auto bias = kLinear ? input(ctx, 4) : Ort::ConstValue{nullptr};
     const auto zp_shape = optional_shape(zp), bias_shape = optional_shape(bias);
     const auto s = kLinear ? shapes::quant_linear(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr,
-                                                  bias ? &bias_shape : nullptr, K, N, bits, block_size)
+                                                  bias ? &bias_shape : nullptr, K, N, bits, block_size, row_tile)
                            : shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N,
-                                                  bits, block_size);
+                                                  bits, block_size, row_tile);
     const auto scale_type = scales.GetTensorTypeAndShapeInfo().GetElementType();
     if (scale_type != kFloat && scale_type != kFloat16)
       throw std::invalid_argument(std::string("qwdeploy.") + this->kName + ": scales must be float32 or float16");
     const uint8_t* packed = b.GetTensorData<uint8_t>();
     const uint8_t* zero_points = data_or_null<uint8_t>(zp);
     const int nbits = static_cast<int>(bits);
-    const Weights w =
+    Weights w =
         scale_type == kFloat
             ? Weights::quantized(packed, scales.GetTensorData<float>(), zero_points, N, K, nbits, block_size)
             : Weights::quantized(packed, static_cast<const uint16_t*>(scales.GetTensorRawData()), zero_points, N, K,
                                  nbits, block_size);
+    w.row_tile = row_tile;
     return {x.GetTensorData<float>(), s.tokens, w, data_or_null<float>(bias),
             ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
   }

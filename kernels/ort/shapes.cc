@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "../cpu/weights.h"
+
 namespace qwd::shapes {
 
 namespace {
@@ -41,12 +43,20 @@ int64_t elements(const Shape& s) {
 
 QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const Shape& scales,
                          const Shape* zero_points, const Shape* bias, int64_t K, int64_t N, int64_t bits,
-                         int64_t block_size) {
+                         int64_t block_size, int64_t row_tile) {
   check_quant(op, bits, block_size);
   require(!x.empty() && x.back() == K, op, "X has shape " + str(x) + ", its last dimension must be K=" +
                                                std::to_string(K));
-  const int64_t blocks = (K + block_size - 1) / block_size;
-  expect(op, "B", b, {N, blocks, block_size * bits / 8});
+  const int64_t blocks = (K + block_size - 1) / block_size, block_bytes = block_size * bits / 8;
+  require(row_tile == 1 || row_tile == Weights::kRowTile, op, "row_tile must be 1 or " +
+                                                                  std::to_string(Weights::kRowTile) + ", got " +
+                                                                  std::to_string(row_tile));
+  if (row_tile > 1)
+    require(blocks * block_bytes % Weights::kTileChunk == 0 && Weights::kTileChunk % block_bytes == 0, op,
+            "row tiles need rows of whole 64-byte chunks and blocks of at most 64 bytes, got " +
+                std::to_string(blocks) + " blocks of " + std::to_string(block_bytes) + " bytes");
+  // Row tiles pad the rows to whole tiles.
+  expect(op, "B", b, {(N + row_tile - 1) / row_tile * row_tile, blocks, block_bytes});
   require(elements(scales) == N * blocks, op, "scales has shape " + str(scales) + ", expected " +
                                                   std::to_string(N * blocks) + " elements");
   if (zero_points) {
@@ -71,14 +81,19 @@ SwiGLU swiglu(const Shape& gate_up) {
 }
 
 QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points,
-                         const Shape* bias, int64_t K, int64_t N, int64_t bits, int64_t block_size) {
-  return quant_matmul("QuantLinear", x, b, scales, zero_points, bias, K, N, bits, block_size);
+                         const Shape* bias, int64_t K, int64_t N, int64_t bits, int64_t block_size,
+                         int64_t row_tile) {
+  return quant_matmul("QuantLinear", x, b, scales, zero_points, bias, K, N, bits, block_size, row_tile);
 }
 
 QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
-                         int64_t N, int64_t bits, int64_t block_size) {
+                         int64_t N, int64_t bits, int64_t block_size, int64_t row_tile) {
   require(N % 2 == 0, "QuantSwiGLU", "N (= 2*I) must be even, got " + std::to_string(N));
-  QuantMatMul m = quant_matmul("QuantSwiGLU", x, b, scales, zero_points, nullptr, K, N, bits, block_size);
+  // Gate rows and up rows each start a tile: the kernels read gate row i with up row I + i.
+  require(row_tile == 1 || (N / 2) % row_tile == 0, "QuantSwiGLU",
+          "row tiles need I = N/2 to be a multiple of the tile, got N=" + std::to_string(N));
+  QuantMatMul m =
+      quant_matmul("QuantSwiGLU", x, b, scales, zero_points, nullptr, K, N, bits, block_size, row_tile);
   m.out.back() = N / 2;
   return m;
 }

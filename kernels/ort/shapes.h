@@ -19,12 +19,14 @@ struct QuantMatMul {
   int64_t tokens, blocks;
   Shape out;  // X's shape with N (QuantLinear) or N/2 (QuantSwiGLU) last
 };
-// X [..., K] times N x K block-quantized weights: B [N, blocks, block_size*bits/8]; scales and zero points
-// by element count, in whatever shape MatMulNBits had them; bias [N] when given.
+// X [..., K] times N x K block-quantized weights: B [N, blocks, block_size*bits/8] (N rounded up to whole
+// tiles with row_tile 4, cpu/weights.h); scales and zero points by element count, in whatever shape
+// MatMulNBits had them; bias [N] when given.
 QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points,
-                         const Shape* bias, int64_t K, int64_t N, int64_t bits, int64_t block_size);
+                         const Shape* bias, int64_t K, int64_t N, int64_t bits, int64_t block_size,
+                         int64_t row_tile);
 QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
-                         int64_t N, int64_t bits, int64_t block_size);
+                         int64_t N, int64_t bits, int64_t block_size, int64_t row_tile);
 
 struct MoE {
   int64_t tokens, hidden, experts, inter, shared_inter;  // shared_inter = 0 without a shared expert

@@ -104,8 +104,9 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     const int level = static_cast<int>(c.i("accuracy_level"));
     const uint8_t* zero_points = zp.empty() ? nullptr : zp.data();
     const int bits = static_cast<int>(c.i("bits"));
-    const auto w = half ? qwd::Weights::quantized(q.data(), s16.data(), zero_points, N, K, bits, c.i("block_size"))
-                        : qwd::Weights::quantized(q.data(), s.data(), zero_points, N, K, bits, c.i("block_size"));
+    auto w = half ? qwd::Weights::quantized(q.data(), s16.data(), zero_points, N, K, bits, c.i("block_size"))
+                  : qwd::Weights::quantized(q.data(), s.data(), zero_points, N, K, bits, c.i("block_size"));
+    w.row_tile = c.i("row_tile");
     if (op == "QuantLinear") {
       std::vector<float> y(tokens * N);
       qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), y.data(), level, par);

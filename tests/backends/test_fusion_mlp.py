@@ -36,7 +36,8 @@ class SwiGLU(OpRun):
 class QuantSwiGLU(OpRun):
     op_domain = DOMAIN
 
-    def _run(self, x, b, scales, zero_points=None, K=None, N=None, bits=None, block_size=None, accuracy_level=None):
+    def _run(self, x, b, scales, zero_points=None, K=None, N=None, bits=None, block_size=None, accuracy_level=None,
+             row_tile=None):
         blocks = b.shape[1]
         qw = Quantized(b, scales.reshape(N, blocks), None if zero_points is None else zero_points.reshape(N, -1),
                        bits, block_size, K)

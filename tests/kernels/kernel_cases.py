@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qwdeploy.kernels.quantize import quantize_blocks
+from qwdeploy.kernels.quantize import ROW_TILE, quantize_blocks, tile_rows
 from qwdeploy.kernels.reference import REFERENCES
 from qwdeploy.kernels.schemas import SCHEMAS
 from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
@@ -57,17 +57,23 @@ def swiglu(rng: np.random.Generator, lead: tuple[int, ...], inter: int) -> Case:
 
 
 def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: int, N: int, bits: int,
-                 block_size: int, symmetric: bool, level: int, bias: bool = False, half: bool = False) -> Case:
-    """QuantSwiGLU (N = 2*I) or QuantLinear; half: float16 scales. At accuracy_level 4 the reference quantizes
-    the activations exactly as the kernels do, so the bound is float rounding, not int8 error."""
+                 block_size: int, symmetric: bool, level: int, bias: bool = False, half: bool = False,
+                 tiled: bool = False) -> Case:
+    """QuantSwiGLU (N = 2*I) or QuantLinear; half: float16 scales; tiled: B in row tiles. At accuracy_level 4
+    the reference quantizes the activations exactly as the kernels do, so the bound is float rounding, not
+    int8 error."""
     packed, scales, zero_points = quantize_blocks(_normal(rng, N, K), bits, block_size, symmetric)
+    if tiled:
+        packed = tile_rows(packed)
     scales = scales.reshape(-1).astype(np.float16 if half else np.float32)
     inputs = {"X": _normal(rng, *lead, K), "B": packed, "scales": scales, "zero_points": zero_points}
     if op == "QuantLinear":
         inputs["bias"] = _normal(rng, N) if bias else None
-    attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size, "accuracy_level": level}
+    attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size, "accuracy_level": level,
+             "row_tile": ROW_TILE if tiled else 1}
     name = (f"{op.lower()}-{'x'.join(map(str, lead))}-K{K}-N{N}-int{bits}-b{block_size}-"
-            f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}{'-f16scales' if half else ''}")
+            f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}{'-f16scales' if half else ''}"
+            f"{'-tiled' if tiled else ''}")
     sizes = {"tokens": int(np.prod(lead)), "K": K, "N": N, "half_scales": int(half)}
     return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
 
@@ -191,6 +197,18 @@ def all_cases(seed: int = 0) -> list[Case]:
           for op in ("QuantLinear", "QuantSwiGLU") for level in (0, 4)
           for lead, K, N, bits, block, sym in (((1,), 896, 74, 4, 32, True), ((3,), 200, 34, 8, 32, False),
                                                ((20,), 300, 40, 4, 16, False), ((33,), 256, 38, 4, 64, True))),
+        # Row tiles: rows not a multiple of the tile (padding), every block size a chunk holds, zero points,
+        # float16 scales, decode, batch tiles, blocked and AMX prefill, the float path.
+        *(quant_matmul(rng, op, lead, K, N, bits, block, sym, level, bias=op == "QuantLinear", half=half,
+                       tiled=True)
+          for op in ("QuantLinear", "QuantSwiGLU") for level in (0, 4)
+          for lead, K, N, bits, block, sym, half in (((1,), 896, 40, 4, 32, True, True),
+                                                     ((3,), 256, 24, 4, 64, False, False),
+                                                     ((20,), 128, 56, 4, 16, True, False),
+                                                     ((33,), 192, 48, 8, 32, False, True),
+                                                     ((1,), 256, 16, 4, 128, True, False))),
+        *(quant_matmul(rng, "QuantLinear", lead, K, N, 4, 32, True, 4, tiled=True)
+          for lead, K, N in (((1,), 896, 37), ((2,), 128, 13), ((17,), 512, 150))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),

@@ -48,7 +48,7 @@ def quant_linear_via_initializer(path: Path, dtype: int, scales_dtype: int = FLO
     scales = np.ones(INTER * K // BLOCK, helper.tensor_dtype_to_np_dtype(scales_dtype))
     bias = np.ones(INTER, helper.tensor_dtype_to_np_dtype(dtype))
     node = helper.make_node("QuantLinear", ["X", "B", "scales", "", "bias"], ["Y"], "attn/QuantLinear", domain=DOMAIN,
-                            K=K, N=INTER, bits=4, block_size=BLOCK, accuracy_level=0)
+                            K=K, N=INTER, bits=4, block_size=BLOCK, accuracy_level=0, row_tile=1)
     return _save(path, [node], [helper.make_tensor_value_info("X", FLOAT, [ROWS, K])],
                  [numpy_helper.from_array(packed, "B"), numpy_helper.from_array(scales, "scales"),
                   numpy_helper.from_array(bias, "bias")])

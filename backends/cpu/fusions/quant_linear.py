@@ -43,6 +43,6 @@ def rewrite(g: Graph, matmul: NodeProto, ctx: OrtContext) -> None:
     inputs = [a, b, scales, zero_points, bias]
     while not inputs[-1]:
         inputs.pop()  # trailing optional inputs are left off
-    attrs = {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED}
+    attrs = {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED} | {"row_tile": 1}
     name = matmul.name.rsplit("/", 1)[0] + "/QuantLinear"
     g.replace([matmul], [g.make("QuantLinear", inputs, list(matmul.output), name, domain=DOMAIN, **attrs)])

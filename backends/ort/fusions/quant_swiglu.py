@@ -30,6 +30,7 @@ def rewrite(g: Graph, matmul: NodeProto, ctx: OrtContext) -> None:
     inputs = [x, b, g.add_const(scales + ".flat", g.const(scales).reshape(-1))]
     if zero_points:
         inputs.append(g.add_const(zero_points + ".flat", g.const(zero_points).reshape(-1)))
-    attrs = {"accuracy_level": 0} | {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED}
+    attrs = ({"accuracy_level": 0} | {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED}
+             | {"row_tile": 1})
     name = swiglu.name.rsplit("/", 1)[0] + "/QuantSwiGLU"
     g.replace([matmul, swiglu], [g.make("QuantSwiGLU", inputs, list(swiglu.output), name, domain=DOMAIN, **attrs)])

@@ -1,0 +1,45 @@
+"""Row tiles for QuantLinear and QuantSwiGLU weights (row_tile = 4, kernels/quantize.py tile_rows).
+
+Decode reads 4 rows of a matrix together, each only a few hundred bytes long at Qwen widths; in row order
+those are 4 short streams per tile, which the hardware prefetchers follow badly. Interleaved 64 bytes at a
+time, each tile is one contiguous range (on AMD Zen4, 2 threads: about 20 GB/s of weights in row order,
+28 GB/s in tiles, same kernel). Scales stay in row order: they are an eighth of the bytes. Weights another
+node also reads (the tied embedding's GatherBlockQuantized) keep row order, as a tiled copy would add
+their size to the artifact; so do shapes whose rows are not whole 64-byte chunks.
+"""
+
+from __future__ import annotations
+
+from onnx import NodeProto, helper
+
+from ...kernels.quantize import ROW_TILE, tile_rows, tiles_fit
+from ...kernels.schemas import DOMAIN
+from ..graph import Graph
+from ..ort.context import OrtContext
+
+OPS = ("QuantLinear", "QuantSwiGLU")
+WEIGHTS = 1  # B, the packed codes, in both ops
+
+
+def _fits(g: Graph, node: NodeProto, attrs: dict) -> bool:
+    blocks = -(-attrs["K"] // attrs["block_size"])
+    weights = node.input[WEIGHTS]
+    return (attrs["row_tile"] == 1 and g.is_const(weights) and g.uses(weights) == 1 and not g.shares_storage(weights)
+            and tiles_fit(blocks, attrs["block_size"] * attrs["bits"] // 8)
+            and (node.op_type != "QuantSwiGLU" or attrs["N"] // 2 % ROW_TILE == 0))
+
+
+def row_tiles(g: Graph, ctx: OrtContext) -> int:
+    """Lays out every fitting QuantLinear/QuantSwiGLU weight in row tiles; returns how many."""
+    count = 0
+    for node in [n for op in OPS for n in g.nodes(op, DOMAIN)]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if not _fits(g, node, attrs):
+            continue
+        weights = node.input[WEIGHTS]
+        tiled = g.add_const(f"{weights}.tiled", tile_rows(g.const(weights)))
+        inputs = [*node.input[:WEIGHTS], tiled, *node.input[WEIGHTS + 1:]]
+        g.replace([node], [g.make(node.op_type, inputs, list(node.output), node.name, domain=DOMAIN,
+                                  **(attrs | {"row_tile": ROW_TILE}))])
+        count += 1
+    return count
