@@ -90,8 +90,9 @@ void blocked_row(const Weights& w, int64_t row, int64_t groups, int64_t steps, u
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* q = bytes.at(b * bb);  // [bb]
     if (w.bits == 4) {
-      for (int64_t i = 0; i < bb; i += 16) {  // 16 bytes → 32 codes, low nibble first
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+      for (int64_t i = 0; i < bb; i += 16) {  // 16 bytes → 32 codes, low nibble first; blocks of 16: 8 bytes
+        const __m128i* at = reinterpret_cast<const __m128i*>(q + i);
+        const __m128i v = bb - i >= 16 ? _mm_loadu_si128(at) : _mm_loadl_epi64(at);
         const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 2 * i), _mm_unpacklo_epi8(lo, hi));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
@@ -227,8 +228,7 @@ int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
   constexpr int64_t kTaskBytes = 256 << 10;
   const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + w.scale_bytes());  // codes and scales
   const int64_t by_bytes = std::max<int64_t>(kDecodeRows, kTaskBytes / std::max<int64_t>(row_bytes, 1));
-  const int64_t grain = std::min(by_bytes, (rows + 7) / 8);
-  return std::max(Weights::kRowTile, grain / Weights::kRowTile * Weights::kRowTile);  // whole row tiles per task
+  return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
 }
 
 bool int8_blocked([[maybe_unused]] int64_t tokens) {
@@ -290,7 +290,7 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
       if (bias)
         for (int64_t i = 0; i < count; ++i) yt[i] += bias[begin + i];
     }
-  });
+  }, Weights::kRowTile);
 }
 
 }  // namespace qwd

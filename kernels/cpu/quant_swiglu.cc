@@ -204,7 +204,9 @@ void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, in
     const Int8Activations a(x, tokens, w, int8_blocked(tokens), par);
     std::vector<float> scales;
     const Weights wa = int8_weights(a, w, scales);
-    parallel_ranges(par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, wa, begin, end, y); });
+    parallel_ranges(
+        par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, wa, begin, end, y); },
+        Weights::kRowTile);
     return;
   }
   std::vector<float> xp(tokens * cols);  // [tokens, cols] in the int4 chunk order

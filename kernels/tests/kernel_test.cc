@@ -13,6 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "../cpu/attention.h"
 #include "../cpu/moe.h"
 #include "../cpu/qk_norm_rotary.h"
@@ -35,6 +38,31 @@ class ThreadParallel : public qwd::Parallel {
       });
     for (auto& t : threads) t.join();
   }
+};
+
+// Bytes placed to end where an inaccessible page begins: a kernel that reads past its weights faults here
+// instead of reading a neighbour's bytes unnoticed (an mmapped weight file can end at a page boundary).
+class GuardedBytes {
+ public:
+  explicit GuardedBytes(const std::vector<uint8_t>& bytes) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_ = (bytes.size() + page - 1) / page * page + page;
+    void* base = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) throw std::runtime_error("mmap failed");
+    base_ = static_cast<uint8_t*>(base);
+    data_ = base_ + size_ - page - bytes.size();
+    std::copy(bytes.begin(), bytes.end(), data_);
+    if (mprotect(base_ + size_ - page, page, PROT_NONE) != 0) throw std::runtime_error("mprotect failed");
+  }
+  GuardedBytes(const GuardedBytes&) = delete;
+  GuardedBytes& operator=(const GuardedBytes&) = delete;
+  ~GuardedBytes() { munmap(base_, size_); }
+  const uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
 };
 
 struct Case {
@@ -97,7 +125,7 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     const auto x = c.array<float>("X");
     const auto s = half ? std::vector<float>{} : c.array<float>("scales");
     const auto s16 = half ? c.array<uint16_t>("scales") : std::vector<uint16_t>{};
-    const auto q = c.array<uint8_t>("B");
+    const GuardedBytes q(c.array<uint8_t>("B"));
     const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
     const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
     const int64_t tokens = c.i("tokens"), K = c.i("K"), N = c.i("N");
