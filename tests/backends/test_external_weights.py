@@ -108,3 +108,23 @@ def test_a_view_shares_its_sources_bytes_in_the_artifact(tmp_path):
         None, {"x": x, "ids": ids})
     np.testing.assert_allclose(y, x @ w, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(picked, w.reshape(rows * 2, cols // 2)[ids])
+
+
+def test_shares_storage_tells_a_view_from_a_copy(tmp_path):
+    """What row_tiles asks before re-laying a weight: a view and its source are one set of stored bytes (a tied
+    LM head and the embedding table), a copy of the same values is its own."""
+    from qwdeploy.backends.graph import SPILL_BYTES
+
+    rows, cols = 64, SPILL_BYTES // 256 + 64
+    w = np.random.default_rng(3).standard_normal((rows, cols)).astype(np.float32)
+    graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cols])])
+    with open(tmp_path / "spill.data", "wb") as spill:
+        g = Graph(helper.make_model(graph), tmp_path, ExternalDataWriter(spill, str(tmp_path / "spill.data"),
+                                                                          digest=False))
+        source = g.add_const("W", w)
+        view = g.add_view("W.pairs", source, (rows * 2, cols // 2))
+        copy = g.add_const("W.copy", w.copy())
+        g.append(g.make("MatMul", ["x", source], ["y"], "/mm"), g.make("Identity", [view], ["v"], "/view"),
+                 g.make("Identity", [copy], ["c"], "/copy"))
+        assert g.shares_storage(source) and g.shares_storage(view) and not g.shares_storage(copy)
