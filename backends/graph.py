@@ -142,15 +142,16 @@ class Graph:
                 raise Reject(f"'{value}' is not a constant")
         return self._arrays[value]
 
-    def shares_storage(self, value: str) -> bool:
-        """Whether another initializer in use is a view of the same stored bytes (add_view), e.g. a tied LM
-        head's weights and the embedding table."""
-        tensor = self._init.get(value)
-        if tensor is None or not is_external(tensor) or self.base_dir is None:
-            return False
-        key = external_key(tensor, self.base_dir)
-        return any(name != value and is_external(other) and self.uses(name)
-                   and external_key(other, self.base_dir) == key for name, other in self._init.items())
+    def shared_storage(self) -> set[str]:
+        """Initializers in use whose stored bytes another one in use also is (views made by add_view), e.g. a
+        tied LM head's weights and the embedding table."""
+        if self.base_dir is None:
+            return set()
+        by_key: dict[tuple, list[str]] = {}
+        for name, tensor in self._init.items():
+            if is_external(tensor) and self.uses(name):
+                by_key.setdefault(external_key(tensor, self.base_dir), []).append(name)
+        return {name for names in by_key.values() if len(names) > 1 for name in names}
 
     def scalar(self, value: str) -> float:
         array = self.const(value)

@@ -16,6 +16,7 @@ from ..toolkit.layout import cache_root
 ENV_VAR = "QWDEPLOY_ORT_INCLUDE"
 DEBIAN_SUITE = "trixie"  # carries libonnxruntime-dev 1.21, whose headers build libraries that load in newer ORT
 HEADER = "onnxruntime_cxx_api.h"
+FETCH_TIMEOUT_S = 120  # per apt/dpkg step
 HOW = (f"pass --ort-include DIR (or set {ENV_VAR}) to a folder holding {HEADER}, e.g. from an ONNX Runtime "
        "release archive's include/ folder, or let qwdeploy fetch Debian's libonnxruntime-dev (needs apt-get)")
 
@@ -52,6 +53,19 @@ def _debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+def _step(command: list[str], cwd: Path) -> None:
+    """One step of the fetch; a failure or a stalled network is the fetch's one-line error, never a traceback
+    (an export asks for the headers on its way, not only `kernels build`)."""
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise MissingDependencyError(f"fetching Debian's libonnxruntime-dev: {command[0]} took over "
+                                     f"{FETCH_TIMEOUT_S} s; {HOW}") from None
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MissingDependencyError(f"fetching Debian's libonnxruntime-dev failed ({tail}); {HOW}")
+
+
 def _fetch_debian_headers() -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise MissingDependencyError(f"no ONNX Runtime headers and no apt-get to fetch them; {HOW}")
@@ -66,13 +80,10 @@ def _fetch_debian_headers() -> Path:
         apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
                "-o", f"Dir::State::Lists={work_dir / 'lists'}", "-o", "APT::Sandbox::User=root"]
         for step in (["update"], ["download", "libonnxruntime-dev"]):
-            result = subprocess.run(apt + step, cwd=work_dir, capture_output=True, text=True)
-            if result.returncode != 0:
-                tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                raise MissingDependencyError(f"fetching Debian's libonnxruntime-dev failed ({tail}); {HOW}")
+            _step(apt + step, work_dir)
         (deb,) = work_dir.glob("libonnxruntime-dev_*.deb")
         unpacked = work_dir / "unpacked"
-        subprocess.run(["dpkg", "-x", str(deb), str(unpacked)], check=True)
+        _step(["dpkg", "-x", str(deb), str(unpacked)], work_dir)
         if target.exists():
             shutil.rmtree(target)
         unpacked.rename(target)

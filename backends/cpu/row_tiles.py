@@ -21,20 +21,20 @@ OPS = ("QuantLinear", "QuantSwiGLU")
 WEIGHTS = 1  # B, the packed codes, in both ops
 
 
-def _fits(g: Graph, node: NodeProto, attrs: dict) -> bool:
+def _fits(g: Graph, node: NodeProto, attrs: dict, shared: set[str]) -> bool:
     blocks = -(-attrs["K"] // attrs["block_size"])
     weights = node.input[WEIGHTS]
-    return (attrs["row_tile"] == 1 and g.is_const(weights) and g.uses(weights) == 1 and not g.shares_storage(weights)
+    return (attrs["row_tile"] == 1 and g.is_const(weights) and g.uses(weights) == 1 and weights not in shared
             and tiles_fit(blocks, attrs["block_size"] * attrs["bits"] // 8)
             and (node.op_type != "QuantSwiGLU" or attrs["N"] // 2 % ROW_TILE == 0))
 
 
 def row_tiles(g: Graph, ctx: OrtContext) -> int:
     """Lays out every fitting QuantLinear/QuantSwiGLU weight in row tiles; returns how many."""
-    count = 0
+    count, shared = 0, g.shared_storage()
     for node in [n for op in OPS for n in g.nodes(op, DOMAIN)]:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if not _fits(g, node, attrs):
+        if not _fits(g, node, attrs, shared):
             continue
         weights = node.input[WEIGHTS]
         tiled = g.add_const(f"{weights}.tiled", tile_rows(g.const(weights)))

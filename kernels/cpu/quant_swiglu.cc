@@ -43,12 +43,12 @@ void permute_x(const float* x, const Weights& w, float* out) {
 // rows. Per block: sum q*x in a vector, then scale it, and subtract zp*scale*sum(x) (xsum: [blocks]).
 void dot_pair(const Weights& w, int64_t ra, int64_t rb, const float* xp, const float* xsum, float* out_a,
               float* out_b) {
-  const int64_t nb = w.blocks();
+  const int64_t nb = w.blocks(), bb = w.block_bytes();
   Vec tot_a = simd::set1(0.0f), tot_b = simd::set1(0.0f);
   float rest_a = 0.0f, rest_b = 0.0f;  // scalar tails and zero-point terms
   const Weights::RowBytes row_a = w.row_at(ra), row_b = w.row_at(rb);
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t *qa = row_a.at(b * w.block_bytes()), *qb = row_b.at(b * w.block_bytes());
+    const uint8_t *qa = row_a.at(b * bb), *qb = row_b.at(b * bb);
     const int64_t start = b * w.block_size;
     const int64_t n = std::min(w.block_size, w.cols - start);
     const int64_t vec = vector_part(n, w.bits);
@@ -87,10 +87,10 @@ void dot_pair(const Weights& w, int64_t ra, int64_t rb, const float* xp, const f
 
 // Prefill: row r of w as floats, in permute_x's column order.
 void dequantize_row(const Weights& w, int64_t r, float* out) {
-  const int64_t nb = w.blocks();
+  const int64_t nb = w.blocks(), bb = w.block_bytes();
   const Weights::RowBytes row = w.row_at(r);
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = row.at(b * w.block_bytes());
+    const uint8_t* q = row.at(b * bb);
     const float scale = w.scale(r, b);
     const float offset = -static_cast<float>(w.zero_point(r, b)) * scale;  // (q - zp) * s = q*s + offset
     const int64_t start = b * w.block_size;

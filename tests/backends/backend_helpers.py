@@ -71,6 +71,20 @@ def greedy_logits(folder: Path, prompt: list[int] = PROMPT, steps: int = 4,
     return np.concatenate(logits), fed
 
 
+def assert_same_logits_as(folder: Path, model, out: Path, library: Path) -> None:
+    """`model`, a rewritten copy of `folder`'s graph saved to `out` (its weights read from `folder`), computes
+    the folder's greedy logits to 1e-6: for passes whose rewrite must not change a number."""
+    from qwdeploy.backends.ort.artifact import save_model
+
+    save_model(model, out, source=folder)
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(library))
+    session = ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    ours, fed = greedy_logits(folder, steps=3, session=folder_session(folder))
+    theirs, _ = greedy_logits(out, steps=3, forced=fed, session=session)
+    assert np.abs(theirs).max() > 1.0
+    np.testing.assert_allclose(ours, theirs, atol=1e-6, rtol=0)
+
 def run(model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Outputs of `model` with ONNX Runtime's own graph optimizations off, so only our rewrite differs."""
     options = ort.SessionOptions()

@@ -4,12 +4,9 @@ graph computes with those scales widened back to float32 (the quantizer rounded 
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, numpy_helper
 
-from qwdeploy.backends.ort.artifact import save_model
-
-from backend_helpers import folder_session, greedy_logits
+from backend_helpers import assert_same_logits_as
 
 
 def _scale_types(model: onnx.ModelProto) -> dict[str, set[int]]:
@@ -30,14 +27,7 @@ def test_quantized_ops_take_float16_scales_and_compute_the_same(exported, tmp_pa
         if tensor.data_type == TensorProto.FLOAT16:
             widened = numpy_helper.to_array(tensor, base_dir=str(folder)).astype(np.float32)
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(widened, tensor.name))
-    save_model(model, tmp_path, source=folder)
-    options = ort.SessionOptions()
-    options.register_custom_ops_library(str(kernel_library))
-    widened_session = ort.InferenceSession(str(tmp_path / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    ours, fed = greedy_logits(folder, steps=3, session=folder_session(folder))
-    theirs, _ = greedy_logits(tmp_path, steps=3, forced=fed, session=widened_session)
-    assert np.abs(theirs).max() > 1.0
-    np.testing.assert_allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert_same_logits_as(folder, model, tmp_path, kernel_library)
 
 
 def test_float32_scales_stay_where_asked(exported):

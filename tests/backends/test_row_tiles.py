@@ -2,15 +2,12 @@
 tiles where the rows are whole 64-byte chunks, keeps row order elsewhere (rows of odd lengths; a tied LM head
 whose stored bytes the embedding lookup also reads), and computes what the same graph computes in row order."""
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper
 
-from qwdeploy.backends.ort.artifact import save_model
 from qwdeploy.kernels.quantize import ROW_TILE, untile_rows
 
-from backend_helpers import folder_session, greedy_logits
+from backend_helpers import assert_same_logits_as
 
 QUANT_OPS = ("QuantLinear", "QuantSwiGLU")
 
@@ -37,14 +34,7 @@ def test_whole_chunk_rows_are_tiled_and_compute_the_same(exported, tmp_path, ker
             tiled = numpy_helper.to_array(model.graph.initializer[index], base_dir=str(folder))
             model.graph.initializer[index].CopyFrom(numpy_helper.from_array(untile_rows(tiled, rows), node.input[1]))
             next(a for a in node.attribute if a.name == "row_tile").i = 1
-    save_model(model, tmp_path, source=folder)
-    options = ort.SessionOptions()
-    options.register_custom_ops_library(str(kernel_library))
-    in_order = ort.InferenceSession(str(tmp_path / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    ours, fed = greedy_logits(folder, steps=3, session=folder_session(folder))
-    theirs, _ = greedy_logits(tmp_path, steps=3, forced=fed, session=in_order)
-    assert np.abs(theirs).max() > 1.0
-    np.testing.assert_allclose(ours, theirs, atol=1e-6, rtol=0)
+    assert_same_logits_as(folder, model, tmp_path, kernel_library)
 
 
 def test_rows_of_partial_chunks_keep_their_order(exported):

@@ -90,3 +90,15 @@ def test_library_path_names_the_command_when_unbuilt(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("QWDEPLOY_CACHE", str(tmp_path))
     with pytest.raises(QwdeployError, match="run `qwdeploy kernels build --target host`"):
         library_path(target="host")
+
+
+def test_a_failed_or_stalled_header_fetch_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An export asks for the headers on its way: a failing or hanging apt/dpkg step must end as the fetch's
+    MissingDependencyError (which the export turns into a fallback), never a traceback or a stuck export."""
+    from qwdeploy.kernels import ort_headers
+
+    with pytest.raises(MissingDependencyError, match=r"failed \(.*\); pass --ort-include"):
+        ort_headers._step(["sh", "-c", "echo broken mirror >&2; exit 100"], tmp_path)
+    monkeypatch.setattr(ort_headers, "FETCH_TIMEOUT_S", 0.2)
+    with pytest.raises(MissingDependencyError, match="sleep took over 0.2 s"):
+        ort_headers._step(["sleep", "5"], tmp_path)
