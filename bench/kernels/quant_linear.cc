@@ -2,11 +2,11 @@
 // check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
 // (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
 // bandwidth, with the weights' rows in order and in row tiles (kernels/cpu/weights.h; interleaved rounds,
-// float16 scales), and a 128-token prefill of the gate/up matrix (on AMX tiles where the CPU has them; run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI
-// path).
+// float16 scales), and a 128-token prefill of one layer's matrices (on AMX tiles where the CPU has them;
+// run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI path).
 //   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
 //       kernels/cpu/{amx,quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
-//   OMP_NUM_THREADS=2 /tmp/quant_linear
+//   OMP_NUM_THREADS=2 /tmp/quant_linear [prefill]
 #include <immintrin.h>
 #include <omp.h>
 
@@ -129,7 +129,8 @@ double streaming_read_gbs() {  // all threads summing a 1 GiB array: integer add
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool prefill_only = argc > 1 && std::strcmp(argv[1], "prefill") == 0;
   std::mt19937 rng(0);
   const Threads par;
   std::printf("int8 dot: %s, %d threads\n", qwd::int8_isa(), omp_get_max_threads());
@@ -157,29 +158,36 @@ int main() {
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{H + 2 * 128, H}, {H, H}, {2 * I, H}, {H, I}})
       step.push_back(random_matrix(rows, cols, rng));
   step.push_back(random_matrix(vocab, H, rng));
+  const char* names[] = {"qkv", "o", "gate/up", "down"};
   std::vector<float> x(128 * I), y(128 * vocab);
   for (auto& v : x) v = std::normal_distribution<float>()(rng);
-  // Rounds alternate the two layouts, so a neighbour's load moves both alike; medians over rounds.
-  std::vector<double> times[2];
-  for (int round = 0; round < 7; ++round)
-    for (bool tiles : {false, true})
-      times[tiles].push_back(median_seconds(5, [&] {
-        for (auto& m : step) qwd::quant_linear(x.data(), 1, m.half_view(tiles), nullptr, y.data(), 4, par);
-      }));
-  const double bandwidth = streaming_read_gbs();
-  double bytes = 0;
-  for (auto& m : step) bytes += m.bytes();
-  for (bool tiles : {false, true}) {
-    std::sort(times[tiles].begin(), times[tiles].end());
-    const double decode = times[tiles][times[tiles].size() / 2];
-    std::printf("decode step, %s: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n",
-                tiles ? "row tiles" : "rows in order", bytes / 1e6, decode * 1e3, bytes / decode / 1e9,
-                100 * bytes / decode / 1e9 / bandwidth, bandwidth);
+  if (!prefill_only) {  // `quant_linear prefill` times the prefill alone
+    // Rounds alternate the two layouts, so a neighbour's load moves both alike; medians over rounds.
+    std::vector<double> times[2];
+    for (int round = 0; round < 7; ++round)
+      for (bool tiles : {false, true})
+        times[tiles].push_back(median_seconds(5, [&] {
+          for (auto& m : step) qwd::quant_linear(x.data(), 1, m.half_view(tiles), nullptr, y.data(), 4, par);
+        }));
+    const double bandwidth = streaming_read_gbs();
+    double bytes = 0;
+    for (auto& m : step) bytes += m.bytes();
+    for (bool tiles : {false, true}) {
+      std::sort(times[tiles].begin(), times[tiles].end());
+      const double decode = times[tiles][times[tiles].size() / 2];
+      std::printf("decode step, %s: %.0f MB in %.2f ms = %.1f GB/s, %.0f%% of the %.1f GB/s streaming read\n",
+                  tiles ? "row tiles" : "rows in order", bytes / 1e6, decode * 1e3, bytes / decode / 1e9,
+                  100 * bytes / decode / 1e9 / bandwidth, bandwidth);
+    }
   }
-  const Matrix& gate_up = step[2];
-  const double prefill = median_seconds(5, [&] {
-    qwd::quant_linear(x.data(), 128, gate_up.view(), nullptr, y.data(), 4, par);
-  });
-  std::printf("prefill, 128 tokens x gate/up %lldx%lld: %.2f ms = %.1f GMAC/s\n", (long long)gate_up.rows,
-              (long long)gate_up.cols, prefill * 1e3, 128.0 * gate_up.rows * gate_up.cols / prefill / 1e9);
+  // One decoder layer's matrices as the export writes them (row tiles, float16 scales), 128 tokens each.
+  double layer = 0, macs = 0;
+  for (int i = 0; i < 4; ++i) {
+    const Matrix& m = step[i];
+    const double s = median_seconds(5, [&] { qwd::quant_linear(x.data(), 128, m.half_view(true), nullptr, y.data(), 4, par); });
+    std::printf("prefill, 128 tokens x %-7s %5lldx%-5lld: %6.2f ms = %5.1f GMAC/s\n", names[i], (long long)m.rows,
+                (long long)m.cols, s * 1e3, 128.0 * m.rows * m.cols / s / 1e9);
+    layer += s, macs += 128.0 * m.rows * m.cols;
+  }
+  std::printf("prefill, 128 tokens x one layer: %.2f ms = %.1f GMAC/s\n", layer * 1e3, macs / layer / 1e9);
 }

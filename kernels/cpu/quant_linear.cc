@@ -77,36 +77,57 @@ void tile(const Int8Activations& a, const Weights& w, const S* scales, const Sca
 // Prefill with 16 blocks side by side (Int8Activations::blocked_q): lane j of a vpdpbusd accumulates
 // block j of the group, so a block's scales are applied once (3 float ops per 16 blocks) instead of once
 // per 64 columns. Weight rows are rearranged to match into `panel` once per row tile and then serve every
-// token. 2 rows x 4 tokens: 8 int32 and 8 float accumulators.
-constexpr int kBlockedRows = 2, kBlockedTokens = 4;
+// token. 4 rows x 3 tokens: 12 int32 and 12 float accumulators, 4 weight vectors and one activation
+// vector, 29 of the 32 registers (4x4 with float accumulators in L1, and wider tiles, measured slower).
+constexpr int kBlockedRows = 4, kBlockedTokens = 3;
 
 // Row `row` of w as unsigned codes in the blocked layout: [groups, steps, 16, 4] bytes. Each block's codes
 // in column order, then 4 of them (one lane's bytes) per step.
 void blocked_row(const Weights& w, int64_t row, int64_t groups, int64_t steps, uint8_t* out) {
-  const int64_t nb = w.blocks(), bb = w.block_bytes();
-  std::fill(out, out + groups * steps * 64, uint8_t{0});
-  alignas(64) uint8_t codes[256];  // one block, block_size <= 256
-  const Weights::RowBytes bytes = w.row_at(row);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* q = bytes.at(b * bb);  // [bb]
-    if (w.bits == 4) {
-      for (int64_t i = 0; i < bb; i += 16) {  // 16 bytes → 32 codes, low nibble first; blocks of 16: 8 bytes
-        const __m128i* at = reinterpret_cast<const __m128i*>(q + i);
-        const __m128i v = bb - i >= 16 ? _mm_loadu_si128(at) : _mm_loadl_epi64(at);
-        const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 2 * i), _mm_unpacklo_epi8(lo, hi));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
+  if (w.bits == 4) {
+    // Step k of a block is its 16-bit word k spread to 4 codes: one gather of dword d from the group's
+    // 16 blocks gives steps 2d and 2d+1.
+    const int64_t nb = w.blocks(), bb = w.block_bytes();
+    const Weights::RowBytes bytes = w.row_at(row);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    // [b0 b1 b2 b3] per dword → [b0 b0 b1 b1] and [b2 b2 b3 b3]: then low nibble in the low byte, high
+    // nibble in the high byte of each 16-bit half.
+    const __m512i first = _mm512_set4_epi32(0x0D0D0C0C, 0x09090808, 0x05050404, 0x01010000);
+    const __m512i second = _mm512_set4_epi32(0x0F0F0E0E, 0x0B0B0A0A, 0x07070606, 0x03030202);
+    const __m512i low = _mm512_set1_epi16(0x000F), high = _mm512_set1_epi16(0x0F00);
+    auto spread = [&](__m512i v) {
+      return _mm512_or_si512(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), high));
+    };
+    for (int64_t g = 0; g < groups; ++g) {
+      const __mmask16 valid = static_cast<__mmask16>((1U << std::min<int64_t>(16, nb - g * 16)) - 1);
+      const __m512i block_at = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(g * 16)),
+                                                  _mm512_set1_epi32(bb));  // byte offsets in the row
+      for (int64_t d = 0; d < bb / 4; ++d) {
+        const __m512i at = _mm512_add_epi32(block_at, _mm512_set1_epi32(4 * d));
+        const __m512i index = _mm512_add_epi32(
+            _mm512_mullo_epi32(_mm512_srli_epi32(at, 6), _mm512_set1_epi32(bytes.stride)),
+            _mm512_and_si512(at, _mm512_set1_epi32(Weights::kTileChunk - 1)));  // RowBytes::at, per lane
+        const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, index, bytes.base, 1);
+        _mm512_storeu_si512(out + (g * steps + 2 * d) * 64, spread(_mm512_shuffle_epi8(v, first)));
+        _mm512_storeu_si512(out + (g * steps + 2 * d + 1) * 64, spread(_mm512_shuffle_epi8(v, second)));
       }
     }
-    const uint8_t* c = w.bits == 4 ? codes : q;
-    for (int64_t k = 0; k < steps; ++k) std::memcpy(out + blocked_index(b / 16, k, b % 16, 0, steps), c + 4 * k, 4);
+    return;
   }
+  const int64_t nb = w.blocks(), bb = w.block_bytes();  // 8-bit codes: a block's bytes are its codes
+  std::fill(out, out + groups * steps * 64, uint8_t{0});
+  const Weights::RowBytes bytes = w.row_at(row);
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t k = 0; k < steps; ++k)
+      std::memcpy(out + blocked_index(b / 16, k, b % 16, 0, steps), bytes.at(b * bb) + 4 * k, 4);
 }
 
-template <int R, int T>
+// kSteps: a.steps known at compile time (block sizes 16-128), so the step loop unrolls and the
+// accumulators stay in place; 0 for any other block size.
+template <int R, int T, int kSteps>
 void blocked_tile(const Int8Activations& a, const Weights& w, const uint8_t* panel, const int64_t* rows, int64_t t0,
                   float* out /* [T, R] */) {
-  const int64_t nb = w.blocks(), groups = a.groups, steps = a.steps, row_bytes = groups * steps * 64;
+  const int64_t nb = w.blocks(), groups = a.groups, steps = kSteps ? kSteps : a.steps, row_bytes = groups * steps * 64;
   __m512 facc[R][T];
   for (auto& row : facc)
     for (__m512& v : row) v = _mm512_setzero_ps();
@@ -116,17 +137,28 @@ void blocked_tile(const Int8Activations& a, const Weights& w, const uint8_t* pan
       const __m512i init = _mm512_loadu_si512(a.blocked_init.data() + (t0 + t) * groups * 16 + g * 16);
       for (int r = 0; r < R; ++r) acc[r][t] = init;
     }
+#pragma GCC unroll 32
     for (int64_t k = 0; k < steps; ++k) {
+      // Each vector loaded once into a register: left alone, the compiler folds the loads into every
+      // vpdpbusd that reads them, and the loads, not the multiplies, set the pace (1.5x slower here).
       __m512i wv[R];
-      for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(panel + r * row_bytes + (g * steps + k) * 64);
+      for (int r = 0; r < R; ++r) {
+        wv[r] = _mm512_loadu_si512(panel + r * row_bytes + (g * steps + k) * 64);
+        asm("" : "+v"(wv[r]));
+      }
       for (int t = 0; t < T; ++t) {
-        const __m512i xv = _mm512_loadu_si512(a.blocked_q_of(t0 + t) + (g * steps + k) * 64);
+        __m512i xv = _mm512_loadu_si512(a.blocked_q_of(t0 + t) + (g * steps + k) * 64);
+        asm("" : "+v"(xv));
         for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], xv);
       }
     }
     const __mmask16 valid = static_cast<__mmask16>((1U << std::min<int64_t>(16, nb - g * 16)) - 1);
     __m512 ws[R];
-    for (int r = 0; r < R; ++r) ws[r] = _mm512_maskz_loadu_ps(valid, w.scales + rows[r] * nb + g * 16);
+    for (int r = 0; r < R; ++r) {
+      const int64_t at = rows[r] * nb + g * 16;
+      ws[r] = w.scales_f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, w.scales_f16 + at))
+                           : _mm512_maskz_loadu_ps(valid, w.scales + at);
+    }
     for (int t = 0; t < T; ++t) {
       const __m512 xs = _mm512_loadu_ps(a.blocked_scale.data() + (t0 + t) * groups * 16 + g * 16);
       for (int r = 0; r < R; ++r)
@@ -139,6 +171,7 @@ void blocked_tile(const Int8Activations& a, const Weights& w, const uint8_t* pan
 
 // Rows in panels of ~16 KB (L1), each token tile's activations (4 KB) read from L2 once per panel and
 // then reused by all its rows: streaming every token past every row tile would be bound by L2.
+template <int kSteps>
 void blocked_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
   constexpr int R = kBlockedRows, T = kBlockedTokens;
   const int64_t row_bytes = a.groups * a.steps * 64;
@@ -152,21 +185,29 @@ void blocked_rows(const Int8Activations& a, const Weights& w, const int64_t* row
       pick[r] = rows[p0 + std::min(r, n - 1)];  // a short panel repeats its last row
       blocked_row(w, pick[r], a.groups, a.steps, panel.data() + r * row_bytes);
     }
-    auto store = [&](int64_t t0, int tokens, int64_t r0) {
-      for (int t = 0; t < tokens; ++t)
-        for (int64_t r = 0; r < R && r0 + r < n; ++r) out[(t0 + t) * count + p0 + r0 + r] = part[t * R + r];
-    };
     int64_t t = 0;
-    for (; t + T <= a.tokens; t += T)
-      for (int64_t r0 = 0; r0 < used; r0 += R) {
-        blocked_tile<R, T>(a, w, panel.data() + r0 * row_bytes, pick.data() + r0, t, part);
-        store(t, T, r0);
-      }
-    for (; t < a.tokens; ++t)
-      for (int64_t r0 = 0; r0 < used; r0 += R) {
-        blocked_tile<R, 1>(a, w, panel.data() + r0 * row_bytes, pick.data() + r0, t, part);
-        store(t, 1, r0);
-      }
+    auto tiles = [&](auto tokens) {  // token tiles of tokens.value from t on, while they fit
+      constexpr int U = decltype(tokens)::value;
+      for (; t + U <= a.tokens; t += U)
+        for (int64_t r0 = 0; r0 < used; r0 += R) {
+          blocked_tile<R, U, kSteps>(a, w, panel.data() + r0 * row_bytes, pick.data() + r0, t, part);
+          for (int u = 0; u < U; ++u)
+            for (int64_t r = 0; r < R && r0 + r < n; ++r) out[(t + u) * count + p0 + r0 + r] = part[u * R + r];
+        }
+    };
+    tiles(std::integral_constant<int, T>{});
+    tiles(std::integral_constant<int, 2>{});
+    tiles(std::integral_constant<int, 1>{});
+  }
+}
+
+void blocked_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+  switch (a.steps) {
+    case 4: return blocked_rows<4>(a, w, rows, count, out);
+    case 8: return blocked_rows<8>(a, w, rows, count, out);
+    case 16: return blocked_rows<16>(a, w, rows, count, out);
+    case 32: return blocked_rows<32>(a, w, rows, count, out);
+    default: return blocked_rows<0>(a, w, rows, count, out);
   }
 }
 #endif
@@ -240,7 +281,7 @@ bool int8_blocked([[maybe_unused]] int64_t tokens) {
 }
 
 Weights int8_weights(const Int8Activations& a, const Weights& w, std::vector<float>& scratch) {
-  return a.blocked_q.empty() && a.amx_x.empty() ? w : w.with_float_scales(scratch);
+  return a.amx_x.empty() ? w : w.with_float_scales(scratch);
 }
 
 void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {

@@ -17,8 +17,8 @@ namespace qwd {
 void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,
                   const Parallel& par = serial());
 
-// w as int8_dot_rows takes it for these activations: the prefill layouts (AVX-512 blocked, AMX) read float
-// scales, so float16 ones are widened into scratch once per call; decode widens them as it streams.
+// w as int8_dot_rows takes it for these activations: the AMX prefill reads float scales, so float16 ones
+// are widened into scratch once per call; decode and the AVX-512 blocked prefill widen them as they read.
 Weights int8_weights(const Int8Activations& a, const Weights& w, std::vector<float>& scratch);
 
 // Dot products of rows[0..count) of w (from int8_weights) with every token of a:

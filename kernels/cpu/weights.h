@@ -31,8 +31,8 @@ struct Weights {
   static Weights fp32(const float* w, int64_t rows, int64_t cols);
   static Weights quantized(const uint8_t* packed, const float* scales, const uint8_t* zero_points, int64_t rows,
                            int64_t cols, int bits, int64_t block_size);
-  // The same with fp16 scales, 2 bytes per block instead of 4: decode widens them as it streams the rows,
-  // prefill into a float copy per call (with_float_scales).
+  // The same with fp16 scales, 2 bytes per block instead of 4: the int8 kernels widen them as they read
+  // them, AMX prefill into a float copy per call (with_float_scales).
   static Weights quantized(const uint8_t* packed, const uint16_t* scales, const uint8_t* zero_points, int64_t rows,
                            int64_t cols, int bits, int64_t block_size);
 
