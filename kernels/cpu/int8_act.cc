@@ -60,12 +60,12 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     return;
   }
   block_sum.assign(tokens * nb, 0.0f);
+  const int64_t padded = (tokens + kLaneTokens - 1) / kLaneTokens * kLaneTokens;
   if (blocked) {
-    groups = (nb + 15) / 16;
-    steps = bs / 4;
-    blocked_q.assign(tokens * groups * steps * 64, 0);
-    blocked_init.assign(tokens * groups * 16, 0);
-    blocked_scale.assign(tokens * groups * 16, 0.0f);
+    blocked_steps = nb * bs / 4;
+    blocked_q.assign(padded * blocked_steps * 4, 0);
+    blocked_init.assign(padded * nb, 0);
+    blocked_scale.assign(padded * nb, 0.0f);
   } else {
     positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
     q.assign(tokens * positions, 0);
@@ -90,14 +90,16 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       const int32_t sum = to_codes(xt + begin, n, inv, rounded.data(), codes.data() + begin);
       block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
       if (blocked) {
-        const int8_t* c = codes.data() + begin;
-        int8_t* out = blocked_q.data() + t * groups * steps * 64;
-        for (int64_t k = 0; k < steps; ++k) std::memcpy(out + blocked_index(b / 16, k, b % 16, 0, steps), c + 4 * k, 4);
-        blocked_init[t * groups * 16 + b] = -zero * sum;
-        blocked_scale[t * groups * 16 + b] = scale[b];
+        const int64_t at = ((t / kLaneTokens) * nb + b) * kLaneTokens + t % kLaneTokens;
+        blocked_init[at] = -zero * sum;
+        blocked_scale[at] = scale[b];
       }
     }
-    if (blocked) return;
+    if (blocked) {
+      int8_t* out = blocked_q.data() + (t / kLaneTokens) * blocked_steps * kLaneTokens * 4 + (t % kLaneTokens) * 4;
+      for (int64_t s = 0; s < blocked_steps; ++s) std::memcpy(out + s * kLaneTokens * 4, codes.data() + 4 * s, 4);
+      return;
+    }
     int8_t* __restrict qt = q.data() + t * positions;
     if (w.bits == 8) {
       std::memcpy(qt, codes.data(), codes.size());

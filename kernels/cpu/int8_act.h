@@ -14,6 +14,7 @@
 namespace qwd {
 
 inline constexpr int64_t kStepCols = 64;  // the widest ISA step; rows of positions are padded to it
+inline constexpr int64_t kLaneTokens = 12;  // tokens per tile of the blocked layout
 
 struct Int8Activations {
   int64_t tokens = 0;
@@ -24,14 +25,15 @@ struct Int8Activations {
   std::vector<float> lane_scale;  // [tokens, positions/4]: scale of the block the lane's columns are in
   std::vector<float> block_sum;   // [tokens, blocks]: scale * sum of q over the block (zero-point correction)
 
-  // With `blocked` (prefill on AVX-512 VNNI) the codes are laid out instead with 16 blocks side by side,
-  // so one int32 lane accumulates a whole block and scales apply once per block: [tokens, groups, steps,
-  // 16, 4] for groups of 16 blocks and steps of 4 columns (block_size / 4 of them); padding blocks are 0.
-  // q, init and lane_scale are then empty.
-  int64_t groups = 0, steps = 0;
-  std::vector<int8_t> blocked_q;
-  std::vector<int32_t> blocked_init;  // [tokens, groups * 16]: -zero * sum of the block's q
-  std::vector<float> blocked_scale;   // [tokens, groups * 16]: the block's scale
+  // With `blocked` (prefill on AVX-512 VNNI, rows in the vector lanes) the codes are instead interleaved
+  // kLaneTokens tokens at a time, 4 columns (one int32 lane's bytes) per token, so a kernel broadcasts
+  // every token's 4 codes of a step from one pointer; tokens are padded to whole tiles with zeros, and
+  // each block's zero-point term and scale come interleaved the same way. q, init and lane_scale are then
+  // empty.
+  int64_t blocked_steps = 0;          // per token: blocks * block_size / 4
+  std::vector<int8_t> blocked_q;      // [token tiles, blocked_steps, kLaneTokens, 4]
+  std::vector<int32_t> blocked_init;  // [token tiles, blocks, kLaneTokens]: -zero * sum of the block's q
+  std::vector<float> blocked_scale;   // [token tiles, blocks, kLaneTokens]: the block's scale
 
   // Instead, where the CPU has AMX tiles (amx.h), the activations themselves as bf16 pairs the way
   // TDPBF16PS's B tiles take them, 16 tokens per tile: [tiles, amx_pairs, 16 tokens] words, each two
@@ -45,15 +47,9 @@ struct Int8Activations {
                   const Parallel& par = serial());
 
   const int8_t* q_of(int64_t t) const { return q.data() + t * positions; }
-  const int8_t* blocked_q_of(int64_t t) const { return blocked_q.data() + t * groups * steps * 64; }
   const int32_t* init_of(int64_t t) const { return init.data() + t * positions / 4; }
   const float* scale_of(int64_t t) const { return lane_scale.data() + t * positions / 4; }
 };
-
-// Where a block-side-by-side index (group g, step k, block j of the group, byte c) lies: see blocked_q.
-inline int64_t blocked_index(int64_t g, int64_t k, int64_t j, int64_t c, int64_t steps) {
-  return ((g * steps + k) * 16 + j) * 4 + c;
-}
 
 // Column of position p (the layout above).
 inline int64_t column_of(int64_t p, int bits) {

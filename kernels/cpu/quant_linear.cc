@@ -74,140 +74,148 @@ void tile(const Int8Activations& a, const Weights& w, const S* scales, const Sca
 }
 
 #if defined(QWD_INT8_AVX512)
-// Prefill with 16 blocks side by side (Int8Activations::blocked_q): lane j of a vpdpbusd accumulates
-// block j of the group, so a block's scales are applied once (3 float ops per 16 blocks) instead of once
-// per 64 columns. Weight rows are rearranged to match into `panel` once per row tile and then serve every
-// token. 4 rows x 3 tokens: 12 int32 and 12 float accumulators, 4 weight vectors and one activation
-// vector, 29 of the 32 registers (4x4 with float accumulators in L1, and wider tiles, measured slower).
-constexpr int kBlockedRows = 4, kBlockedTokens = 3;
+// Prefill with rows in the lanes: lane i of a vpdpbusd accumulates row i's 4 codes of a step against the
+// same 4 activation codes, broadcast (Int8Activations::blocked_q, column order). A block's scales then
+// apply to 16 rows at once, 16 outputs of a token come out of one register with no horizontal sum, and
+// no K is padded. Rows are rearranged into a panel, [steps, 16 rows, 4 codes], once per call; every token
+// then reads it. 1 vector of rows x 12 tokens (kLaneTokens): 12 int32 and 12 float accumulators.
+constexpr int kLaneRows = 16;
 
-// Row `row` of w as unsigned codes in the blocked layout: [groups, steps, 16, 4] bytes. Each block's codes
-// in column order, then 4 of them (one lane's bytes) per step.
-void blocked_row(const Weights& w, int64_t row, int64_t groups, int64_t steps, uint8_t* out) {
-  if (w.bits == 4) {
-    // Step k of a block is its 16-bit word k spread to 4 codes: one gather of dword d from the group's
-    // 16 blocks gives steps 2d and 2d+1.
-    const int64_t nb = w.blocks(), bb = w.block_bytes();
-    const Weights::RowBytes bytes = w.row_at(row);
-    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    // [b0 b1 b2 b3] per dword → [b0 b0 b1 b1] and [b2 b2 b3 b3]: then low nibble in the low byte, high
-    // nibble in the high byte of each 16-bit half.
-    const __m512i first = _mm512_set4_epi32(0x0D0D0C0C, 0x09090808, 0x05050404, 0x01010000);
-    const __m512i second = _mm512_set4_epi32(0x0F0F0E0E, 0x0B0B0A0A, 0x07070606, 0x03030202);
-    const __m512i low = _mm512_set1_epi16(0x000F), high = _mm512_set1_epi16(0x0F00);
-    auto spread = [&](__m512i v) {
-      return _mm512_or_si512(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), high));
-    };
-    for (int64_t g = 0; g < groups; ++g) {
-      const __mmask16 valid = static_cast<__mmask16>((1U << std::min<int64_t>(16, nb - g * 16)) - 1);
-      const __m512i block_at = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(g * 16)),
-                                                  _mm512_set1_epi32(bb));  // byte offsets in the row
-      for (int64_t d = 0; d < bb / 4; ++d) {
-        const __m512i at = _mm512_add_epi32(block_at, _mm512_set1_epi32(4 * d));
-        const __m512i index = _mm512_add_epi32(
-            _mm512_mullo_epi32(_mm512_srli_epi32(at, 6), _mm512_set1_epi32(bytes.stride)),
-            _mm512_and_si512(at, _mm512_set1_epi32(Weights::kTileChunk - 1)));  // RowBytes::at, per lane
-        const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, index, bytes.base, 1);
-        _mm512_storeu_si512(out + (g * steps + 2 * d) * 64, spread(_mm512_shuffle_epi8(v, first)));
-        _mm512_storeu_si512(out + (g * steps + 2 * d + 1) * 64, spread(_mm512_shuffle_epi8(v, second)));
-      }
-    }
-    return;
+// 16x16 dword transpose: r[i] = row i in, r[j] = column j out.
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
   }
-  const int64_t nb = w.blocks(), bb = w.block_bytes();  // 8-bit codes: a block's bytes are its codes
-  std::fill(out, out + groups * steps * 64, uint8_t{0});
-  const Weights::RowBytes bytes = w.row_at(row);
-  for (int64_t b = 0; b < nb; ++b)
-    for (int64_t k = 0; k < steps; ++k)
-      std::memcpy(out + blocked_index(b / 16, k, b % 16, 0, steps), bytes.at(b * bb) + 4 * k, 4);
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
+  }
 }
 
-// kSteps: a.steps known at compile time (block sizes 16-128), so the step loop unrolls and the
-// accumulators stay in place; 0 for any other block size.
-template <int R, int T, int kSteps>
-void blocked_tile(const Int8Activations& a, const Weights& w, const uint8_t* panel, const int64_t* rows, int64_t t0,
-                  float* out /* [T, R] */) {
-  const int64_t nb = w.blocks(), groups = a.groups, steps = kSteps ? kSteps : a.steps, row_bytes = groups * steps * 64;
-  __m512 facc[R][T];
-  for (auto& row : facc)
-    for (__m512& v : row) v = _mm512_setzero_ps();
-  for (int64_t g = 0; g < groups; ++g) {
-    __m512i acc[R][T];
-    for (int t = 0; t < T; ++t) {
-      const __m512i init = _mm512_loadu_si512(a.blocked_init.data() + (t0 + t) * groups * 16 + g * 16);
-      for (int r = 0; r < R; ++r) acc[r][t] = init;
+// 16 rows of w (rows[0..16)) as unsigned codes [steps, 16, 4] and their scales [blocks, 16] as floats.
+void build_panel(const Weights& w, const int64_t* rows, uint8_t* codes, float* scales) {
+  const int64_t nb = w.blocks(), words = w.row_bytes() / 4;  // dwords per row
+  // 4 bytes of a row are steps 2d and 2d+1: [b0 b1 b2 b3] → [b0 b0 b1 b1] and [b2 b2 b3 b3], then the low
+  // nibble into the low byte and the high nibble into the high byte of each 16-bit half.
+  const __m512i even = _mm512_set4_epi32(0x0D0D0C0C, 0x09090808, 0x05050404, 0x01010000);
+  const __m512i odd = _mm512_set4_epi32(0x0F0F0E0E, 0x0B0B0A0A, 0x07070606, 0x03030202);
+  const __m512i low = _mm512_set1_epi16(0x000F), high = _mm512_set1_epi16(0x0F00);
+  auto spread = [&](__m512i v) {
+    return _mm512_or_si512(_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16(v, 4), high));
+  };
+  Weights::RowBytes bytes[kLaneRows];
+  for (int i = 0; i < kLaneRows; ++i) bytes[i] = w.row_at(rows[i]);
+  // A chunk of 64 bytes (16 dwords) of every row at a time, transposed: dword d of the 16 rows.
+  for (int64_t c = 0; c * 16 < words; ++c) {
+    const int64_t n = std::min<int64_t>(16, words - c * 16);
+    const __mmask16 valid = static_cast<__mmask16>((1U << n) - 1);
+    __m512i r[kLaneRows];
+    for (int i = 0; i < kLaneRows; ++i) r[i] = _mm512_maskz_loadu_epi32(valid, bytes[i].at(c * Weights::kTileChunk));
+    transpose16(r);
+    for (int64_t d = 0; d < n; ++d) {
+      const int64_t word = c * 16 + d;
+      if (w.bits == 4) {
+        _mm512_storeu_si512(codes + 2 * word * 64, spread(_mm512_shuffle_epi8(r[d], even)));
+        _mm512_storeu_si512(codes + (2 * word + 1) * 64, spread(_mm512_shuffle_epi8(r[d], odd)));
+      } else {
+        _mm512_storeu_si512(codes + word * 64, r[d]);
+      }
     }
+  }
+  // Scales: float16 ones widened a row at a time, then every block's 16 gathered into place.
+  const float* from = w.scales;
+  thread_local std::vector<float> wide;  // [16, nb]
+  if (w.scales_f16) {
+    wide.resize(kLaneRows * nb);
+    for (int i = 0; i < kLaneRows; ++i) halves_to_floats(w.scales_f16 + rows[i] * nb, nb, wide.data() + i * nb);
+    from = wide.data();
+  }
+  alignas(64) int32_t first_scale[kLaneRows];
+  for (int i = 0; i < kLaneRows; ++i) first_scale[i] = static_cast<int32_t>(w.scales_f16 ? i * nb : rows[i] * nb);
+  const __m512i at = _mm512_load_si512(first_scale);
+  for (int64_t b = 0; b < nb; ++b)
+    _mm512_storeu_ps(scales + b * kLaneRows, _mm512_i32gather_ps(_mm512_add_epi32(at, _mm512_set1_epi32(b)), from, 4));
+}
+
+// Token tile `tile` (kLaneTokens tokens) against a panel: out [kLaneTokens, 16]. kSteps: steps per block
+// known at compile time (block sizes 16-128), so the step loop unrolls; 0 for other block sizes.
+template <int kSteps>
+void lane_tile(const Int8Activations& a, int64_t nb, int64_t block_steps, const uint8_t* codes, const float* scales,
+               int64_t tile, float* out) {
+  constexpr int T = kLaneTokens;
+  const int64_t steps = kSteps ? kSteps : block_steps;
+  const int8_t* x = a.blocked_q.data() + tile * a.blocked_steps * T * 4;  // [steps, T, 4]
+  const int32_t* init = a.blocked_init.data() + tile * nb * T;          // [nb, T]
+  const float* xs = a.blocked_scale.data() + tile * nb * T;             // [nb, T]
+  __m512 facc[T];
+  for (__m512& v : facc) v = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_set1_epi32(init[b * T + t]);
 #pragma GCC unroll 32
     for (int64_t k = 0; k < steps; ++k) {
-      // Each vector loaded once into a register: left alone, the compiler folds the loads into every
-      // vpdpbusd that reads them, and the loads, not the multiplies, set the pace (1.5x slower here).
-      __m512i wv[R];
-      for (int r = 0; r < R; ++r) {
-        wv[r] = _mm512_loadu_si512(panel + r * row_bytes + (g * steps + k) * 64);
-        asm("" : "+v"(wv[r]));
-      }
+      const int64_t s = b * steps + k;
+      // Loaded once into a register: left alone, the compiler folds the load into every vpdpbusd
+      // that reads it, and the loads, not the multiplies, set the pace.
+      __m512i wv = _mm512_loadu_si512(codes + s * 64);
+      asm("" : "+v"(wv));
       for (int t = 0; t < T; ++t) {
-        __m512i xv = _mm512_loadu_si512(a.blocked_q_of(t0 + t) + (g * steps + k) * 64);
-        asm("" : "+v"(xv));
-        for (int r = 0; r < R; ++r) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv[r], xv);
+        int32_t four;
+        std::memcpy(&four, x + (s * T + t) * 4, 4);
+        acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32(four));
       }
     }
-    const __mmask16 valid = static_cast<__mmask16>((1U << std::min<int64_t>(16, nb - g * 16)) - 1);
-    __m512 ws[R];
-    for (int r = 0; r < R; ++r) {
-      const int64_t at = rows[r] * nb + g * 16;
-      ws[r] = w.scales_f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, w.scales_f16 + at))
-                           : _mm512_maskz_loadu_ps(valid, w.scales + at);
-    }
-    for (int t = 0; t < T; ++t) {
-      const __m512 xs = _mm512_loadu_ps(a.blocked_scale.data() + (t0 + t) * groups * 16 + g * 16);
-      for (int r = 0; r < R; ++r)
-        facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][t]), _mm512_mul_ps(ws[r], xs), facc[r][t]);
-    }
+    const __m512 ws = _mm512_loadu_ps(scales + b * kLaneRows);
+    for (int t = 0; t < T; ++t)
+      facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(ws, _mm512_set1_ps(xs[b * T + t])), facc[t]);
   }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) out[t * R + r] = _mm512_reduce_add_ps(facc[r][t]);
+  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * kLaneRows, facc[t]);
 }
 
-// Rows in panels of ~16 KB (L1), each token tile's activations (4 KB) read from L2 once per panel and
-// then reused by all its rows: streaming every token past every row tile would be bound by L2.
 template <int kSteps>
-void blocked_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-  constexpr int R = kBlockedRows, T = kBlockedTokens;
-  const int64_t row_bytes = a.groups * a.steps * 64;
-  const int64_t panel_rows = std::max<int64_t>(1, (16 << 10) / row_bytes / R) * R;
-  std::vector<uint8_t> panel(panel_rows * row_bytes);  // [panel_rows, groups, steps, 16, 4]
-  std::vector<int64_t> pick(panel_rows);
-  float part[T * R];
-  for (int64_t p0 = 0; p0 < count; p0 += panel_rows) {
-    const int64_t n = std::min(panel_rows, count - p0), used = (n + R - 1) / R * R;
-    for (int64_t r = 0; r < used; ++r) {
-      pick[r] = rows[p0 + std::min(r, n - 1)];  // a short panel repeats its last row
-      blocked_row(w, pick[r], a.groups, a.steps, panel.data() + r * row_bytes);
+void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+  const int64_t nb = w.blocks(), block_steps = w.block_size / 4;
+  thread_local std::vector<uint8_t> codes;  // [steps, 16, 4]
+  thread_local std::vector<float> scales;   // [nb, 16]
+  codes.resize(a.blocked_steps * 64);
+  scales.resize(nb * kLaneRows);
+  float part[kLaneTokens * kLaneRows];
+  int64_t pick[kLaneRows];
+  for (int64_t p0 = 0; p0 < count; p0 += kLaneRows) {
+    const int64_t n = std::min<int64_t>(kLaneRows, count - p0);
+    for (int i = 0; i < kLaneRows; ++i) pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
+    build_panel(w, pick, codes.data(), scales.data());
+    for (int64_t tile = 0; tile * kLaneTokens < a.tokens; ++tile) {
+      lane_tile<kSteps>(a, nb, block_steps, codes.data(), scales.data(), tile, part);
+      for (int64_t t = tile * kLaneTokens; t < std::min(a.tokens, (tile + 1) * kLaneTokens); ++t)
+        std::memcpy(out + t * count + p0, part + (t % kLaneTokens) * kLaneRows, n * sizeof(float));
     }
-    int64_t t = 0;
-    auto tiles = [&](auto tokens) {  // token tiles of tokens.value from t on, while they fit
-      constexpr int U = decltype(tokens)::value;
-      for (; t + U <= a.tokens; t += U)
-        for (int64_t r0 = 0; r0 < used; r0 += R) {
-          blocked_tile<R, U, kSteps>(a, w, panel.data() + r0 * row_bytes, pick.data() + r0, t, part);
-          for (int u = 0; u < U; ++u)
-            for (int64_t r = 0; r < R && r0 + r < n; ++r) out[(t + u) * count + p0 + r0 + r] = part[u * R + r];
-        }
-    };
-    tiles(std::integral_constant<int, T>{});
-    tiles(std::integral_constant<int, 2>{});
-    tiles(std::integral_constant<int, 1>{});
   }
 }
 
-void blocked_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
-  switch (a.steps) {
-    case 4: return blocked_rows<4>(a, w, rows, count, out);
-    case 8: return blocked_rows<8>(a, w, rows, count, out);
-    case 16: return blocked_rows<16>(a, w, rows, count, out);
-    case 32: return blocked_rows<32>(a, w, rows, count, out);
-    default: return blocked_rows<0>(a, w, rows, count, out);
+void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+  switch (w.block_size / 4) {
+    case 4: return lane_rows<4>(a, w, rows, count, out);
+    case 8: return lane_rows<8>(a, w, rows, count, out);
+    case 16: return lane_rows<16>(a, w, rows, count, out);
+    case 32: return lane_rows<32>(a, w, rows, count, out);
+    default: return lane_rows<0>(a, w, rows, count, out);
   }
 }
 #endif
@@ -291,7 +299,7 @@ void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* ro
     return;
   }
   if (!a.blocked_q.empty())
-    blocked_rows(a, w, rows, count, out);
+    lane_rows(a, w, rows, count, out);
   else
 #endif
   if (w.bits == 8)

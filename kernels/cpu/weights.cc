@@ -10,9 +10,7 @@
 
 namespace qwd {
 
-namespace {
-
-// out[i] = in[i] widened, n values (F16C / NEON conversions where the build has them).
+// F16C / NEON conversions where the build has them.
 void halves_to_floats(const uint16_t* in, int64_t n, float* out) {
   int64_t i = 0;
 #if defined(__F16C__)
@@ -23,8 +21,6 @@ void halves_to_floats(const uint16_t* in, int64_t n, float* out) {
 #endif
   for (; i < n; ++i) out[i] = half_to_float(in[i]);
 }
-
-}  // namespace
 
 Weights Weights::fp32(const float* w, int64_t rows, int64_t cols) {
   Weights m;
