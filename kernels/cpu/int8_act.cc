@@ -21,9 +21,7 @@ float max_abs(const float* x, int64_t n) {
       const Vec v = load(x + i);
       m = max(m, max(v, sub(set1(0.0f), v)));
     }
-    alignas(64) float lanes[kWidth];
-    store(lanes, m);
-    for (float l : lanes) amax = std::max(amax, l);
+    amax = hmax(m);
   }
   for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
   return amax;
@@ -31,19 +29,25 @@ float max_abs(const float* x, int64_t n) {
 
 // codes[i] = round(x[i] * inv) for i < n, in the float32 operations of the numpy reference (kernels/
 // reference.py), so the integers agree; returns their sum.
-int32_t to_codes(const float* __restrict x, int64_t n, float inv, float* __restrict rounded,
-                 int8_t* __restrict codes) {
+int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __restrict codes) {
   using namespace simd;
   int64_t i = 0;
-  if constexpr (kWidth > 1)
-    for (; i + kWidth <= n; i += kWidth) store(rounded + i, round(mul(load(x + i), set1(inv))));
-  for (; i < n; ++i) rounded[i] = std::nearbyint(x[i] * inv);
-  int32_t sum = 0;
-  for (i = 0; i < n; ++i) {
-    codes[i] = static_cast<int8_t>(std::min(127.0f, std::max(-127.0f, rounded[i])));
-    sum += codes[i];
+  float sum = 0.0f;  // of integers, |sum| < 2^24: exact in float
+  if constexpr (kWidth > 1) {
+    Vec total = set1(0.0f);
+    for (; i + kWidth <= n; i += kWidth) {
+      const Vec r = min(set1(127.0f), max(set1(-127.0f), round(mul(load(x + i), set1(inv)))));
+      store_i8(codes + i, r);
+      total = add(total, r);
+    }
+    sum = hsum(total);
   }
-  return sum;
+  for (; i < n; ++i) {
+    const float r = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[i] * inv)));
+    codes[i] = static_cast<int8_t>(r);
+    sum += r;
+  }
+  return static_cast<int32_t>(sum);
 }
 
 }  // namespace
@@ -77,17 +81,16 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
   par.run(tokens, [&](int64_t t) {
     const float* xt = x + t * cols;  // [cols]
     // Scratch kept per thread: decode builds these for every op of every step.
-    thread_local std::vector<float> scale, rounded;
+    thread_local std::vector<float> scale;
     thread_local std::vector<int8_t> codes;
     scale.resize(nb);
-    rounded.resize(bs);
     codes.assign((nb * bs + 31) / 32 * 32, 0);  // column order, 0 past the last column, whole groups of 32
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
       const float amax = max_abs(xt + begin, n);
       const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
       scale[b] = amax / 127.0f;
-      const int32_t sum = to_codes(xt + begin, n, inv, rounded.data(), codes.data() + begin);
+      const int32_t sum = to_codes(xt + begin, n, inv, codes.data() + begin);
       block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
       if (blocked) {
         const int64_t at = ((t / kLaneTokens) * nb + b) * kLaneTokens + t % kLaneTokens;

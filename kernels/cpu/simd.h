@@ -44,6 +44,10 @@ inline Vec pow2i(Vec n) {  // 2^n for integral n in [-126, 127]
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
 }
 inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
+inline float hmax(Vec v) { return _mm512_reduce_max_ps(v); }
+inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+}
 inline Vec load_u8(const uint8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p))); }
 inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
   const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p));
@@ -74,6 +78,17 @@ inline float hsum(Vec v) {
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+inline float hmax(Vec v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
+  const __m256i i = _mm256_cvtps_epi32(v);
+  const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi16(w, w));
+}
 inline Vec load_u8(const uint8_t* p) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p))); }
 inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
   const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)p));
@@ -99,6 +114,12 @@ inline Vec pow2i(Vec n) {
   return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
 }
 inline float hsum(Vec v) { return vaddvq_f32(v); }
+inline float hmax(Vec v) { return vmaxvq_f32(v); }
+inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
+  const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(v));
+  const int8x8_t b = vqmovn_s16(vcombine_s16(h, h));
+  vst1_lane_s32(reinterpret_cast<int32_t*>(p), vreinterpret_s32_s8(b), 0);
+}
 inline uint32x4_t widen_u8(const uint8_t* p) {  // 4 bytes → 4 u32 lanes
   uint32_t word;
   std::memcpy(&word, p, 4);
@@ -127,6 +148,8 @@ inline Vec min(Vec a, Vec b) { return a < b ? a : b; }
 inline Vec round(Vec a) { return std::nearbyint(a); }
 inline Vec pow2i(Vec n) { return std::ldexp(1.0f, static_cast<int>(n)); }
 inline float hsum(Vec v) { return v; }
+inline float hmax(Vec v) { return v; }
+inline void store_i8(int8_t* p, Vec v) { *p = static_cast<int8_t>(v); }
 inline Vec load_u8(const uint8_t* p) { return static_cast<float>(*p); }
 inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
   lo = static_cast<float>(*p & 0xF);
