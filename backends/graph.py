@@ -153,6 +153,12 @@ class Graph:
                 by_key.setdefault(external_key(tensor, self.base_dir), []).append(name)
         return {name for names in by_key.values() if len(names) > 1 for name in names}
 
+    def same_storage(self, a: str, b: str) -> bool:
+        """Whether two initializers are the same stored bytes (one a view of the other, add_view)."""
+        ta, tb = self._init.get(a), self._init.get(b)
+        return (self.base_dir is not None and ta is not None and tb is not None and is_external(ta)
+                and is_external(tb) and external_key(ta, self.base_dir) == external_key(tb, self.base_dir))
+
     def scalar(self, value: str) -> float:
         array = self.const(value)
         if array.size != 1:

@@ -91,6 +91,16 @@ def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
                                accuracy_level=accuracy_level, row_tile=row_tile, prefill_tiles=prefill_tiles))
 
 
+def quant_gather(data: np.ndarray, indices: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *,
+                 K: int, N: int, bits: int, block_size: int, row_tile: int = 1) -> np.ndarray:
+    """Rows `indices` (negative ones from the end) of the table QuantLinear would multiply by: [..., K]."""
+    if row_tile != 1:
+        data = untile_rows(data, N)
+    if np.any((indices < -N) | (indices >= N)):
+        raise IndexError(f"indices outside [-{N}, {N})")
+    return dequantize(data, scales, K, bits, block_size, zero_points)[indices].astype(np.float32)  # [..., K]
+
+
 def route(router_logits: np.ndarray, top_k: int, normalize_topk: bool) -> tuple[np.ndarray, np.ndarray]:
     """softmax, top-k (ties → lower expert id), optional renormalisation → ids, weights [T, k]."""
     logits = router_logits.astype(np.float64)
@@ -219,6 +229,7 @@ REFERENCES = {
     "SwiGLU": swiglu,
     "QuantSwiGLU": quant_swiglu,
     "QuantLinear": quant_linear,
+    "QuantGather": quant_gather,
     "MoE": moe,
     "QMoE": qmoe,
     "QKNormRotary": qk_norm_rotary,

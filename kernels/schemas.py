@@ -5,8 +5,8 @@ kernels/ register exactly these inputs, outputs and attributes (their I/O tables
 are rendered from this file by kernels/schema_header.py); the numpy references in kernels/reference.py
 define their meaning. Optional inputs may be passed as "" (ONNX convention).
 
-Every floating-point input and output is float32, except the block scales of QuantLinear and QuantSwiGLU
-(float32 or float16, read as stored: decode streams half the scale bytes); no kernel computes in float16, so a
+Every floating-point input and output is float32, except the block scales of QuantLinear, QuantSwiGLU and
+QuantGather (float32 or float16, read as stored: decode streams half the scale bytes); no kernel computes in float16, so a
 float16 graph (the cuda backend's) cannot use this domain. backends/ort/check.py refuses a node whose graph
 says otherwise.
 """
@@ -84,6 +84,21 @@ SCHEMAS = {
             "at 0, and on CUDA at any level, they compute in float. row_tile 4 (CPU only): B's rows in tiles "
             "of 4, their bytes interleaved 64 at a time and the rows padded to whole tiles, so decode streams "
             "each tile as one range (kernels/quantize.py tile_rows); 1: rows in order.",
+        ),
+        OpSchema(
+            "QuantGather",
+            inputs=(
+                Arg("data", "[N, K/block_size, block_size*bits/8]", "uint8"),
+                Arg("indices", "[...]", "int64"),
+                Arg("scales", "N * K/block_size elements, any shape", "float32|float16"),
+                Arg("zero_points", "N * ceil(K/block_size*bits/8) elements, any shape", "uint8", optional=True),
+            ),
+            outputs=(Arg("Y", "[..., K]", "float32"),),
+            attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "row_tile": "int"},
+            doc="Y[i] = row indices[i] of the block-quantized table W (QuantLinear's layout and attributes, "
+            "row tiles included), dequantized: (q - zero_point) * scale per block; indices in [-N, N), a "
+            "negative one counting from the end. A tied LM head's QuantLinear and the embedding lookup read "
+            "one tensor, so that table can take QuantLinear's row tiles and float16 scales.",
         ),
         OpSchema(
             "MoE",

@@ -30,17 +30,16 @@ class CpuBackend(OrtBackend):
     pipeline_of = staticmethod(cpu_pipeline)
 
     def estimate(self, spec: ModelSpec, quant: str) -> tuple[int, int]:
-        """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but the
-        embedding table, whose lookup keeps float32 ones (a tied LM head adds its float16 copy)."""
+        """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but an
+        untied embedding table, whose lookup keeps float32 ones (a tied one is read by QuantGather,
+        tied_table.py)."""
         weights, kv_per_token = super().estimate(spec, quant)
         if quant not in BITS or self.defaults.scale_dtype != "f16":
             return weights, kv_per_token
         per_weight = 2 / self.defaults.block_size
         for tensor in expected_tensors(spec):
-            if len(tensor.shape) > 1 and tensor.role != "token_embd":
+            if len(tensor.shape) > 1 and (tensor.role != "token_embd" or spec.tie_word_embeddings):
                 weights -= tensor.numel * per_weight
-            elif tensor.role == "token_embd" and spec.tie_word_embeddings:
-                weights += tensor.numel * per_weight
         return int(weights), kv_per_token
 
 

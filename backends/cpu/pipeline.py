@@ -5,8 +5,9 @@ MLP keeps two MatMuls. Quantizing also moves the embedding lookup onto an int4/i
 tied LM head (-O keep=embed keeps it float). With our ops, quantized gate/up + SwiGLU fuse into
 QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the exported int4/int8 bytes in
 place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight, and
-take their block scales in float16 (half_scales.py) and their codes in row tiles (row_tiles.py);
-GroupQueryAttention runs as ours (fusions/attention.py).
+take their block scales in float16 (half_scales.py) and their codes in row tiles (row_tiles.py), a tied
+table too, its lookup then QuantGather (tied_table.py); GroupQueryAttention runs as ours
+(fusions/attention.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .fusions import attention as fused_attention
 from .fusions import quant_linear
 from .half_scales import half_scales
 from .row_tiles import row_tiles
+from .tied_table import tied_table
 
 
 def attention(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
@@ -41,7 +43,9 @@ def quantized_fusions(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     name, passes = shared.quantized_fusions(plan, custom_ops)
     fuse = plan.options.quant_config(plan.quant) and custom_ops and plan.options.quant_linear
     passes = [*passes, Fusion(quant_linear)] if fuse else passes
-    return name, [*passes, GraphPass("half_scales", half_scales), GraphPass("row_tiles", row_tiles)] if passes else passes
+    layout = [GraphPass("half_scales", half_scales), GraphPass("row_tiles", row_tiles),
+              GraphPass("tied_table", tied_table)]
+    return name, [*passes, *layout] if passes else passes
 
 
 def cpu_pipeline(plan: Plan[OrtOptions], custom_ops: bool) -> list[Phase]:

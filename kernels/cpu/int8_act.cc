@@ -64,8 +64,8 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     return;
   }
   block_sum.assign(tokens * nb, 0.0f);
-  const int64_t padded = (tokens + kLaneTokens - 1) / kLaneTokens * kLaneTokens;
   if (blocked) {
+    const int64_t padded = (tokens + kLaneTokens - 1) / kLaneTokens * kLaneTokens;
     blocked_steps = nb * bs / 4;
     blocked_q.assign(padded * blocked_steps * 4, 0);
     blocked_init.assign(padded * nb, 0);

@@ -1,4 +1,4 @@
-// SwiGLU, QuantSwiGLU, QuantLinear, MoE and QMoE read once for every provider: schema, attributes, shape checks and
+// SwiGLU, QuantSwiGLU, QuantLinear, QuantGather, MoE and QMoE read once for every provider: schema, attributes, shape checks and
 // weight views (pointers are wherever the provider keeps tensors). Device kernels derive from these
 // and add kProvider and Compute.
 #pragma once
@@ -30,6 +30,24 @@ struct SwiGLUOp : schema::SwiGLU {
   }
 };
 
+// MatMulNBits' weight tensors as a view: packed codes, float32 or float16 scales, optional zero points.
+inline Weights quantized_weights(const char* op, const Ort::ConstValue& b, const Ort::ConstValue& scales,
+                                 const Ort::ConstValue& zp, int64_t N, int64_t K, int64_t bits, int64_t block_size,
+                                 int64_t row_tile) {
+  const auto scale_type = scales.GetTensorTypeAndShapeInfo().GetElementType();
+  if (scale_type != kFloat && scale_type != kFloat16)
+    throw std::invalid_argument(std::string("qwdeploy.") + op + ": scales must be float32 or float16");
+  const uint8_t* packed = b.GetTensorData<uint8_t>();
+  const uint8_t* zero_points = data_or_null<uint8_t>(zp);
+  const int nbits = static_cast<int>(bits);
+  Weights w = scale_type == kFloat
+                  ? Weights::quantized(packed, scales.GetTensorData<float>(), zero_points, N, K, nbits, block_size)
+                  : Weights::quantized(packed, static_cast<const uint16_t*>(scales.GetTensorRawData()), zero_points,
+                                       N, K, nbits, block_size);
+  w.row_tile = row_tile;
+  return w;
+}
+
 // QuantSwiGLU and QuantLinear: MatMulNBits' attributes and tensors.
 template <bool kLinear>
 struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::QuantSwiGLU> {
@@ -59,24 +77,42 @@ struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::
                                                   bias ? &bias_shape : nullptr, K, N, bits, block_size, row_tile)
                            : shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N,
                                                   bits, block_size, row_tile);
-    const auto scale_type = scales.GetTensorTypeAndShapeInfo().GetElementType();
-    if (scale_type != kFloat && scale_type != kFloat16)
-      throw std::invalid_argument(std::string("qwdeploy.") + this->kName + ": scales must be float32 or float16");
-    const uint8_t* packed = b.GetTensorData<uint8_t>();
-    const uint8_t* zero_points = data_or_null<uint8_t>(zp);
-    const int nbits = static_cast<int>(bits);
-    Weights w =
-        scale_type == kFloat
-            ? Weights::quantized(packed, scales.GetTensorData<float>(), zero_points, N, K, nbits, block_size)
-            : Weights::quantized(packed, static_cast<const uint16_t*>(scales.GetTensorRawData()), zero_points, N, K,
-                                 nbits, block_size);
-    w.row_tile = row_tile;
-    return {x.GetTensorData<float>(), s.tokens, w, data_or_null<float>(bias),
+    return {x.GetTensorData<float>(), s.tokens,
+            quantized_weights(this->kName, b, scales, zp, N, K, bits, block_size, row_tile), data_or_null<float>(bias),
             ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
   }
 };
 using QuantSwiGLUOp = QuantMatMulOp<false>;
 using QuantLinearOp = QuantMatMulOp<true>;
+
+// QuantGather: QuantLinear's weight attributes and tensors, read as a table of rows.
+struct QuantGatherOp : schema::QuantGather {
+  int64_t K, N, bits, block_size, row_tile;
+
+  struct Args {
+    const int64_t* indices;
+    int64_t count;
+    Weights table;  // [N, K]
+    float* y;       // [count, K]
+  };
+
+  explicit QuantGatherOp(const Ort::ConstKernelInfo& info)
+      : K(info.GetAttribute<int64_t>("K")),
+        N(info.GetAttribute<int64_t>("N")),
+        bits(info.GetAttribute<int64_t>("bits")),
+        block_size(info.GetAttribute<int64_t>("block_size")),
+        row_tile(info.GetAttribute<int64_t>("row_tile")) {}
+
+  Args read(Ort::KernelContext& ctx) const {
+    auto data = ctx.GetInput(0), indices = ctx.GetInput(1), scales = ctx.GetInput(2), zp = input(ctx, 3);
+    const auto zp_shape = optional_shape(zp);
+    const auto s = shapes::quant_gather(shape(data), shape(indices), shape(scales), zp ? &zp_shape : nullptr, K, N,
+                                        bits, block_size, row_tile);
+    return {indices.GetTensorData<int64_t>(), s.count,
+            quantized_weights(kName, data, scales, zp, N, K, bits, block_size, row_tile),
+            ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
+  }
+};
 
 // MoE and QMoE share everything but how expert weights are read; kQuantized picks the input layout.
 template <bool kQuantized>

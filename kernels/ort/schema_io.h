@@ -44,6 +44,19 @@ struct QuantLinear {
   };
 };
 
+struct QuantGather {
+  static constexpr const char* kName = "QuantGather";
+  static constexpr Port kInputs[] = {
+      {kUint8, false},  // data
+      {kInt64, false},  // indices
+      {kAnyType, false},  // scales
+      {kUint8, true},  // zero_points
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
 struct MoE {
   static constexpr const char* kName = "MoE";
   static constexpr Port kInputs[] = {

@@ -41,12 +41,11 @@ int64_t elements(const Shape& s) {
   return n;
 }
 
-QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const Shape& scales,
-                         const Shape* zero_points, const Shape* bias, int64_t K, int64_t N, int64_t bits,
-                         int64_t block_size, int64_t row_tile) {
+// B (or a table) of N x K block-quantized weights, its scales and zero points; returns the blocks per row.
+int64_t quant_weights(const char* op, const char* name, const Shape& b, const Shape& scales,
+                      const Shape* zero_points, int64_t K, int64_t N, int64_t bits, int64_t block_size,
+                      int64_t row_tile) {
   check_quant(op, bits, block_size);
-  require(!x.empty() && x.back() == K, op, "X has shape " + str(x) + ", its last dimension must be K=" +
-                                               std::to_string(K));
   const int64_t blocks = (K + block_size - 1) / block_size, block_bytes = block_size * bits / 8;
   require(row_tile == 1 || row_tile == Weights::kRowTile, op, "row_tile must be 1 or " +
                                                                   std::to_string(Weights::kRowTile) + ", got " +
@@ -56,7 +55,7 @@ QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const S
             "row tiles need rows of whole 64-byte chunks and blocks of at most 64 bytes, got " +
                 std::to_string(blocks) + " blocks of " + std::to_string(block_bytes) + " bytes");
   // Row tiles pad the rows to whole tiles.
-  expect(op, "B", b, {(N + row_tile - 1) / row_tile * row_tile, blocks, block_bytes});
+  expect(op, name, b, {(N + row_tile - 1) / row_tile * row_tile, blocks, block_bytes});
   require(elements(scales) == N * blocks, op, "scales has shape " + str(scales) + ", expected " +
                                                   std::to_string(N * blocks) + " elements");
   if (zero_points) {
@@ -64,6 +63,15 @@ QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const S
     require(elements(*zero_points) == want, op, "zero_points has shape " + str(*zero_points) + ", expected " +
                                                     std::to_string(want) + " elements");
   }
+  return blocks;
+}
+
+QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const Shape& scales,
+                         const Shape* zero_points, const Shape* bias, int64_t K, int64_t N, int64_t bits,
+                         int64_t block_size, int64_t row_tile) {
+  require(!x.empty() && x.back() == K, op, "X has shape " + str(x) + ", its last dimension must be K=" +
+                                               std::to_string(K));
+  const int64_t blocks = quant_weights(op, "B", b, scales, zero_points, K, N, bits, block_size, row_tile);
   if (bias) expect(op, "bias", *bias, {N});
   Shape out = x;
   out.back() = N;
@@ -71,6 +79,14 @@ QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const S
 }
 
 }  // namespace
+
+QuantGather quant_gather(const Shape& data, const Shape& indices, const Shape& scales, const Shape* zero_points,
+                         int64_t K, int64_t N, int64_t bits, int64_t block_size, int64_t row_tile) {
+  quant_weights("QuantGather", "data", data, scales, zero_points, K, N, bits, block_size, row_tile);
+  Shape out = indices;
+  out.push_back(K);
+  return {elements(indices), out};
+}
 
 SwiGLU swiglu(const Shape& gate_up) {
   require(!gate_up.empty() && gate_up.back() % 2 == 0, "SwiGLU",

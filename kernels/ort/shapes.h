@@ -28,6 +28,14 @@ QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, co
 QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
                          int64_t N, int64_t bits, int64_t block_size, int64_t row_tile);
 
+struct QuantGather {
+  int64_t count;  // indices
+  Shape out;      // indices' shape, then K
+};
+// A table of N x K block-quantized rows, checked as QuantLinear's B, scales and zero points.
+QuantGather quant_gather(const Shape& data, const Shape& indices, const Shape& scales, const Shape* zero_points,
+                         int64_t K, int64_t N, int64_t bits, int64_t block_size, int64_t row_tile);
+
 struct MoE {
   int64_t tokens, hidden, experts, inter, shared_inter;  // shared_inter = 0 without a shared expert
 };

@@ -19,6 +19,7 @@
 #include "../cpu/attention.h"
 #include "../cpu/moe.h"
 #include "../cpu/qk_norm_rotary.h"
+#include "../cpu/quant_gather.h"
 #include "../cpu/quant_linear.h"
 #include "../cpu/quant_swiglu.h"
 #include "../cpu/simd.h"
@@ -142,6 +143,23 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     }
     std::vector<float> y(tokens * N / 2);
     qwd::quant_swiglu(x.data(), tokens, w, y.data(), level, par);
+    return {y};
+  }
+  if (op == "QuantGather") {
+    const bool half = c.i("half_scales") != 0;
+    const auto s = half ? std::vector<float>{} : c.array<float>("scales");
+    const auto s16 = half ? c.array<uint16_t>("scales") : std::vector<uint16_t>{};
+    const GuardedBytes data(c.array<uint8_t>("data"));
+    const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
+    const auto indices = c.array<int64_t>("indices");
+    const int64_t K = c.i("K"), N = c.i("N");
+    const uint8_t* zero_points = zp.empty() ? nullptr : zp.data();
+    const int bits = static_cast<int>(c.i("bits"));
+    auto w = half ? qwd::Weights::quantized(data.data(), s16.data(), zero_points, N, K, bits, c.i("block_size"))
+                  : qwd::Weights::quantized(data.data(), s.data(), zero_points, N, K, bits, c.i("block_size"));
+    w.row_tile = c.i("row_tile");
+    std::vector<float> y(indices.size() * K);
+    qwd::quant_gather(indices.data(), static_cast<int64_t>(indices.size()), w, y.data(), par);
     return {y};
   }
   if (op == "MoE" || op == "QMoE") {

@@ -78,6 +78,23 @@ def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: in
     return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
 
 
+def quant_gather(rng: np.random.Generator, lead: tuple[int, ...], K: int, N: int, bits: int, block_size: int,
+                 symmetric: bool, half: bool = False, tiled: bool = False) -> Case:
+    """Indices anywhere in [-N, N), the first and last rows among them (one index: the last row); half: float16
+    scales; tiled: row tiles."""
+    packed, scales, zero_points = quantize_blocks(_normal(rng, N, K), bits, block_size, symmetric)
+    if tiled:
+        packed = tile_rows(packed)
+    indices = rng.integers(-N, N, size=lead).astype(np.int64)
+    indices.reshape(-1)[0], indices.reshape(-1)[-1] = 0, N - 1
+    inputs = {"data": packed, "indices": indices, "scales": scales.reshape(-1).astype(np.float16 if half else np.float32),
+              "zero_points": zero_points}
+    attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size, "row_tile": ROW_TILE if tiled else 1}
+    name = (f"quantgather-{'x'.join(map(str, lead))}-K{K}-N{N}-int{bits}-b{block_size}-{'sym' if symmetric else 'zp'}"
+            f"{'-f16scales' if half else ''}{'-tiled' if tiled else ''}")
+    return Case("QuantGather", name, inputs, attrs, {"count": indices.size, "K": K, "N": N, "half_scales": int(half)})
+
+
 def moe(rng: np.random.Generator, tokens: int, hidden: int, experts: int, inter: int, top_k: int, normalize: int,
         shared: int = 0, shared_gate: bool = False, bits: int = 0, block_size: int = 0) -> Case:
     gate_up = _normal(rng, experts, 2 * inter, hidden, scale=hidden ** -0.5)
@@ -209,6 +226,13 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((1,), 256, 16, 4, 128, True, False))),
         *(quant_matmul(rng, "QuantLinear", lead, K, N, 4, 32, True, 4, tiled=True)
           for lead, K, N in (((1,), 896, 37), ((2,), 128, 13), ((17,), 512, 150))),
+        # Tables in row order and in row tiles (rows padded to whole tiles), both scale types, zero points.
+        *(quant_gather(rng, lead, K, N, bits, block, sym, half, tiled)
+          for lead, K, N, bits, block, sym, half, tiled in (((1,), 896, 37, 4, 32, True, True, True),
+                                                           ((2, 3), 70, 13, 4, 32, False, False, False),
+                                                           ((9,), 256, 22, 8, 32, True, False, True),
+                                                           ((4,), 130, 9, 4, 16, False, True, False),
+                                                           ((3,), 128, 40, 4, 64, True, True, True))),
         moe(rng, 1, 45, 6, 19, 2, 1), moe(rng, 7, 64, 8, 33, 3, 0, shared=11, shared_gate=True),
         moe(rng, 33, 40, 5, 24, 1, 1, shared=16), moe(rng, 4, 19, 4, 7, 4, 1, shared=5, shared_gate=True),
         moe(rng, 1, 70, 6, 20, 2, 1, bits=4, block_size=32),

@@ -51,6 +51,19 @@ def test_position_outside_cache_is_refused(host_build: Build, op: str):
         run_node(case.op, inputs, case.attributes, host_build.library)
 
 
+def test_index_outside_the_table_is_refused(host_build: Build):
+    import onnxruntime as ort
+
+    case = next(c for c in CASES if c.op == "QuantGather")
+    rows = case.attributes["N"]
+    for bad in (rows, -rows - 1):
+        indices = case.inputs["indices"].copy()
+        indices.reshape(-1)[-1] = bad
+        with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+                           match=rf"QuantGather: index {bad} at position \d+ is outside \[-{rows}, {rows}\)"):
+            run_node(case.op, dict(case.inputs, indices=indices), case.attributes, host_build.library)
+
+
 def _runnable_here() -> list[str]:
     """The portable builds this CPU can run, best first, from the kernel's own account of it (/proc/cpuinfo):
     an oracle independent of the dispatcher's checks."""
