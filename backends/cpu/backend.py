@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...kernels.quantize import tiles_fit
 from ...kernels.targets import PORTABLE
 from ...toolkit.spec import ModelSpec
 from ...toolkit.tensors import expected_tensors
@@ -30,16 +31,23 @@ class CpuBackend(OrtBackend):
     pipeline_of = staticmethod(cpu_pipeline)
 
     def estimate(self, spec: ModelSpec, quant: str) -> tuple[int, int]:
-        """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but an
-        untied embedding table, whose lookup keeps float32 ones (a tied one is read by QuantGather,
-        tied_table.py)."""
+        """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but the
+        embedding table, whose lookup keeps float32 ones; a tied table's LM head adds its float16 copy, unless
+        its rows fit row tiles, when QuantGather reads the table with the head's float16 scales alone
+        (tied_table.py)."""
         weights, kv_per_token = super().estimate(spec, quant)
         if quant not in BITS or self.defaults.scale_dtype != "f16":
             return weights, kv_per_token
-        per_weight = 2 / self.defaults.block_size
+        block = self.defaults.block_size
+        per_weight = 2 / block
         for tensor in expected_tensors(spec):
-            if len(tensor.shape) > 1 and (tensor.role != "token_embd" or spec.tie_word_embeddings):
+            if len(tensor.shape) < 2:
+                continue
+            if tensor.role != "token_embd":
                 weights -= tensor.numel * per_weight
+            elif spec.tie_word_embeddings:
+                tiled = tiles_fit(-(-tensor.shape[-1] // block), block * BITS[quant] // 8)
+                weights += tensor.numel * per_weight * (-1 if tiled else 1)
         return int(weights), kv_per_token
 
 
