@@ -280,6 +280,14 @@ int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
   return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
 }
 
+int64_t int8_align([[maybe_unused]] const Int8Activations& a) {
+#if defined(QWD_INT8_AVX512)
+  static_assert(kLaneRows % Weights::kRowTile == 0, "a panel holds whole row tiles");
+  if (!a.blocked_q.empty()) return kLaneRows;
+#endif
+  return Weights::kRowTile;
+}
+
 bool int8_blocked([[maybe_unused]] int64_t tokens) {
 #if defined(QWD_INT8_AVX512)
   return tokens >= kBlockedMinTokens;
@@ -339,7 +347,7 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
       if (bias)
         for (int64_t i = 0; i < count; ++i) yt[i] += bias[begin + i];
     }
-  }, Weights::kRowTile);
+  }, int8_align(a));
 }
 
 }  // namespace qwd

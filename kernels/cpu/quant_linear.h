@@ -29,6 +29,10 @@ void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* ro
 // contiguous bytes, because every task start costs the hardware prefetcher a ramp, yet at least 8 tasks.
 int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output = 1);
 
+// Where int8 tasks may start: on a row tile (decode reads whole tiles), or for the blocked prefill on a
+// whole panel of its rows, so no task computes a short panel's repeated rows.
+int64_t int8_align(const Int8Activations& a);
+
 // Whether activations for this many tokens should carry the blocked layout (Int8Activations), which
 // this build's prefill reads: on AVX-512 VNNI from kBlockedMinTokens on.
 inline constexpr int64_t kBlockedMinTokens = 16;

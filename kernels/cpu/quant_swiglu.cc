@@ -206,7 +206,7 @@ void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, in
     const Weights wa = int8_weights(a, w, scales);
     parallel_ranges(
         par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, wa, begin, end, y); },
-        Weights::kRowTile);
+        int8_align(a));
     return;
   }
   std::vector<float> xp(tokens * cols);  // [tokens, cols] in the int4 chunk order
