@@ -111,6 +111,31 @@ qwd::Weights quant(const Case& c, const std::vector<uint8_t>& q, const std::vect
                                  static_cast<int>(c.i("bits")), c.i("block_size"));
 }
 
+// A case's N x K block-quantized weights (`codes`: the input holding them) as QuantLinear reads them:
+// float32 or float16 scales, zero points when given, row tiles; the arrays live as long as the view.
+struct CaseWeights {
+  const bool half;
+  const std::vector<float> scales;
+  const std::vector<uint16_t> halves;
+  const GuardedBytes codes;
+  const std::vector<uint8_t> zero_points;
+  qwd::Weights view;
+
+  CaseWeights(const Case& c, const std::string& codes_name)
+      : half(c.i("half_scales") != 0),
+        scales(half ? std::vector<float>{} : c.array<float>("scales")),
+        halves(half ? c.array<uint16_t>("scales") : std::vector<uint16_t>{}),
+        codes(c.array<uint8_t>(codes_name)),
+        zero_points(c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{}) {
+    const uint8_t* zp = zero_points.empty() ? nullptr : zero_points.data();
+    const int bits = static_cast<int>(c.i("bits"));
+    const int64_t N = c.i("N"), K = c.i("K"), block = c.i("block_size");
+    view = half ? qwd::Weights::quantized(codes.data(), halves.data(), zp, N, K, bits, block)
+                : qwd::Weights::quantized(codes.data(), scales.data(), zp, N, K, bits, block);
+    view.row_tile = c.i("row_tile");
+  }
+};
+
 // Returns the outputs computed for the case, in the order its expected outputs are named.
 std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
   const std::string op = c.meta.at("op");
@@ -122,20 +147,12 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     return {y};
   }
   if (op == "QuantSwiGLU" || op == "QuantLinear") {
-    const bool half = c.i("half_scales") != 0;
     const auto x = c.array<float>("X");
-    const auto s = half ? std::vector<float>{} : c.array<float>("scales");
-    const auto s16 = half ? c.array<uint16_t>("scales") : std::vector<uint16_t>{};
-    const GuardedBytes q(c.array<uint8_t>("B"));
-    const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
     const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
-    const int64_t tokens = c.i("tokens"), K = c.i("K"), N = c.i("N");
+    const int64_t tokens = c.i("tokens"), N = c.i("N");
     const int level = static_cast<int>(c.i("accuracy_level"));
-    const uint8_t* zero_points = zp.empty() ? nullptr : zp.data();
-    const int bits = static_cast<int>(c.i("bits"));
-    auto w = half ? qwd::Weights::quantized(q.data(), s16.data(), zero_points, N, K, bits, c.i("block_size"))
-                  : qwd::Weights::quantized(q.data(), s.data(), zero_points, N, K, bits, c.i("block_size"));
-    w.row_tile = c.i("row_tile");
+    const CaseWeights cw(c, "B");
+    const qwd::Weights& w = cw.view;
     if (op == "QuantLinear") {
       std::vector<float> y(tokens * N);
       qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), y.data(), level, par);
@@ -146,20 +163,10 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     return {y};
   }
   if (op == "QuantGather") {
-    const bool half = c.i("half_scales") != 0;
-    const auto s = half ? std::vector<float>{} : c.array<float>("scales");
-    const auto s16 = half ? c.array<uint16_t>("scales") : std::vector<uint16_t>{};
-    const GuardedBytes data(c.array<uint8_t>("data"));
-    const auto zp = c.has("zero_points") ? c.array<uint8_t>("zero_points") : std::vector<uint8_t>{};
     const auto indices = c.array<int64_t>("indices");
-    const int64_t K = c.i("K"), N = c.i("N");
-    const uint8_t* zero_points = zp.empty() ? nullptr : zp.data();
-    const int bits = static_cast<int>(c.i("bits"));
-    auto w = half ? qwd::Weights::quantized(data.data(), s16.data(), zero_points, N, K, bits, c.i("block_size"))
-                  : qwd::Weights::quantized(data.data(), s.data(), zero_points, N, K, bits, c.i("block_size"));
-    w.row_tile = c.i("row_tile");
-    std::vector<float> y(indices.size() * K);
-    qwd::quant_gather(indices.data(), static_cast<int64_t>(indices.size()), w, y.data(), par);
+    const CaseWeights table(c, "data");
+    std::vector<float> y(indices.size() * c.i("K"));
+    qwd::quant_gather(indices.data(), static_cast<int64_t>(indices.size()), table.view, y.data(), par);
     return {y};
   }
   if (op == "MoE" || op == "QMoE") {
