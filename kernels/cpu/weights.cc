@@ -99,22 +99,17 @@ const float* Weights::row(int64_t r, float* scratch) const {
   const int64_t nb = blocks();
   const RowBytes bytes = row_at(r);
   for (int64_t b = 0; b < nb; ++b) {
+    // (q - zp) * s, one rounding: what the numpy reference and ONNX Runtime's block dequantization compute.
     const float scale = this->scale(r, b);
-    const float offset = -static_cast<float>(zero_point(r, b)) * scale;  // (q - zp) * s = q*s + offset
+    const int zero = zero_point(r, b);
     const int64_t start = b * block_size;
     const int64_t n = cols - start < block_size ? cols - start : block_size;  // last block may be padding
     const uint8_t* qb = bytes.at(b * block_bytes());
     float* out = scratch + start;
     if (bits == 8) {
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(qb[i]) * scale + offset;
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(qb[i] - zero) * scale;
     } else {
-      int64_t i = 0;
-      for (; i + 1 < n; i += 2) {
-        const uint8_t byte = qb[i / 2];
-        out[i] = static_cast<float>(byte & 0xF) * scale + offset;
-        out[i + 1] = static_cast<float>(byte >> 4) * scale + offset;
-      }
-      if (i < n) out[i] = static_cast<float>(qb[i / 2] & 0xF) * scale + offset;
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(((qb[i / 2] >> (4 * (i & 1))) & 0xF) - zero) * scale;
     }
   }
   return scratch;

@@ -64,7 +64,7 @@ struct Weights {
     if (bits == 8) return zp_row[b];
     return (zp_row[b / 2] >> (4 * (b & 1))) & 0xF;
   }
-  // Row r as floats: a pointer into `dense`, or dequantized into scratch[cols].
+  // Row r as floats: a pointer into `dense`, or dequantized into scratch[cols] as (q - zero_point) * scale.
   const float* row(int64_t r, float* scratch) const;
   // The same matrix's rows [first, first + count) as a Weights view; first a multiple of row_tile.
   Weights slice(int64_t first, int64_t count) const;
