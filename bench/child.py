@@ -3,9 +3,9 @@
     python child.py JOB.json
 
 Runs in whichever environment the engine needs (the project's, or an anchor's), so it imports
-nothing of qwdeploy or the bench: numpy and the engine only. The job names the engine, the artifact,
-the thread count, a warm-up, the counted runs (each with its own prompt: OpenVINO caches repeated
-prefixes), and optionally the logits to dump for fidelity or an ONNX Runtime trace of decode steps.
+nothing of qwdeploy or the bench: numpy and the engine only (and onnx, to read an ONNX graph's cache
+inputs). The job names the engine, the artifact, the thread count, a warm-up, the counted runs (each
+with its own prompt: OpenVINO caches repeated prefixes), and optionally the logits to dump for fidelity or an ONNX Runtime trace of decode steps.
 Peak RSS is read after the counted runs, before any logits dump, so it is the generation's own.
 """
 
@@ -54,6 +54,15 @@ def kv_layout(path: Path) -> tuple[int, int]:
     return config.get("num_key_value_heads", heads), config.get("head_dim") or config["hidden_size"] // heads
 
 
+def attention_only(model: Path, names: set[str]) -> bool:
+    """Whether every use of `names` in the model is a GroupQueryAttention's past_key or past_value."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    uses = [(node, slot) for node in graph.node for slot, name in enumerate(node.input) if name in names]
+    return bool(uses) and all(node.op_type == "GroupQueryAttention" and slot in (3, 4) for node, slot in uses)
+
+
 class Ort:
     """An ONNX folder (qwdeploy's or the genai builder's) in onnxruntime, greedy, KV cache fed back."""
 
@@ -77,16 +86,53 @@ class Ort:
         self.dtype = np.float16 if "float16" in self.inputs[self.past[0]].type else np.float32
         self.kv = kv_layout(path)
         self.names = [o.name for o in self.session.get_outputs()]
+        self.in_place = attention_only(path / "model.onnx", set(self.past))
 
-    def forward(self, ids: np.ndarray, cache: dict, length: int, last_only: bool = False) -> tuple[np.ndarray, dict]:
+    def _feeds(self, ids: np.ndarray, length: int, last_only: bool) -> dict[str, np.ndarray]:
         total = length + ids.shape[1]
         feeds = {"input_ids": ids, "attention_mask": np.ones((ids.shape[0], total), np.int64),
-                 "position_ids": np.tile(np.arange(length, total, dtype=np.int64), (ids.shape[0], 1)),
-                 "logits_to_keep": np.ones(1, np.int64) if last_only else np.zeros(1, np.int64), **cache}
-        out = dict(zip(self.names, self.session.run(self.names, {k: v for k, v in feeds.items() if k in self.inputs})))
+                 "position_ids": np.tile(np.arange(length, total, dtype=np.int64), (ids.shape[0], 1))}
+        if last_only:  # else the initializer's 0: every position
+            feeds["logits_to_keep"] = np.ones(1, np.int64)
+        return {k: v for k, v in feeds.items() if k in self.inputs}
+
+    def forward(self, ids: np.ndarray, cache: dict, length: int, last_only: bool = False) -> tuple[np.ndarray, dict]:
+        out = dict(zip(self.names, self.session.run(self.names, {**self._feeds(ids, length, last_only), **cache})))
         return out["logits"], {n: out[n.replace("past_key_values", "present")] for n in self.past}
 
+    def _generate_in_place(self, ids: np.ndarray, gen: int) -> tuple[float, float]:
+        """GroupQueryAttention graphs: one buffer per layer for the whole generation, bound as past and
+        present, written in place (past_present_share_buffer, as onnxruntime-genai runs them)."""
+        import onnxruntime as ort
+
+        start = time.perf_counter()
+        # The prompt runs the concatenating way: logits_to_keep (its last logits only) is an overridable
+        # initializer, which IO binding cannot feed.
+        logits, cache = self.forward(ids, {n: np.zeros((ids.shape[0], self.kv[0], 0, self.kv[1]), self.dtype)
+                                           for n in self.past}, 0, last_only=True)
+        length, ids = ids.shape[1], logits[:, -1:].argmax(-1).astype(np.int64)  # [B, 1]
+        first = time.perf_counter()
+        buffers = {}
+        for name, present in cache.items():
+            array = np.zeros((*present.shape[:2], length + gen, present.shape[3]), self.dtype)  # [B, kv, cap, D]
+            array[:, :, :length] = present
+            buffers[name] = ort.OrtValue.ortvalue_from_numpy(array)
+        binding = self.session.io_binding()  # the buffers are bound once; each step rebinds its own inputs
+        binding.bind_output("logits")
+        for name, buffer in buffers.items():
+            binding.bind_ortvalue_input(name, buffer)
+            binding.bind_ortvalue_output(name.replace("past_key_values", "present"), buffer)
+        for _ in range(gen - 1):
+            for name, value in self._feeds(ids, length, False).items():
+                binding.bind_cpu_input(name, value)
+            self.session.run_with_iobinding(binding)
+            length += 1
+            ids = binding.get_outputs()[0].numpy()[:, -1:].argmax(-1).astype(np.int64)  # [B, 1]
+        return first - start, time.perf_counter() - start
+
     def generate(self, ids: np.ndarray, gen: int) -> tuple[float, float]:
+        if self.in_place:
+            return self._generate_in_place(ids, gen)
         cache = {n: np.zeros((ids.shape[0], *self.kv[:1], 0, self.kv[1]), self.dtype) for n in self.past}
         start, length, first = time.perf_counter(), 0, 0.0
         for step in range(gen):

@@ -183,13 +183,14 @@ SCHEMAS = {
                 Arg("sin_cache", "[max_positions, head_dim/2]", "float32", optional=True),
             ),
             outputs=(Arg("output", "[batch, seq, num_heads*head_dim]", "float32"),
-                     Arg("present_key", "[batch, kv_num_heads, total, head_dim]", "float32"),
-                     Arg("present_value", "[batch, kv_num_heads, total, head_dim]", "float32")),
+                     Arg("present_key", "[batch, kv_num_heads, max(past, total), head_dim]", "float32"),
+                     Arg("present_value", "[batch, kv_num_heads, max(past, total), head_dim]", "float32")),
             attributes={"num_heads": "int", "kv_num_heads": "int", "scale": "float", "do_rotary": "int"},
             doc="ONNX Runtime's com.microsoft GroupQueryAttention on CPU in float32 (same inputs, outputs and "
             "cache semantics; rotate-half rotary when do_rotary, no local window, softcap or smooth softmax), "
             "computed flash-style: a block of keys at a time with an online softmax, never the [seq, total] "
-            "score matrix, so a long prefill costs what its causal half does.",
+            "score matrix, so a long prefill costs what its causal half does. Bound to past's own buffers "
+            "(past_present_share_buffer), present is written only at the new tokens.",
         ),
     )
 }

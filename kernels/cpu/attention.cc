@@ -127,7 +127,7 @@ void separate_qkv(AttentionProblem& p, const float* q, const float* k, const flo
 void attention(const AttentionProblem& p, const Parallel& par) {
   const int64_t B = p.batch, S = p.seq, H = p.num_heads, KV = p.kv_num_heads, D = p.head_dim;
   const int64_t T = p.present_len, half = D / 2, G = H / KV;
-  const bool first_prompt = S == T;
+  const bool first_prompt = S == p.total_len;
   std::vector<int64_t> pasts(B);  // each row's tokens before this call
   for (int64_t b = 0; b < B; ++b) {
     const int64_t total = static_cast<int64_t>(p.seqlens_k[b]) + 1;
@@ -146,20 +146,24 @@ void attention(const AttentionProblem& p, const Parallel& par) {
   auto cos_at = [&](int64_t b, int64_t s) { return p.cos ? p.cos + (pasts[b] + s) * half : nullptr; };
   auto sin_at = [&](int64_t b, int64_t s) { return p.cos ? p.sin + (pasts[b] + s) * half : nullptr; };
 
-  // present = past, the new keys (rotated) and values, zeros: one task per (batch, kv head).
+  // present = past, the new keys (rotated) and values, zeros: one task per (batch, kv head). A shared buffer
+  // already holds the past, and what lies after the new tokens is never read.
+  const bool shared = p.present_k == p.past_k && p.present_v == p.past_v;
   par.run(B * KV, [&](int64_t task) {
     const int64_t b = task / KV, h = task % KV, past = pasts[b];
     float* pk = p.present_k + task * T * D;  // [T, D]
     float* pv = p.present_v + task * T * D;
-    std::copy(p.past_k + task * p.past_len * D, p.past_k + (task * p.past_len + past) * D, pk);
-    std::copy(p.past_v + task * p.past_len * D, p.past_v + (task * p.past_len + past) * D, pv);
+    if (!shared) {
+      std::copy(p.past_k + task * p.past_len * D, p.past_k + (task * p.past_len + past) * D, pk);
+      std::copy(p.past_v + task * p.past_len * D, p.past_v + (task * p.past_len + past) * D, pv);
+      std::fill(pk + (past + S) * D, pk + T * D, 0.0f);
+      std::fill(pv + (past + S) * D, pv + T * D, 0.0f);
+    }
     for (int64_t s = 0; s < S; ++s) {
       const int64_t token = b * S + s;
       rotate(p.k + token * p.kv_stride + h * D, cos_at(b, s), sin_at(b, s), D, 1.0f, pk + (past + s) * D);
       std::copy(p.v + token * p.kv_stride + h * D, p.v + token * p.kv_stride + (h + 1) * D, pv + (past + s) * D);
     }
-    std::fill(pk + (past + S) * D, pk + T * D, 0.0f);
-    std::fill(pv + (past + S) * D, pv + T * D, 0.0f);
   });
 
   // Attention: one task per (batch, kv head, block of kTokens queries), the last blocks (most keys) first.

@@ -3,8 +3,10 @@
 // flash-style: scores for a block of keys at a time with an online softmax, never the [seq, total] matrix.
 //
 // Per batch row b, with total_b = seqlens_k[b] + 1 tokens after this call:
-//   past_b = 0 when seq == present_len (a first prompt), else total_b - seq;
+//   past_b = 0 when seq == total_len (a first prompt), else total_b - seq;
 //   present[b, h] = past[b, h, :past_b], the seq new keys (rotated) / values, then zeros to present_len;
+//   where present is past's own buffer (ONNX Runtime's past_present_share_buffer: present_len = past_len, a
+//   cache allocated once for the whole generation), only the new keys and values are written;
 //   new token s sits at position past_b + s (right-padding too), is rotated there and attends to keys
 //   0 ..= past_b + s.
 #pragma once
@@ -18,7 +20,8 @@ namespace qwd {
 struct AttentionProblem {
   int64_t batch = 0, seq = 0, num_heads = 0, kv_num_heads = 0, head_dim = 0;
   int64_t past_len = 0;       // past_key's sequence axis
-  int64_t present_len = 0;    // total_sequence_length: present_key's sequence axis
+  int64_t total_len = 0;      // total_sequence_length
+  int64_t present_len = 0;    // present_key's sequence axis: max(past_len, total_len)
   int64_t max_positions = 0;  // cos/sin rows; unused without rotary
   float scale = 0.0f;         // 0: 1/sqrt(head_dim)
   // Floats from one token to the next in q and in k/v: the packed row (num_heads + 2*kv_num_heads)*head_dim

@@ -41,7 +41,8 @@ struct AttentionOp : schema::GroupQueryAttention {
     p.kv_num_heads = kv_num_heads;
     p.head_dim = s.head_dim;
     p.past_len = s.past;
-    p.present_len = s.total;
+    p.total_len = s.total;
+    p.present_len = s.present_len;
     p.max_positions = s.max_positions;
     p.scale = scale;
     if (s.packed)

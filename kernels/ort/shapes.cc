@@ -1,5 +1,6 @@
 #include "shapes.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -223,7 +224,9 @@ Attention attention(const Shape& query, const Shape* key, const Shape* value, co
     expect(op, "sin_cache", *sin, *cos);
     max_positions = (*cos)[0];
   }
-  return {B, S, D, past_key[2], total, max_positions, packed, {B, S, num_heads * D}, {B, kv_num_heads, total, D}};
+  const int64_t present = std::max(past_key[2], total);
+  return {B, S, D, past_key[2], total, present, max_positions, packed, {B, S, num_heads * D},
+          {B, kv_num_heads, present, D}};
 }
 
 }  // namespace qwd::shapes

@@ -55,7 +55,8 @@ QKNormRotary qk_norm_rotary_packed(const Shape& qkv, const Shape& q_weight, cons
                                    int64_t kv_num_heads);
 
 struct Attention {
-  int64_t batch, seq, head_dim, past, total, max_positions;  // max_positions = 0 without cos/sin
+  int64_t batch, seq, head_dim, past, total, present_len;  // present_len = max(past, total): a shared buffer
+  int64_t max_positions;                                   // 0 without cos/sin
   bool packed;
   Shape out, present;
 };

@@ -249,7 +249,7 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     p.kv_num_heads = KV;
     p.head_dim = D;
     p.past_len = c.i("past");
-    p.present_len = T;
+    p.total_len = p.present_len = T;
     p.max_positions = c.i("max_positions");
     p.scale = c.f("scale");
     if (c.i("packed"))

@@ -124,6 +124,57 @@ def test_attention_matches_onnxruntimes_group_query_attention(case: Case, host_b
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
+SHARED_GQA_CASES = [c for c in ORT_GQA_CASES if c.sizes["past"] or c.sizes["batch"] == 1]
+
+
+@pytest.mark.parametrize("domain", ["qwdeploy", "com.microsoft"])
+@pytest.mark.parametrize("case", SHARED_GQA_CASES, ids=[c.name for c in SHARED_GQA_CASES])
+def test_attention_on_a_shared_past_present_buffer(case: Case, domain: str, host_build: Build):
+    """past and present bound to one buffer longer than the total (ONNX Runtime's past_present_share_buffer,
+    what the runners do): our kernel writes the new keys and values in place, leaves the rest of the buffer
+    alone and computes what the concatenating call does, as ONNX Runtime's own kernel does."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    capacity = case.sizes["total"] + 7
+    rng = np.random.default_rng(3)
+    past = case.sizes["past"]
+    buffers = {}
+    for name in ("past_key", "past_value"):
+        buffer = rng.standard_normal((*case.inputs[name].shape[:2], capacity, case.sizes["head_dim"]), np.float32)
+        buffer[:, :, :past] = case.inputs[name]
+        buffers[name] = buffer
+    inputs = dict(case.inputs, **buffers)
+    model = onnx.load_from_string(node_model(case.op, inputs, case.attributes))
+    if domain == "com.microsoft":
+        model.graph.node[0].domain = domain
+        model.opset_import.append(helper.make_opsetid(domain, 1))
+    sess = session(model.SerializeToString(), host_build.library)
+    binding = sess.io_binding()
+    binding.bind_output("output")
+    for name, value in inputs.items():
+        if value is None:
+            continue
+        if name in buffers:
+            shared = ort.OrtValue.ortvalue_from_numpy(value)
+            binding.bind_ortvalue_input(name, shared)
+            binding.bind_ortvalue_output(name.replace("past", "present"), shared)
+            buffers[name] = shared
+        else:
+            binding.bind_cpu_input(name, value)
+    sess.run_with_iobinding(binding)
+    output = binding.copy_outputs_to_cpu()[0]
+    want_output, *want_present = case.expected(tiles_here())
+    for b, length in enumerate(case.inputs["seqlens_k"] + 1):
+        rows = case.sizes["seq"] if past else min(case.sizes["seq"], length)
+        np.testing.assert_allclose(output[b, :rows], want_output[b, :rows], atol=2e-5, rtol=1e-4)
+        for name, want in zip(("past_key", "past_value"), want_present, strict=True):
+            got = buffers[name].numpy()
+            np.testing.assert_allclose(got[b, :, :length], want[b, :, :length], atol=1e-5, rtol=1e-5)
+            if domain == "qwdeploy":
+                np.testing.assert_array_equal(got[b, :, past + case.sizes["seq"]:], inputs[name][b, :, past + case.sizes["seq"]:])
+
+
 def test_attention_refuses_lengths_the_cache_cannot_hold(host_build: Build):
     import onnxruntime as ort
 

@@ -167,7 +167,7 @@ class OrtEngine:
         self.context_length = self._session.info.context_length
 
     def reserve(self, tokens: int) -> None:
-        pass  # the cache grows with each call, or is the static graph's fixed size (checked against context_length)
+        self._cache.reserve(tokens)
 
     def _forward(self, ids: list[int]) -> np.ndarray:
         logits = self._session.forward(self._session.session, np.array([ids], dtype=np.int64), self._cache,

@@ -31,6 +31,7 @@ class GraphFacts:
     custom_domains: tuple[str, ...]
     static_context: int | None = None  # fixed KV buffer length (static graphs, backends/cann); None: growing
     inputs: frozenset[str] = frozenset()  # what the graph declares; builders differ (genai derives positions)
+    kv_in_place: bool = False  # every past input feeds GroupQueryAttention alone: past and present may share a buffer
 
 
 def _initializer_bytes(t: onnx.TensorProto) -> int:
@@ -59,6 +60,12 @@ def _gathered_only(graph: onnx.GraphProto, names: set[str]) -> set[str]:
                   if name in names and not (node.op_type == "Gather" and i == 0)}
     gathered = {node.input[0] for node in graph.node if node.op_type == "Gather" and node.input[0] in names}
     return gathered - other_uses
+
+
+def _attention_only(graph: onnx.GraphProto, names: set[str]) -> bool:
+    """Whether every use of `names` is a GroupQueryAttention's past_key or past_value."""
+    uses = [(node, slot) for node in graph.node for slot, name in enumerate(node.input) if name in names]
+    return bool(uses) and all(node.op_type == "GroupQueryAttention" and slot in (3, 4) for node, slot in uses)
 
 
 def _genai_model(folder: Path) -> dict:
@@ -111,7 +118,8 @@ def read_graph(folder: Path) -> GraphFacts:
                       past_inputs=past, vocab_size=logits[-1].dim_value,
                       context_length=static or _int_at(genai, "context_length"), custom_domains=domains,
                       static_context=static,
-                      inputs=frozenset(value.name for value in graph.input))
+                      inputs=frozenset(value.name for value in graph.input),
+                      kv_in_place=not static and _attention_only(graph, set(past)))
 
 
 def foreign_kernels(folder: Path) -> str | None:

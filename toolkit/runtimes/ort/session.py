@@ -85,19 +85,17 @@ class OrtSession:
         return ort.InferenceSession(str(self.folder / MODEL_FILE), options,
                                     providers=[provider_with_options(self.folder, self.provider)])
 
-    def new_cache(self, batch: int) -> GrowingCache:
-        return new_cache(self.facts, batch, self.kv_dtype)
+    def new_cache(self, batch: int, capacity: int = 0) -> GrowingCache:
+        """A cache for `batch` sequences, with room for `capacity` tokens where it is allocated ahead."""
+        return new_cache(self.facts, batch, self.kv_dtype, self.provider == "CPUExecutionProvider", capacity)
 
     def forward(self, session, ids: np.ndarray, cache: GrowingCache, last_only: bool = False) -> np.ndarray:
         """ids [batch, n] after what `cache` holds → logits [batch, n, vocab] ([batch, 1, vocab] or all n with
         last_only, as the graph allows); the cache takes them in."""
-        names = ["logits", *(name.replace("past_key_values", "present") for name in cache.values)]
-        logits, *present = session.run(names, cache.feeds(ids, last_only))
-        cache.update(present, ids.shape[1])
-        return logits
+        return cache.run(session, ids, last_only)
 
     def _generate(self, session, prompt: np.ndarray, decode_steps: int) -> tuple[float, list[float]]:
-        cache = self.new_cache(prompt.shape[0])
+        cache = self.new_cache(prompt.shape[0], prompt.shape[1] + decode_steps)
         start = time.perf_counter()
         for chunk in range(0, prompt.shape[1], PREFILL_CHUNK):
             logits = self.forward(session, prompt[:, chunk:chunk + PREFILL_CHUNK], cache, last_only=True)
