@@ -8,7 +8,7 @@ import pytest
 from qwdeploy.toolkit.runtimes.ort.cache import GrowingCache, SharedCache
 from qwdeploy.toolkit.runtimes.ort.session import OrtSession
 
-CALLS = [(9, True), (3, False), *[(1, False)] * 6]  # (tokens, last_only): a prompt, a chunk, decode steps
+CALLS = [(9, True), (3, False), (1, True), *[(1, False)] * 5]  # (tokens, last_only): prompt, chunk, steps
 
 
 @pytest.mark.parametrize("arch_quant", [("qwen2", "int4"), ("qwen3", "fp32")], ids="-".join)

@@ -91,7 +91,7 @@ class SharedCache(GrowingCache):
             return self._run_copying(session, ids)
         binding = self._bind(session)
         binding.bind_output(LOGITS)  # unallocated: a call's logits need not have the last call's shape
-        for name, value in self.feeds(ids, last_only).items():
+        for name, value in self.feeds(ids).items():  # one token's logits are its last anyway
             binding.bind_cpu_input(name, value)
         session.run_with_iobinding(binding)
         self.length += n
