@@ -91,6 +91,11 @@ def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
                                accuracy_level=accuracy_level, row_tile=row_tile, prefill_tiles=prefill_tiles))
 
 
+def linear(X: np.ndarray, W: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    y = X.astype(np.float64) @ W.astype(np.float64).T  # [..., N]
+    return (y if bias is None else y + bias).astype(np.float32)
+
+
 def quant_gather(data: np.ndarray, indices: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *,
                  K: int, N: int, bits: int, block_size: int, row_tile: int = 1) -> np.ndarray:
     """Rows `indices` (negative ones from the end) of the table QuantLinear would multiply by: [..., K]."""
@@ -227,6 +232,7 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
 # Schema op name → reference; the keyword arguments are the op's attributes.
 REFERENCES = {
     "SwiGLU": swiglu,
+    "Linear": linear,
     "QuantSwiGLU": quant_swiglu,
     "QuantLinear": quant_linear,
     "QuantGather": quant_gather,

@@ -86,6 +86,20 @@ SCHEMAS = {
             "each tile as one range (kernels/quantize.py tile_rows); 1: rows in order.",
         ),
         OpSchema(
+            "Linear",
+            inputs=(
+                Arg("X", "[..., K]", "float32"),
+                Arg("W", "[N, K]", "float32"),
+                Arg("bias", "[N]", "float32", optional=True),
+            ),
+            outputs=(Arg("Y", "[..., N]", "float32"),),
+            attributes={},
+            doc="Y = X @ W^T + bias with W in float32 as stored, [N, K] (Gemm's transB layout), read where it "
+            "lies: a tied LM head multiplies by the embedding table the lookup reads, and ONNX Runtime's Gemm "
+            "would prepack a private copy of it (the table's size again, 545 MB for Qwen2.5-0.5B) while the "
+            "lookup keeps the original mapped.",
+        ),
+        OpSchema(
             "QuantGather",
             inputs=(
                 Arg("data", "[N, K/block_size, block_size*bits/8]", "uint8"),

@@ -7,7 +7,7 @@ QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the expor
 place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight, and
 take their block scales in float16 (half_scales.py) and their codes in row tiles (row_tiles.py), a tied
 table too, its lookup then QuantGather (tied_table.py); GroupQueryAttention runs as ours
-(fusions/attention.py).
+(fusions/attention.py), and a tied float head as Linear on the table (fusions/float_head.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..ort.options import OrtOptions
 from ..ort.quant import embedding
 from ..passes import Fusion, GraphPass, Phase
 from .fusions import attention as fused_attention
-from .fusions import quant_linear
+from .fusions import float_head, quant_linear
 from .half_scales import half_scales
 from .row_tiles import row_tiles
 from .tied_table import tied_table
@@ -36,7 +36,8 @@ def mlp(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
 
 def quantize(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     name, passes = shared.quantize(plan, custom_ops)
-    return name, [*passes, Fusion(embedding)] if passes else []
+    passes = [*passes, Fusion(embedding)] if passes else []
+    return name, [*passes, Fusion(float_head)] if custom_ops else passes
 
 
 def quantized_fusions(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:

@@ -1,4 +1,5 @@
 // CPU execution provider adapters: read tensors and attributes, check shapes, call the core.
+#include "../cpu/linear.h"
 #include "../cpu/moe.h"
 #include "../cpu/quant_gather.h"
 #include "../cpu/quant_linear.h"
@@ -42,6 +43,16 @@ struct QuantLinearKernel : Kernel<QuantLinearKernel>, QuantLinearOp {
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
     quant_linear(a.x, a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), PoolParallel(ctx));
+  }
+};
+
+struct LinearKernel : Kernel<LinearKernel>, LinearOp {
+  static constexpr const char* kProvider = kCpu;
+  using LinearOp::LinearOp;
+
+  void Compute(Ort::KernelContext& ctx) {
+    const auto a = read(ctx);
+    linear(a.x, a.tokens, a.w, a.bias, a.y, PoolParallel(ctx));
   }
 };
 
@@ -105,14 +116,15 @@ std::vector<OrtCustomOp*> cpu_ops() {
   static Op<SwiGLUKernel> swiglu_op;
   static Op<QuantSwiGLUKernel> quant_swiglu_op;
   static Op<QuantLinearKernel> quant_linear_op;
+  static Op<LinearKernel> linear_op;
   static Op<QuantGatherKernel> quant_gather_op;
   static Op<MoEKernel<false>> moe_op;
   static Op<MoEKernel<true>> qmoe_op;
   static Op<QKNormRotaryKernel<false>> qk_op;
   static Op<QKNormRotaryKernel<true>> qk_packed_op;
   static Op<AttentionKernel> attention_op;
-  return {&swiglu_op,     &quant_swiglu_op, &quant_linear_op, &quant_gather_op, &moe_op,
-          &qmoe_op,       &qk_op,           &qk_packed_op,    &attention_op};
+  return {&swiglu_op, &quant_swiglu_op, &quant_linear_op, &linear_op,    &quant_gather_op, &moe_op,
+          &qmoe_op,   &qk_op,           &qk_packed_op,    &attention_op};
 }
 
 }  // namespace qwd::ort

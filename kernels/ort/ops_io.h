@@ -1,4 +1,4 @@
-// SwiGLU, QuantSwiGLU, QuantLinear, QuantGather, MoE and QMoE read once for every provider: schema, attributes, shape checks and
+// SwiGLU, QuantSwiGLU, QuantLinear, Linear, QuantGather, MoE and QMoE read once for every provider: schema, attributes, shape checks and
 // weight views (pointers are wherever the provider keeps tensors). Device kernels derive from these
 // and add kProvider and Compute.
 #pragma once
@@ -86,6 +86,26 @@ using QuantSwiGLUOp = QuantMatMulOp<false>;
 using QuantLinearOp = QuantMatMulOp<true>;
 
 // QuantGather: QuantLinear's weight attributes and tensors, read as a table of rows.
+struct LinearOp : schema::Linear {
+  struct Args {
+    const float* x;  // [tokens, K]
+    int64_t tokens;
+    Weights w;          // [N, K] float
+    const float* bias;  // [N] or null
+    float* y;           // [tokens, N]
+  };
+
+  explicit LinearOp(const Ort::ConstKernelInfo&) {}
+
+  Args read(Ort::KernelContext& ctx) const {
+    auto x = ctx.GetInput(0), w = ctx.GetInput(1), bias = input(ctx, 2);
+    const auto w_shape = shape(w), bias_shape = optional_shape(bias);
+    const auto s = shapes::linear(shape(x), w_shape, bias ? &bias_shape : nullptr);
+    return {x.GetTensorData<float>(), s.tokens, Weights::fp32(w.GetTensorData<float>(), w_shape[0], w_shape[1]),
+            data_or_null<float>(bias), ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
+  }
+};
+
 struct QuantGatherOp : schema::QuantGather {
   int64_t K, N, bits, block_size, row_tile;
 

@@ -44,6 +44,18 @@ struct QuantLinear {
   };
 };
 
+struct Linear {
+  static constexpr const char* kName = "Linear";
+  static constexpr Port kInputs[] = {
+      {kFloat, false},  // X
+      {kFloat, false},  // W
+      {kFloat, true},  // bias
+  };
+  static constexpr ONNXTensorElementDataType kOutputs[] = {
+      kFloat,  // Y
+  };
+};
+
 struct QuantGather {
   static constexpr const char* kName = "QuantGather";
   static constexpr Port kInputs[] = {

@@ -81,6 +81,17 @@ QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const S
 
 }  // namespace
 
+Linear linear(const Shape& x, const Shape& w, const Shape* bias) {
+  const char* op = "Linear";
+  require(w.size() == 2, op, "W must be [N, K], got " + str(w));
+  require(!x.empty() && x.back() == w[1], op, "X has shape " + str(x) + ", its last dimension must be W's K=" +
+                                                  std::to_string(w[1]));
+  if (bias) expect(op, "bias", *bias, {w[0]});
+  Shape out = x;
+  out.back() = w[0];
+  return {leading(x), out};
+}
+
 QuantGather quant_gather(const Shape& data, const Shape& indices, const Shape& scales, const Shape* zero_points,
                          int64_t K, int64_t N, int64_t bits, int64_t block_size, int64_t row_tile) {
   quant_weights("QuantGather", "data", data, scales, zero_points, K, N, bits, block_size, row_tile);

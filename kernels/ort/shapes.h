@@ -28,6 +28,13 @@ QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, co
 QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
                          int64_t N, int64_t bits, int64_t block_size, int64_t row_tile);
 
+struct Linear {
+  int64_t tokens;
+  Shape out;  // X's shape with N last
+};
+// X [..., K] times W [N, K] (float), bias [N] when given.
+Linear linear(const Shape& x, const Shape& w, const Shape* bias);
+
 struct QuantGather {
   int64_t count;  // indices
   Shape out;      // indices' shape, then K

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../cpu/attention.h"
+#include "../cpu/linear.h"
 #include "../cpu/moe.h"
 #include "../cpu/qk_norm_rotary.h"
 #include "../cpu/quant_gather.h"
@@ -160,6 +161,15 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     }
     std::vector<float> y(tokens * N / 2);
     qwd::quant_swiglu(x.data(), tokens, w, y.data(), level, par);
+    return {y};
+  }
+  if (op == "Linear") {
+    const auto x = c.array<float>("X"), w = c.array<float>("W");
+    const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
+    const int64_t tokens = c.i("tokens"), N = c.i("N");
+    std::vector<float> y(tokens * N);
+    qwd::linear(x.data(), tokens, qwd::Weights::fp32(w.data(), N, c.i("K")), bias.empty() ? nullptr : bias.data(),
+                y.data(), par);
     return {y};
   }
   if (op == "QuantGather") {

@@ -78,6 +78,14 @@ def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: in
     return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
 
 
+def linear(rng: np.random.Generator, lead: tuple[int, ...], K: int, N: int, bias: bool) -> Case:
+    inputs = {"X": _normal(rng, *lead, K), "W": _normal(rng, N, K, scale=K ** -0.5),
+              "bias": _normal(rng, N) if bias else None}
+    tokens = int(np.prod(lead))
+    name = f"linear-{'x'.join(map(str, lead))}-K{K}-N{N}{'-bias' if bias else ''}"
+    return Case("Linear", name, inputs, {}, {"tokens": tokens, "K": K, "N": N})
+
+
 def quant_gather(rng: np.random.Generator, lead: tuple[int, ...], K: int, N: int, bits: int, block_size: int,
                  symmetric: bool, half: bool = False, tiled: bool = False) -> Case:
     """Indices anywhere in [-N, N), the first and last rows among them (one index: the last row); half: float16
@@ -226,6 +234,9 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((1,), 256, 16, 4, 128, True, False))),
         *(quant_matmul(rng, "QuantLinear", lead, K, N, 4, 32, True, 4, tiled=True)
           for lead, K, N in (((1,), 896, 37), ((2,), 128, 13), ((17,), 512, 150))),
+        # Decode and prefill, rows and K off the vector width, token tiles crossed with partial ones.
+        *(linear(rng, lead, K, N, bias) for lead, K, N, bias in (((1,), 896, 37, False), ((1, 1), 19, 130, True),
+                                                                 ((2, 35), 64, 70, False), ((3,), 33, 9, True))),
         # Tables in row order and in row tiles (rows padded to whole tiles), both scale types, zero points.
         *(quant_gather(rng, lead, K, N, bits, block, sym, half, tiled)
           for lead, K, N, bits, block, sym, half, tiled in (((1,), 896, 37, 4, 32, True, True, True),
