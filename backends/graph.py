@@ -38,6 +38,8 @@ class Graph:
         self._listed: list[NodeProto] | None = None
         self._init = {t.name: t for t in self.graph.initializer}
         self._arrays: dict[str, np.ndarray] = {}
+        # Constants made when read (add_concat): name → (parts, axis); _init holds a data-less TensorProto.
+        self._lazy: dict[str, tuple[tuple[str, ...], int]] = {}
         self._used_names: set[str] = set()
         self.outputs = {o.name for o in self.graph.output}
         self.inputs = {i.name for i in self.graph.input}
@@ -128,6 +130,9 @@ class Graph:
         return value in self._init or (value in self.producer and self.producer[value].op_type == "Constant")
 
     def const(self, value: str) -> np.ndarray:
+        if value in self._lazy:
+            parts, axis = self._lazy[value]
+            return np.concatenate([self.const(part) for part in parts], axis)  # not cached, as a stored weight
         tensor = self._init.get(value)
         if tensor is not None and is_external(tensor):
             if self.base_dir is None:
@@ -176,6 +181,10 @@ class Graph:
 
     def add_const(self, base: str, array: np.ndarray) -> str:
         name = self.unique(base)
+        self._store(name, array)
+        return name
+
+    def _store(self, name: str, array: np.ndarray) -> None:
         if self.spill is not None and array.nbytes >= SPILL_BYTES:
             tensor = self.spill.write(name, array.shape, helper.np_dtype_to_tensor_dtype(array.dtype), [array])
             self.spill.flush()
@@ -184,6 +193,18 @@ class Graph:
             self._arrays[name] = array
         self.graph.initializer.append(tensor)
         self._init[name] = self.graph.initializer[-1]
+
+    def add_concat(self, base: str, parts: list[str], axis: int) -> str:
+        """A constant equal to the constants `parts` concatenated along `axis`, made only when read: a pass
+        that replaces it (a quantizer) reads it once in memory, and commit() stores it only if still in use,
+        so packing weights that are quantized next writes no float copy of them."""
+        name = self.unique(base)
+        arrays = [self.const(part) for part in parts]  # memory maps or small arrays: shapes, not data
+        shape = list(arrays[0].shape)
+        shape[axis] = sum(a.shape[axis] for a in arrays)
+        self._init[name] = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arrays[0].dtype),
+                                       dims=shape)
+        self._lazy[name] = (tuple(parts), axis)
         return name
 
     def add_view(self, base: str, source: str, shape: tuple[int, ...]) -> str:
@@ -239,6 +260,10 @@ class Graph:
                 fresh = [i for i in node.input if i and i not in live]
                 live.update(fresh)
                 stack.extend(fresh)
+        for name in [n for n in live if n in self._lazy]:
+            live.update(self._lazy[name][0])  # what a lazy constant will be made from
+        for name in [n for n in self._lazy if n not in live]:
+            del self._lazy[name], self._init[name]
         dead = [n for n in self._nodes.values() if id(n) not in seen]
         for node in dead:
             self._remove(node)
@@ -285,7 +310,14 @@ class Graph:
         self._renumber(sorted(order, key=lambda n: (sweep[id(n)], position[id(n)])))
 
     def commit(self) -> ModelProto:
-        """Write the edited node list back into the model and return it."""
+        """Store the lazy constants still in use, write the edited node list back into the model and return it."""
+        if self._lazy:
+            self.remove_dead()
+            for name in list(self._lazy):
+                array = self.const(name)
+                del self._lazy[name], self._init[name]
+                self._store(name, array)
+            self.remove_dead()  # the parts, now read by nothing
         del self.graph.node[:]
         self.graph.node.extend(self.node)
         return self.model

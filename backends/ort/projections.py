@@ -40,10 +40,11 @@ def packed(g: Graph, parts: list[Projection], name: str) -> tuple[list[NodeProto
     """One MatMul (+ Add) over the concatenated weights of projections that share their input."""
     if len({p.x for p in parts}) != 1:
         raise Reject("projections read different inputs")
-    weight = np.concatenate([g.const(p.weight) for p in parts], axis=1)  # [K, sum N]
-    matmul = g.make("MatMul", [parts[0].x, g.add_const(f"{name}.weight", weight)], 1, f"{name}/MatMul")
+    weight = g.add_concat(f"{name}.weight", [p.weight for p in parts], axis=1)  # [K, sum N]
+    matmul = g.make("MatMul", [parts[0].x, weight], 1, f"{name}/MatMul")
     if all(p.bias is None for p in parts):
         return [matmul], matmul.output[0]
-    biases = [g.const(p.bias) if p.bias else np.zeros(g.const(p.weight).shape[1], weight.dtype) for p in parts]
+    dtype = g.const(parts[0].weight).dtype
+    biases = [g.const(p.bias) if p.bias else np.zeros(g.const(p.weight).shape[1], dtype) for p in parts]
     add = g.make("Add", [matmul.output[0], g.add_const(f"{name}.bias", np.concatenate(biases))], 1, f"{name}/Add")
     return [matmul, add], add.output[0]

@@ -77,3 +77,41 @@ def test_replace_takes_the_slot_of_the_last_node_and_keeps_the_index_current():
     graph.replace([c], [again], rename={"c": "c2"})
     assert list(d.input) == ["b", "c2"] and graph.users("c2") == [d] and graph.users("c") == []
     assert [n.name for n in graph.node] == ["Fused", "Again", "D"]
+
+
+def _two_matmuls():
+    """y = x @ a, z = x @ b with constant a [4, 3] and b [4, 5]."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    value = helper.make_tensor_value_info
+    inits = [numpy_helper.from_array(rng.standard_normal((4, n)).astype(np.float32), name) for name, n in (("a", 3), ("b", 5))]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "a"], ["y"], name="A"),
+                               helper.make_node("MatMul", ["x", "b"], ["z"], name="B")], "two",
+                              [value("x", TensorProto.FLOAT, [2, 4])],
+                              [value("y", TensorProto.FLOAT, None), value("z", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph)
+
+
+def test_a_lazy_concatenation_reads_as_one_constant_and_is_stored_only_if_used():
+    import numpy as np
+
+    model = _two_matmuls()
+    g = Graph(model)
+    want = np.concatenate([g.const("a"), g.const("b")], axis=1)  # [4, 8]
+    packed = g.add_concat("packed", ["a", "b"], axis=1)
+    assert g.is_const(packed) and g.elem_type(packed) == TensorProto.FLOAT
+    np.testing.assert_array_equal(g.const(packed), want)
+    both = g.make("MatMul", ["x", packed], ["yz"], "AB")
+    split = g.make("Split", ["yz", g.add_const("sizes", np.array([3, 5], np.int64))], ["y", "z"], "S", axis=-1)
+    g.replace([g.producer["y"], g.producer["z"]], [both, split])
+    g.remove_dead()  # the parts stay: the packed constant is made from them
+    np.testing.assert_array_equal(g.const(packed), want)
+    stored = {t.name: t for t in g.commit().graph.initializer}
+    assert set(stored) == {packed, "sizes"}  # stored once in use; the parts, read by nothing now, are gone
+    assert list(stored[packed].dims) == [4, 8]
+
+    dropped = Graph(_two_matmuls())
+    dropped.make("MatMul", ["x", dropped.add_concat("unused", ["a", "b"], axis=1)], 1, "never added")
+    assert {t.name for t in dropped.commit().graph.initializer} == {"a", "b"}  # nothing reads it: never made

@@ -62,10 +62,16 @@ def _codes(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray) -> np.
     return np.clip(q, 0, 2 ** bits - 1, out=q)
 
 
-def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray, symmetric: bool) -> np.ndarray:
     """Squared reconstruction error per block, [N, blocks, 1], computed in one buffer."""
-    t = _codes(b, bits, scale, zero)
-    t -= zero
+    if symmetric:  # the same integers as _codes less the fixed zero point, in two passes fewer
+        half = 2 ** (bits - 1)
+        t = b / scale
+        np.rint(t, out=t)
+        np.clip(t, -half, half - 1, out=t)
+    else:
+        t = _codes(b, bits, scale, zero)
+        t -= zero
     t *= scale
     t -= b
     t *= t
@@ -80,10 +86,10 @@ def _peak(b: np.ndarray, symmetric: bool) -> np.ndarray | None:
 def _search(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     peak = _peak(b, symmetric)
     best_s, best_z = _params(b, bits, symmetric, 1.0, peak)
-    best_err = _error(b, bits, best_s, best_z)
+    best_err = _error(b, bits, best_s, best_z, symmetric)
     for ratio in RATIOS[:-1]:
         s, z = _params(b, bits, symmetric, float(ratio), peak)
-        err = _error(b, bits, s, z)
+        err = _error(b, bits, s, z, symmetric)
         better = err < best_err
         best_s, best_z, best_err = np.where(better, s, best_s), np.where(better, z, best_z), np.minimum(err, best_err)
     q = _codes(b, bits, best_s, best_z)

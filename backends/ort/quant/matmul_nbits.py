@@ -29,9 +29,10 @@ def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, bool, NodeProto |
             raise Reject("Gemm is not x @ E^T without bias")
         weight = g.const(node.input[1])  # [N, K]
     else:
-        if not g.is_const(node.input[1]) or g.const(node.input[1]).ndim != 2:
+        weight = g.const(node.input[1]) if g.is_const(node.input[1]) else None  # read once: it may be made on read
+        if weight is None or weight.ndim != 2:
             raise Reject("right operand is not a constant matrix")
-        weight = g.const(node.input[1]).T  # [K, N] → [N, K]
+        weight = weight.T  # [K, N] → [N, K]
     users = g.users(node.output[0])
     bias = users[0] if len(users) == 1 and users[0].op_type == "Add" and any(
         g.is_const(i) and g.const(i).shape == (weight.shape[0],) for i in users[0].input) else None
