@@ -197,11 +197,17 @@ void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, 
   scales.resize(nb * kLaneRows);
   float part[kLaneTokens * kLaneRows];
   int64_t pick[kLaneRows];
+  const int64_t tiles = (a.tokens + kLaneTokens - 1) / kLaneTokens, lines = (w.row_bytes() + 63) / 64;
+  const int64_t per_tile = (kLaneRows * lines + tiles - 1) / tiles;
   for (int64_t p0 = 0; p0 < count; p0 += kLaneRows) {
     const int64_t n = std::min<int64_t>(kLaneRows, count - p0);
     for (int i = 0; i < kLaneRows; ++i) pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
     build_panel(w, pick, codes.data(), scales.data());
-    for (int64_t tile = 0; tile * kLaneTokens < a.tokens; ++tile) {
+    // The next panel's codes go to L2 a share per tile, so its build reads cache instead of waiting on DRAM.
+    const int64_t next = std::min(p0 + kLaneRows, count - 1);
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      for (int64_t i = tile * per_tile; i < std::min((tile + 1) * per_tile, kLaneRows * lines); ++i)
+        __builtin_prefetch(w.row_at(rows[std::min(next + i / lines, count - 1)]).at(i % lines * 64), 0, 2);
       lane_tile<kSteps>(a, nb, block_steps, codes.data(), scales.data(), tile, part);
       for (int64_t t = tile * kLaneTokens; t < std::min(a.tokens, (tile + 1) * kLaneTokens); ++t)
         std::memcpy(out + t * count + p0, part + (t % kLaneTokens) * kLaneRows, n * sizeof(float));
