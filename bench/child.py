@@ -5,7 +5,8 @@
 Runs in whichever environment the engine needs (the project's, or an anchor's), so it imports
 nothing of qwdeploy or the bench: numpy and the engine only (and onnx, to read an ONNX graph's cache
 inputs). The job names the engine, the artifact, the thread count, a warm-up, the counted runs (each
-with its own prompt: OpenVINO caches repeated prefixes), and optionally the logits to dump for fidelity or an ONNX Runtime trace of decode steps.
+with its own prompt: OpenVINO caches repeated prefixes), and optionally the logits to dump for
+fidelity or an ONNX Runtime trace of decode steps.
 Peak RSS is read after the counted runs, before any logits dump, so it is the generation's own.
 """
 

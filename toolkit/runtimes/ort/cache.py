@@ -53,7 +53,7 @@ class GrowingCache:
 class SharedCache(GrowingCache):
     """One buffer per past input, bound as both past and present (ONNX Runtime's past_present_share_buffer):
     GroupQueryAttention writes each call's keys and values in place instead of copying the whole cache into a
-    fresh present, which a decode step at long context otherwise spends most of its attention time on. The
+    fresh present, a copy that grows with the context (0.5B, 1,024 tokens: 121 -> 109 us per layer). The
     buffers double when a call would overflow them."""
 
     def __init__(self, facts: GraphFacts, batch: int, dtype: type, capacity: int):
