@@ -104,8 +104,12 @@ class PoolParallel : public Parallel {
   explicit PoolParallel(const Ort::KernelContext& ctx) : ctx_(ctx) {}
   void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
     if (tasks <= 1) return Parallel::run(tasks, fn);
+    // One batch per task, handed out as threads come free: with ONNX Runtime's default (one contiguous
+    // batch per thread) a thread slowed by anything else on the core leaves the other one waiting at the
+    // end of every op (decode 76.0 -> 88.2 tok/s on a shared 2-core Zen4 VM, interleaved).
     ctx_.ParallelFor([](void* f, size_t i) { (*static_cast<const std::function<void(int64_t)>*>(f))(i); },
-                     static_cast<size_t>(tasks), 0, const_cast<std::function<void(int64_t)>*>(&fn));
+                     static_cast<size_t>(tasks), static_cast<size_t>(tasks),
+                     const_cast<std::function<void(int64_t)>*>(&fn));
   }
 
  private:
