@@ -16,7 +16,7 @@ from ...graph import Graph, Reject
 from ...ort.context import OrtContext
 
 ANCHOR = ":Gemm"
-A, B, C = 0, 1, 2  # Gemm's inputs
+B, C = 1, 2  # Gemm's weight and bias inputs
 DATA = 0  # Gather's
 
 

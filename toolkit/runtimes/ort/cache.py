@@ -57,7 +57,7 @@ class SharedCache(GrowingCache):
     buffers double when a call would overflow them."""
 
     def __init__(self, facts: GraphFacts, batch: int, dtype: type, capacity: int):
-        super().__init__(facts, batch, dtype)
+        super().__init__(facts, batch, dtype)  # values: the buffers, [batch, heads, capacity, dim], :length filled
         self.capacity = 0
         self.binding, self.bound_to = None, None  # the buffers bound once per session; each call rebinds the rest
         self.reserve(capacity)
