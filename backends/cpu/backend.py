@@ -7,8 +7,12 @@ from ...kernels.targets import PORTABLE
 from ...toolkit.spec import ModelSpec
 from ...toolkit.tensors import expected_tensors
 from ..ort.backend import CPU_PROVIDER, OrtBackend
+from ..base import WEIGHT_BYTES
 from ..ort.options import BITS, OrtOptions
 from .pipeline import cpu_pipeline
+
+# The projections quantize_matmuls sees one by one (MoE experts go to QMoE at the build's bits).
+DENSE_PROJECTIONS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 
 
 class CpuBackend(OrtBackend):
@@ -26,7 +30,8 @@ class CpuBackend(OrtBackend):
     # weight copies, faster int4 decode); the portable library runs on any CPU of this architecture.
     # scale_dtype f16: block scales rounded to float16, which our ops then read as float16 (half the scale bytes
     # per decode step; ONNX Runtime's MatMulNBits keeps them in float32 tensors).
-    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16")
+    # mixed: the first layer and the early attention projections in int8, which halves int4's KL (quant/config.py).
+    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16", mixed=True)
     kernel_target = PORTABLE
     pipeline_of = staticmethod(cpu_pipeline)
 
@@ -34,15 +39,19 @@ class CpuBackend(OrtBackend):
         """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but the
         embedding table, whose lookup keeps float32 ones; a tied table's LM head adds its float16 copy, unless
         its rows fit row tiles, when QuantGather reads the table with the head's float16 scales alone
-        (tied_table.py)."""
+        (tied_table.py). A mixed int4 build keeps some projections int8 (quant/config.py)."""
         weights, kv_per_token = super().estimate(spec, quant)
-        if quant not in BITS or self.defaults.scale_dtype != "f16":
+        config = self.defaults.quant_config(quant)
+        if config is None or self.defaults.scale_dtype != "f16":
             return weights, kv_per_token
         block = self.defaults.block_size
         per_weight = 2 / block
         for tensor in expected_tensors(spec):
             if len(tensor.shape) < 2:
                 continue
+            bits = config.layer_bits(tensor.layer, tensor.role.startswith("attn_"), spec.num_layers)
+            if tensor.role in DENSE_PROJECTIONS and bits != config.bits:
+                weights += tensor.numel * (WEIGHT_BYTES["int8"] - WEIGHT_BYTES[quant])
             if tensor.role != "token_embd":
                 weights -= tensor.numel * per_weight
             elif spec.tie_word_embeddings:

@@ -21,4 +21,4 @@ class OrtContext(Context):
     # Made by the first rewrite that needs them and shared by every later one:
     rotary: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)  # (table, dtype) → (cos, sin)
     lengths: tuple[str, str] | None = None  # (seqlens_k, total_sequence_length)
-    quantized: dict[tuple[str, bool], list[str]] = field(default_factory=dict)  # (weight, transposed) → inputs
+    quantized: dict[tuple[str, bool, int], list[str]] = field(default_factory=dict)  # (weight, transposed, bits) → inputs

@@ -19,7 +19,7 @@ def _row_tiles(model: onnx.ModelProto) -> dict[str, int]:
 
 def test_whole_chunk_rows_are_tiled_and_compute_the_same(exported, tmp_path, kernel_library):
     # Blocks of 128: the tiny shapes' rows (64 and 160 columns) become 1 and 2 blocks of 64 bytes.
-    folder = exported("qwen2", target="cpu", quant="int4", block_size=128)
+    folder = exported("qwen2", target="cpu", quant="int4", block_size=128, mixed="false")
     model = onnx.load(str(folder / "model.onnx"))
     tiles = _row_tiles(model)
     # The tied LM head is tiled only where its bytes are its own (not a view of the embedding table's, as in a
@@ -38,6 +38,8 @@ def test_whole_chunk_rows_are_tiled_and_compute_the_same(exported, tmp_path, ker
 
 
 def test_rows_of_partial_chunks_keep_their_order(exported):
-    # Blocks of 32: 64 columns are 32 bytes, 160 are 80; neither is whole 64-byte chunks.
-    model = onnx.load(str(exported("qwen2", target="cpu", quant="int4") / "model.onnx"), load_external_data=False)
+    # Blocks of 32: 64 columns are 32 bytes, 160 are 80; neither is whole 64-byte chunks (all int4: int8 rows of 64
+    # columns would be).
+    model = onnx.load(str(exported("qwen2", target="cpu", quant="int4", mixed="false") / "model.onnx"),
+                      load_external_data=False)
     assert set(_row_tiles(model).values()) == {1}

@@ -9,6 +9,11 @@ import numpy as np
 
 KEEP_CHOICES = ("embed", "lm_head", "first", "last")  # weights that may stay in the graph's float type
 LAYER = re.compile(r"layers\.(\d+)[./]")
+ATTENTION = re.compile(r"attn[./_]")  # a node or tensor of a decoder layer's attention block
+# Mixed int4: rounding error that enters early passes through every later layer. Measured on random
+# Qwen2.5-0.5B weights (mean KL against fp32 over 128 positions): all int4 1.12; the first layer at int8
+# 0.64; that and the attention projections of the first 4 of 24 layers 0.50, for 2% more weight bytes.
+MIXED_ATTENTION_SHARE = 6  # the attention projections of the first 1/6 of the layers stay int8
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class QuantConfig:
     accuracy_level: int = 0  # MatMulNBits: 4 lets the CPU kernel quantize activations to int8
     method: str = "search"  # "rtn" | "search"
     keep: tuple[str, ...] = field(default_factory=tuple)
+    mixed: bool = False  # int4: the first layer and the early layers' attention stay int8
 
     @property
     def scale_numpy(self) -> type:
@@ -34,6 +40,19 @@ class QuantConfig:
             return False
         index = int(layer.group(1))
         return ("first" in self.keep and index == 0) or ("last" in self.keep and index == num_layers - 1)
+
+    def layer_bits(self, layer: int | None, attention: bool, num_layers: int) -> int:
+        """The bits of a projection in decoder layer `layer` (None: outside the layers)."""
+        if not self.mixed or self.bits != 4 or layer is None:
+            return self.bits
+        early = -(-num_layers // MIXED_ATTENTION_SHARE)
+        return 8 if layer == 0 or (attention and layer < early) else self.bits
+
+    def node_bits(self, node_name: str, num_layers: int) -> int:
+        """The bits of the projection in node `node_name`."""
+        layer = LAYER.search(node_name)
+        return self.layer_bits(int(layer.group(1)) if layer else None, bool(ATTENTION.search(node_name)),
+                               num_layers)
 
     def validate(self) -> "QuantConfig":
         problems = [

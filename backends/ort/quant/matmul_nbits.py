@@ -1,7 +1,8 @@
 """Constant-weight MatMul (+ bias Add) and the tied LM head's Gemm → MatMulNBits (com.microsoft).
 
 Works on any graph (native or optimum's): it looks only for a 2-D constant right operand.
-Which projections stay in float is the config's `keep`; the bias rides in MatMulNBits' own input.
+Which projections stay in float is the config's `keep`, which stay int8 in an int4 build its `mixed`; the
+bias rides in MatMulNBits' own input.
 """
 
 from __future__ import annotations
@@ -52,14 +53,15 @@ def quantize_matmuls(g: Graph, ctx: OrtContext) -> int:
         n, k = weight.shape
         if n < MIN_ROWS:
             continue
-        inputs = [node.input[0], *quantized_inputs(g, ctx, node.input[1], weight, transposed)]
+        bits = config.node_bits(node.name, ctx.num_layers)
+        inputs = [node.input[0], *quantized_inputs(g, ctx, node.input[1], weight, transposed, bits)]
         old, output = [node], node.output[0]
         if bias_add is not None:
             bias = next(i for i in bias_add.input if g.is_const(i))
             inputs += ["", bias]
             old, output = [node, bias_add], bias_add.output[0]
         name = node.name.rsplit("/", 1)[0] + "/MatMulNBits"
-        fused = g.make("MatMulNBits", inputs, [output], name, domain=MS, K=k, N=n, bits=config.bits,
+        fused = g.make("MatMulNBits", inputs, [output], name, domain=MS, K=k, N=n, bits=bits,
                        block_size=config.block_size, accuracy_level=config.accuracy_level)
         g.add_opset(MS, 1)
         g.replace(old, [fused])

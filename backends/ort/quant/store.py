@@ -13,13 +13,16 @@ from ..context import OrtContext
 from .blockwise import quantize
 
 
-def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: np.ndarray, transposed: bool) -> list[str]:
-    """[B, scales, zero points or ""] initializer names for `weight` ([N, K]) read from `source`."""
-    key = (source, transposed)
+def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: np.ndarray, transposed: bool,
+                     bits: int | None = None) -> list[str]:
+    """[B, scales, zero points or ""] initializer names for `weight` ([N, K]) read from `source`, at `bits`
+    (default: the config's)."""
+    config = ctx.quant
+    bits = bits or config.bits
+    key = (source, transposed, bits)
     if key not in ctx.quantized:
-        config = ctx.quant
-        qw = quantize(weight, config.bits, config.block_size, config.symmetric, config.method, config.scale_numpy)
-        prefix = source + (".T" if transposed else "")
+        qw = quantize(weight, bits, config.block_size, config.symmetric, config.method, config.scale_numpy)
+        prefix = source + (".T" if transposed else "") + ("" if bits == config.bits else f".int{bits}")
         ctx.quantized[key] = [g.add_const(f"{prefix}.qweight", qw.packed),
                       g.add_const(f"{prefix}.scales", qw.scales.astype(weight.dtype)),
                       g.add_const(f"{prefix}.zero_points", qw.zero_points) if qw.zero_points is not None else ""]
