@@ -91,7 +91,7 @@ std::vector<double> reference(const Matrix& m, const std::vector<float>& x, int6
     for (int64_t p = 0; p < a.positions; ++p) {
       const int64_t c = qwd::column_of(p, 4), b = c / m.block;
       if (c >= m.cols) continue;
-      const double xq = tiles ? bf16(x[t * m.cols + c]) : a.q_of(t)[p] * a.scale_of(t)[p / 4];
+      const double xq = tiles ? bf16(x[t * m.cols + c]) : a.q_of(t)[p] * a.scale_of(t)[qwd::lane_of(p, 4)];
       for (int64_t r = 0; r < m.rows; ++r) {
         const uint8_t byte = m.packed[(r * nb + b) * m.block / 2 + (c % m.block) / 2];
         const int q = c % 2 ? byte >> 4 : byte & 0xF;

@@ -29,7 +29,7 @@ inline uint32_t bf16_bits(float f) {
 void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pairs, uint32_t* amx_x) {
   uint32_t* out = amx_x + (t / 16) * pairs * 16 + t % 16;  // pair k of token t: out[k * 16]
   auto at = [&](int64_t p) {
-    const int64_t c = column_of(p, bits);
+    const int64_t c = column_of(p, bits, kAmxGroup);
     return c < cols ? bf16_bits(xt[c]) : 0U;
   };
   for (int64_t k = 0; k < pairs; ++k) out[k * 16] = at(2 * k) | at(2 * k + 1) << 16;

@@ -17,8 +17,11 @@ namespace qwd::amx {
 // once per process). QWDEPLOY_AMX=0 declines them, to compare with the AVX-512 VNNI path.
 bool usable();
 
+// The tiles' own int4 position order: int8_act.h's, in groups of 32 columns whatever the decode step.
+inline constexpr int64_t kAmxGroup = 32;
+
 // Token t of x ([cols] floats) into the B-tile layout of Int8Activations::amx_x: `pairs` pairs of
-// positions (int8_act.h's order for `bits`-bit weights), zeros past cols.
+// positions (int8_act.h's order for `bits`-bit weights, groups of kAmxGroup), zeros past cols.
 void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pairs, uint32_t* amx_x);
 
 // The blocked path's contract (quant_linear.cc): out[t * count + i] = x[t] . w[rows[i]] with w's own

@@ -72,11 +72,12 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     blocked_scale.assign(padded * nb, 0.0f);
   } else {
     positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
+    lanes = positions / cols_of(w.bits) * kLanes;
     q.assign(tokens * positions, 0);
-    init.assign(tokens * positions / 4, 0);
-    lane_scale.assign(tokens * positions / 4, 0.0f);
+    init.assign(tokens * lanes, 0);
+    lane_scale.assign(tokens * lanes, 0.0f);
   }
-  const int64_t lanes = positions / 4, shift = __builtin_ctzll(bs);  // block sizes are powers of 2
+  const int64_t shift = __builtin_ctzll(bs);  // block sizes are powers of 2
   // Tokens are independent: each writes only its own bytes of every layout.
   par.run(tokens, [&](int64_t t) {
     const float* xt = x + t * cols;  // [cols]
@@ -84,7 +85,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     thread_local std::vector<float> scale;
     thread_local std::vector<int8_t> codes;
     scale.resize(nb);
-    codes.assign((nb * bs + 31) / 32 * 32, 0);  // column order, 0 past the last column, whole groups of 32
+    codes.assign((nb * bs + kStepCols - 1) / kStepCols * kStepCols, 0);  // column order, 0 past the last column
     for (int64_t b = 0; b < nb; ++b) {
       const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
       const float amax = max_abs(xt + begin, n);
@@ -107,19 +108,20 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     if (w.bits == 8) {
       std::memcpy(qt, codes.data(), codes.size());
     } else {
-      for (size_t g = 0; g < codes.size(); g += 32)  // see column_of: even columns, then odd ones
-        for (size_t i = 0; i < 16; ++i) {
+      constexpr int64_t half = kCols4 / 2;  // see column_of: even columns, then odd ones
+      for (int64_t g = 0; g < positions; g += kCols4)
+        for (int64_t i = 0; i < half; ++i) {
           qt[g + i] = codes[g + 2 * i];
-          qt[g + 16 + i] = codes[g + 2 * i + 1];
+          qt[g + half + i] = codes[g + 2 * i + 1];
         }
     }
-    for (int64_t lane = 0; lane < lanes; ++lane) {
-      const int64_t block = column_of(4 * lane, w.bits) >> shift;
+    for (int64_t p = 0; p < positions; p += 4) {
+      const int64_t lane = t * lanes + lane_of(p, w.bits), block = column_of(p, w.bits) >> shift;
       if (block >= nb) continue;  // padding: q is 0 there
       int32_t sum = 0;
-      for (int k = 0; k < 4; ++k) sum += qt[4 * lane + k];
-      init[t * lanes + lane] = -zero * sum;
-      lane_scale[t * lanes + lane] = scale[block];
+      for (int k = 0; k < 4; ++k) sum += qt[p + k];
+      init[lane] -= zero * sum;
+      lane_scale[lane] = scale[block];
     }
   });
 }

@@ -1,28 +1,51 @@
 // Activations quantized to int8 once per call, per weight block (scale = max|x| / 127), and laid out in
 // the order the packed weight bytes unpack, so every ISA's integer dot product (vpdpbusd, maddubs, sdot)
-// meets them in place: int4 columns come in groups of 32 stored as 16 bytes, low nibbles (even columns)
-// first, so a group's positions are its 16 even columns, then its 16 odd ones; int8 columns keep their
-// order. A "lane" is 4 consecutive positions (one int32 lane of a 4-byte dot product).
+// meets them in place: int4 columns come in groups of kCols4 (one decode step) stored as kCols4 / 2
+// bytes, low nibbles (even columns) first, so a group's positions are its even columns, then its odd
+// ones; int8 columns keep their order. A step of cols_of(bits) positions gives kLanes int32 lanes; lane l
+// sums the 4 positions from 4l on, and with 128-column int4 steps also the 4 from 64 + 4l on.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "parallel.h"
+#include "simd.h"
 #include "weights.h"
+
+#if defined(QWD_SIMD_AVX512) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define QWD_INT8_AVX512 1
+#elif defined(QWD_SIMD_AVX512) || defined(QWD_SIMD_AVX2)
+#define QWD_INT8_AVX2 1
+#elif defined(QWD_SIMD_NEON)
+#define QWD_INT8_NEON 1
+#else
+#define QWD_INT8_SCALAR 1
+#endif
 
 namespace qwd {
 
-inline constexpr int64_t kStepCols = 64;  // the widest ISA step; rows of positions are padded to it
+// The decode step of this build's ISA (int8_dot.h): columns of int4 and of int8 weights, and its lanes.
+#if defined(QWD_INT8_AVX512)
+inline constexpr int64_t kCols4 = 128, kCols8 = 64;
+inline constexpr int kLanes = 16;
+#else
+inline constexpr int64_t kCols4 = 32, kCols8 = 32;
+inline constexpr int kLanes = 8;
+#endif
+inline constexpr int64_t cols_of(int bits) { return bits == 4 ? kCols4 : kCols8; }
+
+inline constexpr int64_t kStepCols = kCols4;  // the widest step; rows of positions are padded to it
 inline constexpr int64_t kLaneTokens = 12;  // tokens per tile of the blocked layout
 
 struct Int8Activations {
   int64_t tokens = 0;
   int64_t positions = 0;          // per token: blocks*block_size rounded up to kStepCols
+  int64_t lanes = 0;              // per token: positions / cols_of(bits) steps of kLanes
   int zero = 0;                   // the implicit zero point 2^(bits-1)
   std::vector<int8_t> q;          // [tokens, positions]; 0 past the last column
-  std::vector<int32_t> init;      // [tokens, positions/4]: -zero * (sum of the lane's 4 q)
-  std::vector<float> lane_scale;  // [tokens, positions/4]: scale of the block the lane's columns are in
+  std::vector<int32_t> init;      // [tokens, lanes]: -zero * (sum of the lane's q)
+  std::vector<float> lane_scale;  // [tokens, lanes]: scale of the block the lane's columns are in
   std::vector<float> block_sum;   // [tokens, blocks]: scale * sum of q over the block (zero-point correction)
 
   // With `blocked` (prefill on AVX-512 VNNI, rows in the vector lanes) the codes are instead interleaved
@@ -47,15 +70,21 @@ struct Int8Activations {
                   const Parallel& par = serial());
 
   const int8_t* q_of(int64_t t) const { return q.data() + t * positions; }
-  const int32_t* init_of(int64_t t) const { return init.data() + t * positions / 4; }
-  const float* scale_of(int64_t t) const { return lane_scale.data() + t * positions / 4; }
+  const int32_t* init_of(int64_t t) const { return init.data() + t * lanes; }
+  const float* scale_of(int64_t t) const { return lane_scale.data() + t * lanes; }
 };
 
-// Column of position p (the layout above).
-inline int64_t column_of(int64_t p, int bits) {
+// Column of position p (the layout above; `group`: int4 columns per group).
+inline int64_t column_of(int64_t p, int bits, int64_t group = kCols4) {
   if (bits == 8) return p;
-  const int64_t group = p / 32, i = p % 32;
-  return group * 32 + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
+  const int64_t first = p / group * group, i = p % group, half = group / 2;
+  return first + (i < half ? 2 * i : 2 * (i - half) + 1);
+}
+
+// The lane position p adds into, counted from the token's first (the layout above).
+inline int64_t lane_of(int64_t p, int bits) {
+  const int64_t step = cols_of(bits), span = 4 * kLanes;  // positions a step takes, and one pass of its lanes
+  return p / step * kLanes + p % span / 4;
 }
 
 }  // namespace qwd

@@ -1,8 +1,11 @@
-// One step of the int8 dot product per ISA, chosen at compile time: kCols weight columns of one row
-// (packed int4 or int8, MatMulNBits layout) against the same columns of quantized activations
-// (int8_act.h), giving kLanes int32 lanes of 4 positions each; every lane lies in one weight block, so
-// the caller scales lanes by (weight scale x activation scale) of their block and accumulates floats.
-//   AVX-512 VNNI: 64 columns, vpdpbusd (u8 weights x s8 activations), 16 lanes.
+// One step of the int8 dot product per ISA, chosen at compile time: cols_of<kBits> weight columns of one
+// row (packed int4 or int8, MatMulNBits layout) against the same columns of quantized activations
+// (int8_act.h), giving kLanes int32 lanes; every lane lies in one weight block, so the caller scales
+// lanes by (weight scale x activation scale) of their block and accumulates floats.
+//   AVX-512 VNNI: vpdpbusd (u8 weights x s8 activations), 16 lanes. int8: 64 columns, 4 positions a lane.
+//     int4: 128 columns, the 64 bytes of one load: the low nibbles and then the high ones go through two
+//     vpdpbusd into the same lanes, so a lane holds 8 positions (4 + the 4 at 64 on) of one block, and the
+//     scales and float work of a step are paid once per 64 bytes instead of once per 32.
 //   AVX2: 32 columns, AVX-VNNI vpdpbusd where the CPU has it, else maddubs + madd; 8 lanes.
 //   NEON: 32 columns, sdot with dotprod, else widening multiplies and pairwise adds; 8 lanes.
 //   scalar: 32 columns, 8 lanes, plain loops.
@@ -17,18 +20,7 @@
 #include <cstring>
 
 #include "int8_act.h"
-#include "simd.h"
 #include "weights.h"
-
-#if defined(QWD_SIMD_AVX512) && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define QWD_INT8_AVX512 1
-#elif defined(QWD_SIMD_AVX512) || defined(QWD_SIMD_AVX2)
-#define QWD_INT8_AVX2 1
-#elif defined(QWD_SIMD_NEON)
-#define QWD_INT8_NEON 1
-#else
-#define QWD_INT8_SCALAR 1
-#endif
 
 namespace qwd::int8 {
 
@@ -40,42 +32,55 @@ struct LaneBlocks {
 
 #if defined(QWD_INT8_AVX512)
 inline constexpr const char* kIsa = "avx512-vnni";
-inline constexpr int64_t kCols = 64;
-inline constexpr int kLanes = 16;
 using IVec = __m512i;
 using FVec = __m512;
-using WVec = __m512i;
+struct Nibbles {  // int4: a step's 64 bytes, low nibbles (positions 0..63) and high ones (64..127)
+  __m512i low, high;
+};
+template <int kBits>
+struct WVecFor {
+  using type = __m512i;
+};
+template <>
+struct WVecFor<4> {
+  using type = Nibbles;
+};
+template <int kBits>
+using WVecOf = typename WVecFor<kBits>::type;
 
 template <int kBits, bool kPartial>
-inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
+inline WVecOf<kBits> load_w(const uint8_t* p, int64_t bytes_left) {
+  const __m512i v = kPartial ? _mm512_maskz_loadu_epi8((1ULL << bytes_left) - 1, p) : _mm512_loadu_si512(p);
   if constexpr (kBits == 8) {
-    if constexpr (kPartial) return _mm512_maskz_loadu_epi8((1ULL << bytes_left) - 1, p);
-    return _mm512_loadu_si512(p);
+    return v;
+  } else {
+    const __m512i m = _mm512_set1_epi8(0x0F);
+    return Nibbles{_mm512_and_si512(v, m), _mm512_and_si512(_mm512_srli_epi16(v, 4), m)};
   }
-  const __m256i raw = kPartial ? _mm256_maskz_loadu_epi8((1U << bytes_left) - 1, p)
-                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  // 128-bit lanes [A, A, B, B] of the 32 bytes [A, B], shifted 0/4/0/4: low nibbles of A, high of A, ...
-  const __m512i v = _mm512_zextsi256_si512(raw);
-  const __m512i t = _mm512_shuffle_i64x2(v, v, 0x50);
-  return _mm512_and_si512(_mm512_srlv_epi64(t, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0)), _mm512_set1_epi8(0x0F));
 }
 
 template <int kBits>
-inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
-  return _mm512_dpbusd_epi32(_mm512_loadu_si512(init), w, _mm512_loadu_si512(x));
+inline IVec dot(const int32_t* init, const WVecOf<kBits>& w, const int8_t* x) {
+  if constexpr (kBits == 8) {
+    return _mm512_dpbusd_epi32(_mm512_loadu_si512(init), w, _mm512_loadu_si512(x));
+  } else {
+    const __m512i lo = _mm512_dpbusd_epi32(_mm512_loadu_si512(init), w.low, _mm512_loadu_si512(x));
+    return _mm512_dpbusd_epi32(lo, w.high, _mm512_loadu_si512(x + 64));
+  }
 }
 
-// The step's lane scales from the row's block scales s[b0..]: `blocks` of them exist from b0 on.
+// The step's lane scales from the row's block scales s[b0..]: `blocks` of them exist from b0 on (up to 8
+// per step: int4 in blocks of 16).
 struct ScaleGather {
   __m512i rel;
   int64_t per_step;
   explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {}
   __mmask8 mask(int64_t blocks) const { return static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1); }
   FVec operator()(const float* s, int64_t blocks) const {
-    return _mm512_permutexvar_ps(rel, _mm512_zextps128_ps512(_mm_maskz_loadu_ps(mask(blocks), s)));
+    return _mm512_permutexvar_ps(rel, _mm512_zextps256_ps512(_mm256_maskz_loadu_ps(mask(blocks), s)));
   }
   FVec operator()(const uint16_t* s, int64_t blocks) const {  // float16 scales
-    return _mm512_permutexvar_ps(rel, _mm512_zextps128_ps512(_mm_cvtph_ps(_mm_maskz_loadu_epi16(mask(blocks), s))));
+    return _mm512_permutexvar_ps(rel, _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_maskz_loadu_epi16(mask(blocks), s))));
   }
 };
 
@@ -91,11 +96,11 @@ inline constexpr const char* kIsa = "avx2-vnni";
 #else
 inline constexpr const char* kIsa = "avx2";
 #endif
-inline constexpr int64_t kCols = 32;
-inline constexpr int kLanes = 8;
 using IVec = __m256i;
 using FVec = __m256;
 using WVec = __m256i;
+template <int kBits>
+using WVecOf = WVec;
 
 template <int kBits, bool kPartial>
 inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
@@ -154,11 +159,11 @@ inline constexpr const char* kIsa = "neon-dotprod";
 #else
 inline constexpr const char* kIsa = "neon";
 #endif
-inline constexpr int64_t kCols = 32;
-inline constexpr int kLanes = 8;
 using IVec = int32x4x2_t;
 using FVec = float32x4x2_t;
 using WVec = int8x16x2_t;
+template <int kBits>
+using WVecOf = WVec;
 
 template <int kBits, bool kPartial>
 inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
@@ -226,17 +231,17 @@ inline float hsum(FVec v) { return vaddvq_f32(vaddq_f32(v.val[0], v.val[1])); }
 
 #else
 inline constexpr const char* kIsa = "scalar";
-inline constexpr int64_t kCols = 32;
-inline constexpr int kLanes = 8;
 struct IVec { int32_t v[8]; };
 struct FVec { float v[8]; };
 struct WVec { int16_t v[32]; };  // q - zero, in position order
+template <int kBits>
+using WVecOf = WVec;
 
 template <int kBits, bool kPartial>
 inline WVec load_w(const uint8_t* p, int64_t bytes_left) {
   WVec w{};
   constexpr int zero = 1 << (kBits - 1);
-  const int64_t n = kPartial ? bytes_left : kBits * kCols / 8;
+  const int64_t n = kPartial ? bytes_left : kBits * cols_of(kBits) / 8;
   if constexpr (kBits == 8) {
     for (int64_t i = 0; i < n; ++i) w.v[i] = static_cast<int16_t>(p[i] - zero);
   } else {
@@ -282,10 +287,10 @@ inline float hsum(const FVec& f) {
 }
 #endif
 
-// Lane l of a step covers positions 4l..4l+3; its block relative to the step's first block.
+// Lane l of a step starts at position 4l; its block relative to the step's first block.
 inline LaneBlocks lane_blocks(int bits, int64_t block_size) {
   LaneBlocks lb;
-  lb.per_step = std::max<int64_t>(1, kCols / block_size);
+  lb.per_step = std::max<int64_t>(1, cols_of(bits) / block_size);
   for (int l = 0; l < kLanes; ++l) lb.rel[l] = static_cast<int32_t>(column_of(4 * l, bits) / block_size);
   return lb;
 }

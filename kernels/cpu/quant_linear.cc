@@ -34,7 +34,7 @@ template <int kBits, int R, int T, class S>
 void tile(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather, const int64_t* rows,
           int64_t t0, float* out /* [T, R] */) {
   const int64_t nb = w.blocks(), row_bytes = w.row_bytes();
-  constexpr int64_t kStepBytes = kCols * kBits / 8;
+  constexpr int64_t kCols = cols_of(kBits), kStepBytes = kCols * kBits / 8;
   static_assert(Weights::kTileChunk % kStepBytes == 0, "a step must not straddle a row tile's chunk");
   const int64_t full = row_bytes / kStepBytes, shift = __builtin_ctzll(w.block_size);
   // Prefetch distance: the next R rows' bytes (row order), or 4 KB on in the tile's one stream.
@@ -50,7 +50,7 @@ void tile(const Int8Activations& a, const Weights& w, const S* scales, const Sca
     for (FVec& v : row) v = zero();
   auto step = [&](int64_t s, auto partial) {
     const int64_t pos = s * kCols, b0 = pos >> shift;
-    WVec wv[R];
+    WVecOf<kBits> wv[R];
     FVec sv[R];
     for (int r = 0; r < R; ++r) {
       // Decode streams the weights once, and the hardware prefetcher alone leaves the core waiting.
@@ -62,8 +62,8 @@ void tile(const Int8Activations& a, const Weights& w, const S* scales, const Sca
     }
     for (int t = 0; t < T; ++t) {
       const int8_t* xq = a.q_of(t0 + t) + pos;
-      const int32_t* init = a.init_of(t0 + t) + pos / 4;
-      const float* xs = a.scale_of(t0 + t) + pos / 4;
+      const int32_t* init = a.init_of(t0 + t) + s * kLanes;
+      const float* xs = a.scale_of(t0 + t) + s * kLanes;
       for (int r = 0; r < R; ++r) acc[r][t] = accumulate(dot<kBits>(init, wv[r], xq), sv[r], xs, acc[r][t]);
     }
   };
