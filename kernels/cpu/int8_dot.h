@@ -1,4 +1,4 @@
-// One step of the int8 dot product per ISA, chosen at compile time: cols_of<kBits> weight columns of one
+// One step of the int8 dot product per ISA, chosen at compile time: cols_of(bits) weight columns of one
 // row (packed int4 or int8, MatMulNBits layout) against the same columns of quantized activations
 // (int8_act.h), giving kLanes int32 lanes; every lane lies in one weight block, so the caller scales
 // lanes by (weight scale x activation scale) of their block and accumulates floats.
@@ -24,7 +24,7 @@
 
 namespace qwd::int8 {
 
-// Which of a step's blocks each lane is in (0..3 from the step's first block), for a block size.
+// Which of a step's blocks each lane is in (0..7 from the step's first block), for a block size.
 struct LaneBlocks {
   int32_t rel[16] = {};
   int64_t per_step = 1;  // blocks a step touches
