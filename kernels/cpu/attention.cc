@@ -146,10 +146,10 @@ void attention(const AttentionProblem& p, const Parallel& par) {
   auto cos_at = [&](int64_t b, int64_t s) { return p.cos ? p.cos + (pasts[b] + s) * half : nullptr; };
   auto sin_at = [&](int64_t b, int64_t s) { return p.cos ? p.sin + (pasts[b] + s) * half : nullptr; };
 
-  // present = past, the new keys (rotated) and values, zeros: per (batch, kv head). A shared buffer already
-  // holds the past, and what lies after the new tokens is never read.
+  // present = past, the new keys (rotated) and values, zeros: one task per (batch, kv head). A shared buffer
+  // already holds the past, and what lies after the new tokens is never read.
   const bool shared = p.present_k == p.past_k && p.present_v == p.past_v;
-  auto write_present = [&](int64_t task) {
+  par.run(B * KV, [&](int64_t task) {
     const int64_t b = task / KV, h = task % KV, past = pasts[b];
     float* pk = p.present_k + task * T * D;  // [T, D]
     float* pv = p.present_v + task * T * D;
@@ -164,17 +164,13 @@ void attention(const AttentionProblem& p, const Parallel& par) {
       rotate(p.k + token * p.kv_stride + h * D, cos_at(b, s), sin_at(b, s), D, 1.0f, pk + (past + s) * D);
       std::copy(p.v + token * p.kv_stride + h * D, p.v + token * p.kv_stride + (h + 1) * D, pv + (past + s) * D);
     }
-  };
+  });
 
   // Attention: one task per (batch, kv head, block of kTokens queries), the last blocks (most keys) first.
-  // With one block (decode, short prompts) a task writes its own present rows first: one pass over the pool
-  // instead of two, which at decode is most of the op's time.
   const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(D));
   const int64_t blocks = (S + kTokens - 1) / kTokens;
-  if (blocks > 1) par.run(B * KV, write_present);
   par.run(B * KV * blocks, [&](int64_t task) {
     const int64_t bh = task / blocks, b = bh / KV, h = bh % KV, s0 = (blocks - 1 - task % blocks) * kTokens;
-    if (blocks == 1) write_present(bh);
     const int64_t tokens = std::min(kTokens, S - s0), rows = tokens * G;  // row = token * G + head in group
     const int64_t padded = (rows + kW - 1) / kW * kW;  // padding rows: zero queries, never written out
     thread_local Scratch w;
