@@ -6,7 +6,7 @@ Checkpoints are Qwen-shaped with seeded random weights and the real tokenizer (b
 plus the trained demo checkpoint for perplexity and needle retrieval. Every anchor runs in its own
 environment, built once from the package registries (bench/envs.py). All tools are measured
 interleaved in one run and reported as ratios to the best anchor: results.json, results.md and PNGs
-in OUT/<date>-<cpu>/.
+in OUT/<date>-<cpu>/ (OUT/<date>-<cpu>-quick/ for --quick).
 
 --quick: the 0.5B shape, one export run, the 4-bit runtime class in three rounds, and the anchors
 that matter most (llama.cpp's converter and quantizer, the genai builder int4, OpenVINO int4); about
@@ -206,7 +206,8 @@ def main() -> None:
     if kernels_failed:
         doc["notes"].append(f"qwdeploy's kernel library could not be built ({kernels_failed}): its ONNX rows ran "
                             "ONNX Runtime's ops")
-    out = args.out / f"{date.today().isoformat()}-{cpu_slug()}"
+    # A quick run has a folder of its own: it must not overwrite the same day's full run.
+    out = args.out / f"{date.today().isoformat()}-{cpu_slug()}{'-quick' if args.quick else ''}"
     for shape in chosen:
         one_shape(plan, shape, doc, bandwidth_bps, args.keep)
     doc["trained"] = trained(plan, args.quick, out)
