@@ -49,8 +49,8 @@ class CpuBackend(OrtBackend):
         for tensor in expected_tensors(spec):
             if len(tensor.shape) < 2:
                 continue
-            bits = config.layer_bits(tensor.layer, tensor.role.startswith("attn_"), spec.num_layers)
-            if tensor.role in DENSE_PROJECTIONS and bits != config.bits:
+            if tensor.role in DENSE_PROJECTIONS and config.layer_bits(
+                    tensor.layer, tensor.role.startswith("attn_"), spec.num_layers) != config.bits:
                 weights += tensor.numel * (WEIGHT_BYTES["int8"] - WEIGHT_BYTES[quant])
             if tensor.role != "token_embd":
                 weights -= tensor.numel * per_weight

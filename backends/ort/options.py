@@ -43,7 +43,7 @@ class OrtOptions:
                                    INTEGER)
     mixed: bool = option(
         False, parse_bool, "int4: keep the projections rounding hurts most in int8 - every one of the first decoder "
-        "layer and the attention projections of the first sixth of the layers (0.5B: 2% more weight bytes, "
+        "layer and the attention projections of the first sixth of the layers (0.5B: 3% more weight bytes, "
         "half the KL)", ("int4",))
     explain: bool = option(False, parse_bool, "list every fusion candidate that was rejected, and why")
 
