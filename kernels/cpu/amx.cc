@@ -122,7 +122,7 @@ bool usable() {
 // two activation tiles (tmm6-7) per 32 positions. K goes in slices whose 32 dequantized weight rows
 // (16 KB) stay in L1 while every token pair passes; the C tiles are parked in `sums` between slices.
 __attribute__((QWD_AMX_TARGET)) void dot_rows(
-    const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+    const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out, int64_t ld) {
   constexpr int64_t kSlice = 256;  // positions per K slice: 32 rows x 256 bf16 = 16 KB
   const int64_t pairs = a.amx_pairs, kp = 2 * pairs;
   const int64_t tiles = (a.tokens + kTile - 1) / kTile, tile_pairs = (tiles + 1) / 2;
@@ -186,7 +186,7 @@ __attribute__((QWD_AMX_TARGET)) void dot_rows(
         const int64_t valid_rows = std::min(kTile, n - rt * kTile), valid = std::min(kTile, a.tokens - tile * kTile);
         const float* c = sums.data() + (tp * 4 + ct) * kTile * kTile;  // [rows, tokens]
         for (int64_t i = 0; i < valid; ++i)
-          for (int64_t r = 0; r < valid_rows; ++r) out[(tile * kTile + i) * count + r0 + rt * kTile + r] = c[r * kTile + i];
+          for (int64_t r = 0; r < valid_rows; ++r) out[(tile * kTile + i) * ld + r0 + rt * kTile + r] = c[r * kTile + i];
       }
   }
   _tile_release();
@@ -196,7 +196,7 @@ __attribute__((QWD_AMX_TARGET)) void dot_rows(
 
 bool usable() { return false; }
 
-void dot_rows(const Int8Activations&, const Weights&, const int64_t*, int64_t, float*) {}
+void dot_rows(const Int8Activations&, const Weights&, const int64_t*, int64_t, float*, int64_t) {}
 
 #endif
 

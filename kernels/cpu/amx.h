@@ -24,8 +24,9 @@ inline constexpr int64_t kAmxGroup = 32;
 // positions (int8_act.h's order for `bits`-bit weights, groups of kAmxGroup), zeros past cols.
 void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pairs, uint32_t* amx_x);
 
-// The blocked path's contract (quant_linear.cc): out[t * count + i] = x[t] . w[rows[i]] with w's own
-// zero points, for activations `a` in the AMX layout.
-void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out);
+// The blocked path's contract (quant_linear.cc): out[t * ld + i] = x[t] . w[rows[i]] with w's own zero
+// points, for activations `a` in the AMX layout.
+void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
+              int64_t ld);
 
 }  // namespace qwd::amx

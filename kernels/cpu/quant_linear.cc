@@ -153,11 +153,12 @@ void build_panel(const Weights& w, const int64_t* rows, uint8_t* codes, float* s
     _mm512_storeu_ps(scales + b * kLaneRows, _mm512_i32gather_ps(_mm512_add_epi32(at, _mm512_set1_epi32(b)), from, 4));
 }
 
-// Token tile `tile` (kLaneTokens tokens) against a panel: out [kLaneTokens, 16]. kSteps: steps per block
-// known at compile time (block sizes 16-128), so the step loop unrolls; 0 for other block sizes.
+// Token tile `tile` (kLaneTokens tokens) against a panel: out[t * ld + i] for the tile's first `tokens`
+// tokens and the panel's first `rows` rows. kSteps: steps per block known at compile time (block sizes
+// 16-128), so the step loop unrolls; 0 for other block sizes.
 template <int kSteps>
 void lane_tile(const Int8Activations& a, int64_t nb, int64_t block_steps, const uint8_t* codes, const float* scales,
-               int64_t tile, float* out) {
+               int64_t tile, float* out, int64_t ld, int64_t rows, int64_t tokens) {
   constexpr int T = kLaneTokens;
   const int64_t steps = kSteps ? kSteps : block_steps;
   const int8_t* x = a.blocked_q.data() + tile * a.blocked_steps * T * 4;  // [steps, T, 4]
@@ -185,43 +186,50 @@ void lane_tile(const Int8Activations& a, int64_t nb, int64_t block_steps, const 
     for (int t = 0; t < T; ++t)
       facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), _mm512_mul_ps(ws, _mm512_set1_ps(xs[b * T + t])), facc[t]);
   }
-  for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * kLaneRows, facc[t]);
+  const __mmask16 valid = static_cast<__mmask16>((1U << rows) - 1);
+  for (int t = 0; t < std::min<int64_t>(T, tokens); ++t) _mm512_mask_storeu_ps(out + t * ld, valid, facc[t]);
 }
 
 template <int kSteps>
-void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
+               int64_t ld) {
   const int64_t nb = w.blocks(), block_steps = w.block_size / 4;
   thread_local std::vector<uint8_t> codes;  // [steps, 16, 4]
   thread_local std::vector<float> scales;   // [nb, 16]
   codes.resize(a.blocked_steps * 64);
   scales.resize(nb * kLaneRows);
-  float part[kLaneTokens * kLaneRows];
-  int64_t pick[kLaneRows];
   const int64_t tiles = (a.tokens + kLaneTokens - 1) / kLaneTokens, lines = (w.row_bytes() + 63) / 64;
+  int64_t pick[kLaneRows];
+  Weights::RowBytes next[kLaneRows];
   const int64_t per_tile = (kLaneRows * lines + tiles - 1) / tiles;
   for (int64_t p0 = 0; p0 < count; p0 += kLaneRows) {
     const int64_t n = std::min<int64_t>(kLaneRows, count - p0);
-    for (int i = 0; i < kLaneRows; ++i) pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
+    for (int i = 0; i < kLaneRows; ++i) {
+      pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
+      next[i] = w.row_at(rows[std::min(p0 + kLaneRows + i, count - 1)]);
+    }
     build_panel(w, pick, codes.data(), scales.data());
     // The next panel's codes go to L2 a share per tile, so its build reads cache instead of waiting on DRAM.
-    const int64_t next = std::min(p0 + kLaneRows, count - 1);
+    int64_t row = 0, line = 0;
     for (int64_t tile = 0; tile < tiles; ++tile) {
-      for (int64_t i = tile * per_tile; i < std::min((tile + 1) * per_tile, kLaneRows * lines); ++i)
-        __builtin_prefetch(w.row_at(rows[std::min(next + i / lines, count - 1)]).at(i % lines * 64), 0, 2);
-      lane_tile<kSteps>(a, nb, block_steps, codes.data(), scales.data(), tile, part);
-      for (int64_t t = tile * kLaneTokens; t < std::min(a.tokens, (tile + 1) * kLaneTokens); ++t)
-        std::memcpy(out + t * count + p0, part + (t % kLaneTokens) * kLaneRows, n * sizeof(float));
+      for (int64_t i = 0; i < per_tile && row < kLaneRows; ++i) {
+        __builtin_prefetch(next[row].at(line * 64), 0, 2);
+        if (++line == lines) line = 0, ++row;
+      }
+      lane_tile<kSteps>(a, nb, block_steps, codes.data(), scales.data(), tile, out + tile * kLaneTokens * ld + p0, ld,
+                        n, a.tokens - tile * kLaneTokens);
     }
   }
 }
 
-void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
+               int64_t ld) {
   switch (w.block_size / 4) {
-    case 4: return lane_rows<4>(a, w, rows, count, out);
-    case 8: return lane_rows<8>(a, w, rows, count, out);
-    case 16: return lane_rows<16>(a, w, rows, count, out);
-    case 32: return lane_rows<32>(a, w, rows, count, out);
-    default: return lane_rows<0>(a, w, rows, count, out);
+    case 4: return lane_rows<4>(a, w, rows, count, out, ld);
+    case 8: return lane_rows<8>(a, w, rows, count, out, ld);
+    case 16: return lane_rows<16>(a, w, rows, count, out, ld);
+    case 32: return lane_rows<32>(a, w, rows, count, out, ld);
+    default: return lane_rows<0>(a, w, rows, count, out, ld);
   }
 }
 #endif
@@ -237,7 +245,7 @@ float zero_point_correction(const Int8Activations& a, const Weights& w, int64_t 
 
 template <int kBits, int R, int T, class S>
 void rows_tokens(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather,
-                 const int64_t* rows, int64_t count, int64_t t0, float* out) {
+                 const int64_t* rows, int64_t count, int64_t t0, float* out, int64_t ld) {
   float part[T * R];
   for (int64_t i0 = 0; i0 < count; i0 += R) {
     const int64_t n = std::min<int64_t>(R, count - i0);
@@ -245,29 +253,39 @@ void rows_tokens(const Int8Activations& a, const Weights& w, const S* scales, co
     for (int r = 0; r < R; ++r) pick[r] = rows[i0 + std::min<int64_t>(r, n - 1)];  // a short group repeats its last row
     tile<kBits, R, T>(a, w, scales, gather, pick, t0, part);
     for (int t = 0; t < T; ++t)
-      for (int64_t r = 0; r < n; ++r) out[(t0 + t) * count + i0 + r] = part[t * R + r];
+      for (int64_t r = 0; r < n; ++r) out[(t0 + t) * ld + i0 + r] = part[t * R + r];
   }
 }
 
 template <int kBits, class S>
 void dot_rows(const Int8Activations& a, const Weights& w, const S* scales, const int64_t* rows, int64_t count,
-              float* out) {
+              float* out, int64_t ld) {
   const ScaleGather gather(lane_blocks(kBits, w.block_size));
   int64_t t = 0;
   for (; t + kPrefillTokens <= a.tokens; t += kPrefillTokens)
-    rows_tokens<kBits, kPrefillRows, kPrefillTokens>(a, w, scales, gather, rows, count, t, out);
+    rows_tokens<kBits, kPrefillRows, kPrefillTokens>(a, w, scales, gather, rows, count, t, out, ld);
   // A few sequences decoding together (batch 2-7): each pass over the weights serves up to 4 tokens.
-  for (; t + 4 <= a.tokens; t += 4) rows_tokens<kBits, kBatchRows, 4>(a, w, scales, gather, rows, count, t, out);
-  for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, scales, gather, rows, count, t, out);
-  for (; t < a.tokens; ++t) rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out);
+  for (; t + 4 <= a.tokens; t += 4) rows_tokens<kBits, kBatchRows, 4>(a, w, scales, gather, rows, count, t, out, ld);
+  for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, scales, gather, rows, count, t, out, ld);
+  for (; t < a.tokens; ++t) rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
 }
 
 template <int kBits>
-void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+void dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
+              int64_t ld) {
   if (w.scales_f16)
-    dot_rows<kBits>(a, w, w.scales_f16, rows, count, out);
+    dot_rows<kBits>(a, w, w.scales_f16, rows, count, out, ld);
   else
-    dot_rows<kBits>(a, w, w.scales, rows, count, out);
+    dot_rows<kBits>(a, w, w.scales, rows, count, out, ld);
+}
+
+// Rows per task when a call streams w once: long runs of contiguous bytes, because every task start costs
+// the hardware prefetcher a ramp, yet at least 8 tasks.
+int64_t stream_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
+  constexpr int64_t kTaskBytes = 256 << 10;
+  const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + w.scale_bytes());  // codes and scales
+  const int64_t by_bytes = std::max<int64_t>(kDecodeRows, kTaskBytes / std::max<int64_t>(row_bytes, 1));
+  return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
 }
 
 }  // namespace
@@ -279,11 +297,10 @@ const char* int8_isa() {
   return kIsa;
 }
 
-int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output) {
-  constexpr int64_t kTaskBytes = 256 << 10;
-  const int64_t row_bytes = rows_per_output * w.blocks() * (w.block_bytes() + w.scale_bytes());  // codes and scales
-  const int64_t by_bytes = std::max<int64_t>(kDecodeRows, kTaskBytes / std::max<int64_t>(row_bytes, 1));
-  return std::max<int64_t>(1, std::min(by_bytes, (rows + 7) / 8));
+int64_t int8_grain(const Int8Activations& a, const Weights& w, int64_t rows, int64_t rows_per_output) {
+  // Prefill: a task's work is its rows times every token, so it is cut for balance; at least 32 tasks
+  // keep a thread slowed by a neighbour from leaving the others waiting at the end of the op.
+  return a.tokens >= kBlockedMinTokens ? std::max<int64_t>(1, rows / 32) : stream_grain(w, rows, rows_per_output);
 }
 
 int64_t int8_align([[maybe_unused]] const Int8Activations& a) {
@@ -306,30 +323,30 @@ Weights int8_weights(const Int8Activations& a, const Weights& w, std::vector<flo
   return a.amx_x.empty() ? w : w.with_float_scales(scratch);
 }
 
-void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out) {
+void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
+                   int64_t ld) {
 #if defined(QWD_INT8_AVX512)
   if (!a.amx_x.empty()) {  // the tiles apply w's zero points themselves
-    amx::dot_rows(a, w, rows, count, out);
+    amx::dot_rows(a, w, rows, count, out, ld);
     return;
   }
   if (!a.blocked_q.empty())
-    lane_rows(a, w, rows, count, out);
+    lane_rows(a, w, rows, count, out, ld);
   else
 #endif
   if (w.bits == 8)
-    dot_rows<8>(a, w, rows, count, out);
+    dot_rows<8>(a, w, rows, count, out, ld);
   else
-    dot_rows<4>(a, w, rows, count, out);
+    dot_rows<4>(a, w, rows, count, out, ld);
   if (w.zero_points)
     for (int64_t tt = 0; tt < a.tokens; ++tt)
-      for (int64_t i = 0; i < count; ++i) out[tt * count + i] += zero_point_correction(a, w, rows[i], tt);
+      for (int64_t i = 0; i < count; ++i) out[tt * ld + i] += zero_point_correction(a, w, rows[i], tt);
 }
 
 void quant_linear(const float* x, int64_t tokens, const Weights& w, const float* bias, float* y, int accuracy_level,
                   const Parallel& par) {
-  const int64_t grain = int8_grain(w, w.rows);
   if (accuracy_level != 4) {
-    parallel_ranges(par, w.rows, grain, [&](int64_t begin, int64_t end) {
+    parallel_ranges(par, w.rows, stream_grain(w, w.rows, 1), [&](int64_t begin, int64_t end) {
       linear_rows(x, tokens, w, begin, end, y, w.rows);
       if (bias)
         for (int64_t t = 0; t < tokens; ++t)
@@ -340,19 +357,14 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
   const Int8Activations a(x, tokens, w, int8_blocked(tokens), par);
   std::vector<float> scales;
   const Weights wa = int8_weights(a, w, scales);
-  parallel_ranges(par, w.rows, grain, [&](int64_t begin, int64_t end) {
+  parallel_ranges(par, w.rows, int8_grain(a, w, w.rows), [&](int64_t begin, int64_t end) {
     const int64_t count = end - begin;
     std::vector<int64_t> rows(count);
     for (int64_t i = 0; i < count; ++i) rows[i] = begin + i;
-    thread_local std::vector<float> out;  // [tokens, count]; kept per thread, as a fresh one faults its pages in
-    out.resize(tokens * count);
-    int8_dot_rows(a, wa, rows.data(), count, out.data());
-    for (int64_t t = 0; t < tokens; ++t) {
-      float* yt = y + t * w.rows + begin;
-      std::memcpy(yt, out.data() + t * count, count * sizeof(float));
-      if (bias)
-        for (int64_t i = 0; i < count; ++i) yt[i] += bias[begin + i];
-    }
+    int8_dot_rows(a, wa, rows.data(), count, y + begin, w.rows);
+    if (bias)
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t i = 0; i < count; ++i) y[t * w.rows + begin + i] += bias[begin + i];
   }, int8_align(a));
 }
 

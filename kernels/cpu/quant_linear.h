@@ -22,12 +22,13 @@ void quant_linear(const float* x, int64_t tokens, const Weights& w, const float*
 Weights int8_weights(const Int8Activations& a, const Weights& w, std::vector<float>& scratch);
 
 // Dot products of rows[0..count) of w (from int8_weights) with every token of a:
-// out[t * count + i] = x[t] . w[rows[i]].
-void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out);
+// out[t * ld + i] = x[t] . w[rows[i]].
+void int8_dot_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
+                   int64_t ld);
 
-// Rows per task for `rows` rows of w (times `rows_per_output` rows read per output row): long runs of
-// contiguous bytes, because every task start costs the hardware prefetcher a ramp, yet at least 8 tasks.
-int64_t int8_grain(const Weights& w, int64_t rows, int64_t rows_per_output = 1);
+// Rows per task for `rows` rows of w (times `rows_per_output` rows read per output row) against a: at
+// decode long runs of contiguous bytes, at prefill enough tasks to balance the threads.
+int64_t int8_grain(const Int8Activations& a, const Weights& w, int64_t rows, int64_t rows_per_output = 1);
 
 // Where int8 tasks may start: on a row tile (decode reads whole tiles), or for the blocked prefill on a
 // whole panel of its rows, so no task computes a short panel's repeated rows.

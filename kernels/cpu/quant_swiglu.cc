@@ -185,7 +185,7 @@ void int8_rows(const Int8Activations& a, const Weights& w, int64_t begin, int64_
   for (int64_t i = 0; i < n; ++i) rows[i] = begin + i, rows[n + i] = inter + begin + i;
   thread_local std::vector<float> out;  // [tokens, 2n]; kept per thread, as a fresh one faults its pages in
   out.resize(a.tokens * 2 * n);
-  int8_dot_rows(a, w, rows.data(), 2 * n, out.data());
+  int8_dot_rows(a, w, rows.data(), 2 * n, out.data(), 2 * n);
   for (int64_t t = 0; t < a.tokens; ++t) {
     const float* o = out.data() + t * 2 * n;  // [gate n, up n]
     float* yt = y + t * inter + begin;
@@ -205,7 +205,7 @@ void quant_swiglu(const float* x, int64_t tokens, const Weights& w, float* y, in
     std::vector<float> scales;
     const Weights wa = int8_weights(a, w, scales);
     parallel_ranges(
-        par, inter, int8_grain(w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, wa, begin, end, y); },
+        par, inter, int8_grain(a, w, inter, 2), [&](int64_t begin, int64_t end) { int8_rows(a, wa, begin, end, y); },
         int8_align(a));
     return;
   }
