@@ -189,10 +189,11 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
                           total_sequence_length: np.ndarray, key: np.ndarray | None = None,
                           value: np.ndarray | None = None, cos_cache: np.ndarray | None = None,
                           sin_cache: np.ndarray | None = None, *, num_heads: int, kv_num_heads: int, scale: float,
-                          do_rotary: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          do_rotary: int, bf16_products: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(output, present_key, present_value), with ONNX Runtime's rules for a concatenated cache: a call whose
     seq equals total_sequence_length is a first prompt (no past); otherwise row b's past is
-    seqlens_k[b] + 1 - seq tokens; new token s sits at position past + s, right-padding too."""
+    seqlens_k[b] + 1 - seq tokens; new token s sits at position past + s, right-padding too. In float32
+    whatever bf16_products asks: the exact answer a bf16 kernel is held against."""
     B, S, _ = query.shape
     KV, D = past_key.shape[1], past_key.shape[3]
     H, G, T = num_heads, num_heads // kv_num_heads, int(total_sequence_length.reshape(-1)[0])

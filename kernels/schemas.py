@@ -199,12 +199,15 @@ SCHEMAS = {
             outputs=(Arg("output", "[batch, seq, num_heads*head_dim]", "float32"),
                      Arg("present_key", "[batch, kv_num_heads, max(past, total), head_dim]", "float32"),
                      Arg("present_value", "[batch, kv_num_heads, max(past, total), head_dim]", "float32")),
-            attributes={"num_heads": "int", "kv_num_heads": "int", "scale": "float", "do_rotary": "int"},
+            attributes={"num_heads": "int", "kv_num_heads": "int", "scale": "float", "do_rotary": "int",
+                        "bf16_products": "int"},
             doc="ONNX Runtime's com.microsoft GroupQueryAttention on CPU in float32 (same inputs, outputs and "
             "cache semantics; rotate-half rotary when do_rotary, no local window, softcap or smooth softmax), "
             "computed flash-style: a block of keys at a time with an online softmax, never the [seq, total] "
             "score matrix, so a long prefill costs what its causal half does. Bound to past's own buffers "
-            "(past_present_share_buffer), present is written only at the new tokens.",
+            "(past_present_share_buffer), present is written only at the new tokens. bf16_products=1: a prompt's "
+            "score and value products take bf16 operands with float32 sums where the CPU has AVX512-BF16 (twice "
+            "the products per instruction); softmax, outputs and cache stay float32.",
         ),
     )
 }

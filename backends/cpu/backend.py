@@ -31,7 +31,8 @@ class CpuBackend(OrtBackend):
     # scale_dtype f16: block scales rounded to float16, which our ops then read as float16 (half the scale bytes
     # per decode step; ONNX Runtime's MatMulNBits keeps them in float32 tensors).
     # mixed: the first layer and the early attention projections in int8, which halves int4's KL (quant/config.py).
-    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16", mixed=True)
+    # attention_bf16: the int8 activations already trade that much precision; a float build keeps float32.
+    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16", mixed=True, attention_bf16=True)
     kernel_target = PORTABLE
     pipeline_of = staticmethod(cpu_pipeline)
 

@@ -24,7 +24,7 @@ from . import custom_ops
 from .artifact import copy_library, copy_side_files, nodes_per_layer, save_model, write_genai_config
 from .check import check_artifact
 from .context import OrtContext, QKNorm
-from .options import OrtOptions
+from .options import BITS, OrtOptions
 
 CPU_PROVIDER = "CPUExecutionProvider"
 SPILL_FILE = "spill.data"
@@ -74,7 +74,8 @@ class OrtBackend(Backend[OrtOptions]):
         return OrtContext(num_layers=plan.spec.num_layers, max_positions=plan.spec.max_position_embeddings,
                           moe=plan.spec.moe, quant=plan.options.quant_config(plan.quant),
                           swiglu_domain=DOMAIN if emit else self.swiglu_domain,
-                          qk_norm="qwdeploy" if emit else self.qk_norm)
+                          qk_norm="qwdeploy" if emit else self.qk_norm,
+                          attention_bf16=plan.options.attention_bf16 and plan.quant in BITS)
 
     def build(self, request: BuildRequest[OrtOptions]) -> BuildResult:
         plan = request.plan

@@ -24,6 +24,9 @@ struct AttentionProblem {
   int64_t present_len = 0;    // present_key's sequence axis: max(past_len, total_len)
   int64_t max_positions = 0;  // cos/sin rows; unused without rotary
   float scale = 0.0f;         // 0: 1/sqrt(head_dim)
+  // A prompt's (kTokens new tokens or more) score and value products on bf16 operands with float32 sums,
+  // where the build and CPU allow it (attention_bf16.h); softmax and the cache stay float32.
+  bool bf16_products = false;
   // Floats from one token to the next in q and in k/v: the packed row (num_heads + 2*kv_num_heads)*head_dim
   // for a packed QKV tensor, else num_heads*head_dim and kv_num_heads*head_dim.
   int64_t q_stride = 0, kv_stride = 0;

@@ -11,13 +11,14 @@
 namespace qwd::ort {
 
 struct AttentionOp : schema::GroupQueryAttention {
-  int64_t num_heads, kv_num_heads, do_rotary;
+  int64_t num_heads, kv_num_heads, do_rotary, bf16_products;
   float scale;
 
   explicit AttentionOp(const Ort::ConstKernelInfo& info)
       : num_heads(info.GetAttribute<int64_t>("num_heads")),
         kv_num_heads(info.GetAttribute<int64_t>("kv_num_heads")),
         do_rotary(attr_int(info, "do_rotary", 0)),
+        bf16_products(attr_int(info, "bf16_products", 0)),
         scale(attr_float(info, "scale", 0.0f)) {}
 
   // The problem with every pointer set and the outputs allocated.
@@ -45,6 +46,7 @@ struct AttentionOp : schema::GroupQueryAttention {
     p.present_len = s.present_len;
     p.max_positions = s.max_positions;
     p.scale = scale;
+    p.bf16_products = bf16_products != 0;
     if (s.packed)
       packed_qkv(p, query.GetTensorData<float>());
     else

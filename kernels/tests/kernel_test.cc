@@ -262,6 +262,7 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     p.total_len = p.present_len = T;
     p.max_positions = c.i("max_positions");
     p.scale = c.f("scale");
+    p.bf16_products = c.meta.count("bf16_products") && c.i("bf16_products");
     if (c.i("packed"))
       qwd::packed_qkv(p, query.data());
     else

@@ -152,9 +152,12 @@ def qk_norm_rotary(rng: np.random.Generator, batch: int, seq: int, heads: int, k
 
 
 def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int, seq: int, past: int = 0,
-              lengths: tuple[int, ...] = (), packed: bool = True, rotary: bool = True, scale: float = 0.125) -> Case:
+              lengths: tuple[int, ...] = (), packed: bool = True, rotary: bool = True, scale: float = 0.125,
+              bf16: bool = False) -> Case:
     """GroupQueryAttention on a cache of `past` tokens. lengths: each row's tokens after the call (right-padded
-    rows, ONNX Runtime's batching); default one full row. past = 0 is a first prompt (total = seq)."""
+    rows, ONNX Runtime's batching); default one full row. past = 0 is a first prompt (total = seq). bf16: the
+    bf16_products attribute, and a tolerance for bf16's 8-bit significands (their rounding moves a product by
+    up to 2^-8 of itself) against the float32 reference."""
     total = past + seq
     lengths = lengths or (total,)
     batch, max_positions = len(lengths), total + 3
@@ -173,12 +176,14 @@ def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int
               "total_sequence_length": np.array([total], np.int32),
               "cos_cache": np.cos(angles).astype(np.float32) if rotary else None,
               "sin_cache": np.sin(angles).astype(np.float32) if rotary else None}
-    attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "scale": scale, "do_rotary": int(rotary)}
+    attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "scale": scale, "do_rotary": int(rotary),
+             **({"bf16_products": 1} if bf16 else {})}
     sizes = {"batch": batch, "seq": seq, "head_dim": head_dim, "past": past, "total": total,
              "max_positions": max_positions if rotary else 0, "packed": int(packed)}
     name = (f"gqa-h{heads}-kv{kv_heads}-D{head_dim}-S{seq}-past{past}-len{'.'.join(map(str, lengths))}"
-            f"{'-packed' if packed else ''}{'-rotary' if rotary else ''}")
-    return Case("GroupQueryAttention", name, inputs, attrs, sizes)
+            f"{'-packed' if packed else ''}{'-rotary' if rotary else ''}{'-bf16' if bf16 else ''}")
+    tolerance = {"atol": 2e-2, "rtol": 2e-2} if bf16 else {}
+    return Case("GroupQueryAttention", name, inputs, attrs, sizes, **tolerance)
 
 
 def all_cases(seed: int = 0) -> list[Case]:
@@ -261,6 +266,11 @@ def all_cases(seed: int = 0) -> list[Case]:
         attention(rng, 6, 2, 34, 5, past=67, packed=False, scale=0.0),
         attention(rng, 4, 1, 32, 12, packed=False, rotary=False),
         attention(rng, 3, 3, 6, 1, past=3, lengths=(4, 2), rotary=False),
+        # bf16 products: a prompt whose last key block is odd (77 keys), two right-padded rows, a chunk after a
+        # past (65 keys), then what stays float32: a head size off the vector width, a decode step.
+        attention(rng, 14, 2, 64, 77, bf16=True), attention(rng, 4, 2, 16, 21, lengths=(21, 12), bf16=True),
+        attention(rng, 8, 8, 128, 19, past=46, bf16=True), attention(rng, 6, 2, 34, 20, packed=False, bf16=True),
+        attention(rng, 14, 2, 64, 1, past=130, bf16=True),
     ]
 
 

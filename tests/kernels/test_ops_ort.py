@@ -101,7 +101,8 @@ def test_portable_library_picks_the_best_build_this_cpu_runs(portable_build: Bui
 
 
 GQA_CASES = [c for c in CASES if c.op == "GroupQueryAttention"]
-ORT_GQA_CASES = [c for c in GQA_CASES if c.sizes["head_dim"] % 8 == 0]  # ONNX Runtime's CPU kernel requires it
+# ONNX Runtime's CPU kernel requires head_dim % 8 == 0, and knows no bf16_products
+ORT_GQA_CASES = [c for c in GQA_CASES if c.sizes["head_dim"] % 8 == 0 and "bf16_products" not in c.attributes]
 
 
 @pytest.mark.parametrize("case", ORT_GQA_CASES, ids=[c.name for c in ORT_GQA_CASES])
@@ -122,6 +123,36 @@ def test_attention_matches_onnxruntimes_group_query_attention(case: Case, host_b
         np.testing.assert_allclose(ours[0][b, :rows], theirs[0][b, :rows], atol=2e-5, rtol=1e-4)
     for got, want in zip(ours[1:], theirs[1:], strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+BF16_GQA_CASES = [c for c in GQA_CASES if c.attributes.get("bf16_products")]
+
+
+def _cpu_has(flag: str) -> bool:
+    return any(line.startswith("flags") and flag in line.split() for line in open("/proc/cpuinfo"))
+
+
+@pytest.mark.skipif(host_arch() != "x86_64" or not _cpu_has("avx512_bf16"), reason="this CPU lacks AVX512-BF16")
+@pytest.mark.parametrize("case", BF16_GQA_CASES, ids=[c.name for c in BF16_GQA_CASES])
+def test_attention_bf16_products_run_where_the_cpu_has_them(case: Case, host_build: Build):
+    """With bf16_products a prompt (8 new tokens or more: a query block) with head sizes of whole AVX-512
+    vectors moves off the float32 kernel's output (the bf16 path ran), by no more than bf16 rounding of the
+    operands explains; anything else computes exactly what float32 does, and the caches, written before any
+    product, always do."""
+    float32 = {k: v for k, v in case.attributes.items() if k != "bf16_products"}
+    ours = run_node(case.op, case.inputs, case.attributes, host_build.library)
+    want = run_node(case.op, case.inputs, float32, host_build.library)
+    for got, exact in zip(ours[1:], want[1:], strict=True):
+        np.testing.assert_array_equal(got, exact)
+    if case.sizes["seq"] < 8 or case.sizes["head_dim"] % 16:
+        np.testing.assert_array_equal(ours[0], want[0])
+        return
+    rows = case.sizes["seq"] if case.sizes["past"] else min(case.sizes["seq"], int(case.inputs["seqlens_k"].min()) + 1)
+    moved, size = np.abs(ours[0][:, :rows] - want[0][:, :rows]), np.abs(want[0][:, :rows])
+    assert moved.max() > 0
+    # Operands rounded to 8 significant bits (2^-9 relative at most): ~0.3% of a typical output.
+    assert moved.mean() < 4e-3 * size.mean()
+    assert moved.max() < 1e-2 * size.max()
 
 
 SHARED_GQA_CASES = [c for c in ORT_GQA_CASES if c.sizes["past"] or c.sizes["batch"] == 1]

@@ -36,6 +36,7 @@ def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> NodeProto:
 
 def rewrite(g: Graph, gqa: NodeProto, ctx: OrtContext) -> None:
     attrs = {a.name: helper.get_attribute_value(a) for a in gqa.attribute if a.name in SCHEMAS[OP].attributes}
+    attrs["bf16_products"] = int(ctx.attention_bf16)
     inputs = list(gqa.input[:len(SCHEMAS[OP].inputs)])
     g.add_opset(DOMAIN, DOMAIN_VERSION)
     g.replace([gqa], [g.make(OP, inputs, list(gqa.output), gqa.name, domain=DOMAIN, **attrs)])
