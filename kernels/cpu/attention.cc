@@ -17,7 +17,15 @@ namespace {
 using simd::Vec;
 constexpr int kW = simd::kWidth;
 constexpr int64_t kKeys = 64;   // keys per block
-constexpr int64_t kTokens = 8;  // query tokens per task, each with every q head of one kv head
+constexpr int64_t kTokens = 8;  // query tokens per task at least, each with every q head of one kv head
+
+// Query tokens per task: from kTokens up to twice that, the first whose rows (tokens x G heads) fill whole
+// vectors (Qwen2.5-0.5B's G = 7: 16 tokens, 112 rows, where 8 would pad 56 rows to 64).
+int64_t task_tokens(int64_t G) {
+  for (int64_t t = kTokens; t <= 2 * kTokens; ++t)
+    if (t * G % kW == 0) return t;
+  return kTokens;
+}
 
 // y = rotate_half(x) at one position, times scale; without cos, a scaled copy.
 void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float scale, float* y) {
@@ -187,12 +195,12 @@ void attention(const AttentionProblem& p, const Parallel& par) {
 #endif
   });
 
-  // Attention: one task per (batch, kv head, block of kTokens queries), the last blocks (most keys) first.
+  // Attention: one task per (batch, kv head, block of queries), the last blocks (most keys) first.
   const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(D));
-  const int64_t blocks = (S + kTokens - 1) / kTokens;
+  const int64_t per_task = task_tokens(G), blocks = (S + per_task - 1) / per_task;
   par.run(B * KV * blocks, [&](int64_t task) {
-    const int64_t bh = task / blocks, b = bh / KV, h = bh % KV, s0 = (blocks - 1 - task % blocks) * kTokens;
-    const int64_t tokens = std::min(kTokens, S - s0), rows = tokens * G;  // row = token * G + head in group
+    const int64_t bh = task / blocks, b = bh / KV, h = bh % KV, s0 = (blocks - 1 - task % blocks) * per_task;
+    const int64_t tokens = std::min(per_task, S - s0), rows = tokens * G;  // row = token * G + head in group
     const int64_t padded = (rows + kW - 1) / kW * kW;  // padding rows: zero queries, never written out
     thread_local Scratch w;
     w.qt.assign(D * padded, 0.0f);  // [D, padded] rotated, scaled queries
