@@ -21,6 +21,7 @@ class ExportRequest:
     verify: bool | None = None  # None: the exporter decides (on for small models)
     show_progress: bool = True
     options: dict[str, object] = field(default_factory=dict)
+    seal: bool = True  # False: a folder only the next stage reads (the portable graph of a --target export), unhashed
 
     @property
     def inputs(self) -> list[Path]:

@@ -26,17 +26,19 @@ class WrittenGraph:
 
 
 def write_onnx(checkpoint: Checkpoint, precision: Precision, opset: int, path: Path,
-               show_progress: bool = True) -> WrittenGraph:
-    """Write the decoder graph to `path` and its weights to `path`.data; the proto holds only references."""
+               show_progress: bool = True, digest: bool = True) -> WrittenGraph:
+    """Write the decoder graph to `path` and its weights to `path`.data; the proto holds only references.
+    `digest`: hash the weights while writing them (WrittenGraph.digests is empty without)."""
     expected = checkpoint.expected()
     total = sum(t.numel for t in expected) * precision.weight_numpy.itemsize
     data = data_path(path)
     with open(data, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc="onnx weights",
                                       disable=None if show_progress else True) as bar:
-        writer = ExternalDataWriter(f, data.name)
+        writer = ExternalDataWriter(f, data.name, digest=digest)
         store = WeightStore(checkpoint, precision, writer, bar.update)
         g = GraphBuilder(opset)
         graph = build_decoder(checkpoint.spec, Params(g, store, precision, expected), g, precision)
     model = make_model(graph, [*store.initializers, *g.constants], opset)
     onnx.save_model(model, str(path))
-    return WrittenGraph(nodes=len(g.nodes), weight_bytes=data.stat().st_size, digests={data.name: writer.sha256()})
+    return WrittenGraph(nodes=len(g.nodes), weight_bytes=data.stat().st_size,
+                        digests={data.name: writer.sha256()} if digest else {})

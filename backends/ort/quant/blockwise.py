@@ -66,8 +66,10 @@ def _codes(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray) -> np.
     return np.clip(q, 0, 2 ** bits - 1, out=q)
 
 
-def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray, symmetric: bool) -> np.ndarray:
-    """Squared reconstruction error per block, [N, blocks, 1], computed in one buffer."""
+def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray, symmetric: bool,
+           energy: np.ndarray) -> np.ndarray:
+    """Squared reconstruction error per block, [N, blocks, 1]: sum (s q - b)^2 = s^2 q.q - 2 s q.b + b.b with
+    energy = b.b, so a try costs the codes and two dot products (einsum: one pass each) in one buffer."""
     if symmetric:  # the same integers as _codes less the fixed zero point, in two passes fewer
         half = 2 ** (bits - 1)
         t = b / scale
@@ -76,10 +78,9 @@ def _error(b: np.ndarray, bits: int, scale: np.ndarray, zero: np.ndarray, symmet
     else:
         t = _codes(b, bits, scale, zero)
         t -= zero
-    t *= scale
-    t -= b
-    t *= t
-    return t.sum(-1, keepdims=True)
+    qq = np.einsum("...i,...i->...", t, t)[..., None]
+    qb = np.einsum("...i,...i->...", t, b)[..., None]
+    return scale * (scale * qq - 2 * qb) + energy
 
 
 def _peak(b: np.ndarray, symmetric: bool) -> np.ndarray | None:
@@ -89,14 +90,15 @@ def _peak(b: np.ndarray, symmetric: bool) -> np.ndarray | None:
 
 def _search(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     peak = _peak(b, symmetric)
+    energy = np.einsum("...i,...i->...", b, b)[..., None]  # [N, blocks, 1]
     best_r = np.ones(b.shape[:-1] + (1,), np.float32)  # [N, blocks, 1]
     best_s, best_z = _params(b, bits, symmetric, 1.0, peak)
-    best_err = _error(b, bits, best_s, best_z, symmetric)
+    best_err = _error(b, bits, best_s, best_z, symmetric, energy)
 
     def consider(ratio: float | np.ndarray) -> None:  # one ratio, or one per block
         nonlocal best_r, best_s, best_z, best_err
         s, z = _params(b, bits, symmetric, ratio, peak)
-        err = _error(b, bits, s, z, symmetric)
+        err = _error(b, bits, s, z, symmetric, energy)
         better = err < best_err
         best_r, best_s, best_z = np.where(better, ratio, best_r), np.where(better, s, best_s), np.where(better, z, best_z)
         best_err = np.minimum(err, best_err)
