@@ -117,11 +117,7 @@ struct Scratch {
 };
 
 bool bf16_products(const AttentionProblem& p) {
-#if defined(QWD_BF16_PRODUCTS)
   return p.bf16_products && p.seq >= kTokens && p.head_dim % kW == 0 && bf16::usable();
-#else
-  return false;
-#endif
 }
 
 }  // namespace
@@ -187,12 +183,10 @@ void attention(const AttentionProblem& p, const Parallel& par) {
       rotate(p.k + token * p.kv_stride + h * D, cos_at(b, s), sin_at(b, s), D, 1.0f, pk + (past + s) * D);
       std::copy(p.v + token * p.kv_stride + h * D, p.v + token * p.kv_stride + (h + 1) * D, pv + (past + s) * D);
     }
-#if defined(QWD_BF16_PRODUCTS)
     if (bf16) {
       bf16::pair_neighbours(pk, (past + S) * D, k2.data() + task * keys * half);
       bf16::pair_rows(pv, past + S, D, v2.data() + task * key_pairs * D);
     }
-#endif
   });
 
   // Attention: one task per (batch, kv head, block of queries), the last blocks (most keys) first.
@@ -219,7 +213,6 @@ void attention(const AttentionProblem& p, const Parallel& par) {
     const float* V = p.present_v + bh * T * D;
     const int64_t first = pasts[b] + s0;  // key of the task's first token: every row sees keys 0 ..= first
     const int64_t end = first + tokens;   // keys any row sees
-#if defined(QWD_BF16_PRODUCTS)
     const uint32_t* K2 = k2.data() + bh * keys * half;  // [keys, D/2]
     const uint32_t* V2 = v2.data() + bh * key_pairs * D;  // [keys/2, D]
     if (bf16) {
@@ -227,7 +220,6 @@ void attention(const AttentionProblem& p, const Parallel& par) {
       w.p2.resize(kKeys / 2 * padded);
       bf16::pair_rows(w.qt.data(), D, padded, w.q2.data());
     }
-#endif
     for (int64_t j0 = 0; j0 < end; j0 += kKeys) {
       const int64_t n = std::min(kKeys, end - j0);
       // Causal: key j is hidden from the rows of tokens before it, a prefix of rows (padding rows see all).
@@ -235,22 +227,19 @@ void attention(const AttentionProblem& p, const Parallel& par) {
         for (int64_t j = std::max<int64_t>(0, first + 1 - j0); j < n; ++j)
           std::fill_n(w.st.data() + j * padded, (j0 + j - first) * G, value);
       };
-#if defined(QWD_BF16_PRODUCTS)
       if (bf16)
         bf16::product(K2 + j0 * half, half, 1, n, w.q2.data(), half, padded, w.st.data(), false);
       else
-#endif
         product(K + j0 * D, D, 1, n, w.qt.data(), D, padded, w.st.data(), false);  // scores [n, padded]
       hide(-std::numeric_limits<float>::infinity());
       softmax_block(w.st.data(), n, padded, w.max.data(), w.sum.data(), w.ot.data(), D);
       hide(0.0f);  // exactly: the vector exp stops at e^-87, and its products with values would be denormal
-#if defined(QWD_BF16_PRODUCTS)
       if (bf16) {  // kKeys is even: the block's pairs of keys are pairs of the whole cache
         bf16::pair_rows(w.st.data(), n, padded, w.p2.data());
         bf16::product(V2 + j0 / 2 * D, 1, D, D, w.p2.data(), (n + 1) / 2, padded, w.ot.data(), true);
-      } else
-#endif
+      } else {
         product(V + j0 * D, 1, D, D, w.st.data(), n, padded, w.ot.data(), true);  // ot += values^T . probabilities
+      }
     }
     for (int64_t r = 0; r < rows; ++r) {
       const float inv = 1.0f / w.sum[r];

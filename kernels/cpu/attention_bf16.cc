@@ -93,4 +93,15 @@ __attribute__((QWD_BF16_TARGET)) void product(const uint32_t* a, int64_t ai, int
 
 }  // namespace qwd::bf16
 
+#else
+
+namespace qwd::bf16 {
+
+bool usable() { return false; }
+void pair_rows(const float*, int64_t, int64_t, uint32_t*) {}
+void pair_neighbours(const float*, int64_t, uint32_t*) {}
+void product(const uint32_t*, int64_t, int64_t, int64_t, const uint32_t*, int64_t, int64_t, float*, bool) {}
+
+}  // namespace qwd::bf16
+
 #endif

@@ -1,7 +1,8 @@
 // Attention's two block products (attention.cc) on bf16 operands with float32 sums: AVX512-BF16's
 // vdpbf16ps takes two products per lane and instruction, twice float32 FMA's rate, the way OpenVINO and
 // bf16 GPUs run attention. Operands are bf16 pairs in uint32 words, the first value in the low half.
-// Only in AVX-512 builds, and used where the CPU has AVX512-BF16 (usable(), checked at run time).
+// Compiled in AVX-512 builds and used where the CPU has AVX512-BF16 (usable(), checked at run time); in
+// other builds usable() is false and nothing else is called (as amx.h's tiles).
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,6 @@
 #define QWD_BF16_PRODUCTS 1
 #endif
 
-#if defined(QWD_BF16_PRODUCTS)
 namespace qwd::bf16 {
 
 bool usable();
@@ -30,4 +30,3 @@ void product(const uint32_t* a, int64_t ai, int64_t ak, int64_t I, const uint32_
              float* c, bool accumulate);
 
 }  // namespace qwd::bf16
-#endif

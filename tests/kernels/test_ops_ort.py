@@ -12,6 +12,7 @@ from qwdeploy.kernels.build import Build
 from qwdeploy.kernels.graphs import node_model, run_node, session
 from qwdeploy.kernels.library import loaded_variant
 from qwdeploy.kernels.targets import PORTABLE_VARIANTS, host_arch
+from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
 CASES = all_cases()
 VARIANTS = [name for name, _ in PORTABLE_VARIANTS[host_arch()]]
@@ -128,11 +129,7 @@ def test_attention_matches_onnxruntimes_group_query_attention(case: Case, host_b
 BF16_GQA_CASES = [c for c in GQA_CASES if c.attributes.get("bf16_products")]
 
 
-def _cpu_has(flag: str) -> bool:
-    return any(line.startswith("flags") and flag in line.split() for line in open("/proc/cpuinfo"))
-
-
-@pytest.mark.skipif(host_arch() != "x86_64" or not _cpu_has("avx512_bf16"), reason="this CPU lacks AVX512-BF16")
+@pytest.mark.skipif("avx512_bf16" not in cpu_flags(), reason="this CPU lacks AVX512-BF16")
 @pytest.mark.parametrize("case", BF16_GQA_CASES, ids=[c.name for c in BF16_GQA_CASES])
 def test_attention_bf16_products_run_where_the_cpu_has_them(case: Case, host_build: Build):
     """With bf16_products a prompt (8 new tokens or more: a query block) with head sizes of whole AVX-512
