@@ -22,6 +22,7 @@ class ExportRequest:
     show_progress: bool = True
     options: dict[str, object] = field(default_factory=dict)
     seal: bool = True  # False: a folder only the next stage reads (the portable graph of a --target export), unhashed
+    by_reference: bool = False  # True: that folder's weights stay in the checkpoint (exporters/onnx/weights.py)
 
     @property
     def inputs(self) -> list[Path]:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import CheckpointError, MissingDependencyError
 from .files import MAX_JSON_BYTES, brief, read_json_object, read_regular
-from .safetensors_io import DTYPE_NAMES, DTYPES, SafetensorsFile
+from .safetensors_io import DTYPE_NAMES, DTYPES, SafetensorsFile, StoredSpan
 from .spec import ModelSpec, load_config, spec_from_config
 from .tensors import IGNORABLE, TIED_OUTPUT, ExpectedTensor, expected_tensors
 
@@ -118,12 +118,20 @@ class WeightSource:
         h = self._files[path].headers[name]
         return StoredTensor(name, h.dtype, h.shape, path)
 
-    def raw(self, name: str) -> np.ndarray:
+    def _file(self, name: str) -> SafetensorsFile | None:
+        """The file holding `name`; None for pickle weights (held in memory)."""
         if name not in self._where:
             raise CheckpointError(f"tensor '{name}' not found", self.directory)
-        if self._pickle is not None:
-            return self._pickle[name]
-        return self._files[self._where[name]].tensor(name)
+        return None if self._pickle is not None else self._files[self._where[name]]
+
+    def raw(self, name: str) -> np.ndarray:
+        file = self._file(name)
+        return self._pickle[name] if file is None else file.tensor(name)
+
+    def span(self, name: str) -> StoredSpan | None:
+        """Where the tensor's bytes lie in its safetensors file; None for pickle weights."""
+        file = self._file(name)
+        return None if file is None else file.span(name)
 
     def release(self, name: str, begin: int = 0, end: int | None = None) -> None:
         if self._pickle is None:

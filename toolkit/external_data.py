@@ -1,18 +1,29 @@
 """ONNX initializers whose bytes live in an external data file: written one tensor at a time, read through a
-memory map, never loaded whole. The exporter writes them, the backends read and rewrite them."""
+memory map, never loaded whole. The exporter writes them, the backends read and rewrite them.
+
+A reference (made by `reference`) is an initializer over a checkpoint tensor's own bytes in another dtype or
+transposed: read, it is cast (and transposed) then. The portable graph of a `--target` export holds only
+references, so a quantized build never writes, nor reads back, a float32 copy of the model. ONNX Runtime cannot
+read one: only qwdeploy's backends see such a graph, and their writer turns every reference into plain data.
+"""
 
 from __future__ import annotations
 
+import mmap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 from onnx import TensorProto, helper
 
 from .checksums import BackgroundHash
+from .finite import require_finite
+from .safetensors_io import DTYPES, StoredSpan
 
-SLICE_BYTES = 16 * 2**20
+SLICE_BYTES = 16 * 2**20  # tensors are copied, cast and transposed this many bytes at a time
 ALIGNMENT = 4096  # page-aligned offsets let runtimes memory-map each tensor
+DERIVE_KEY = "qwdeploy_derive"  # on a reference: "<stored safetensors dtype>" plus ",T" when transposed
 
 
 class ExternalDataWriter:
@@ -48,21 +59,56 @@ class ExternalDataWriter:
         for chunk in chunks:
             self._append(memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)))
             self._offset += chunk.nbytes
-        tensor = TensorProto(name=name, data_type=elem_type, dims=list(shape))
-        tensor.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", self._location), ("offset", start), ("length", self._offset - start)):
-            entry = tensor.external_data.add()
-            entry.key, entry.value = key, str(value)
-        return tensor
+        return _external(name, elem_type, shape, location=self._location, offset=start, length=self._offset - start)
+
+
+def _external(name: str, elem_type: int, shape: tuple[int, ...], **fields: object) -> TensorProto:
+    tensor = TensorProto(name=name, data_type=elem_type, dims=list(shape))
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in fields.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
+    return tensor
+
+
+def reference(name: str, elem_type: int, stored: StoredSpan, transposed: bool) -> TensorProto:
+    """An initializer over a stored tensor's bytes (a 2-D one when `transposed`), read as `elem_type`."""
+    shape = stored.shape[::-1] if transposed else stored.shape
+    return _external(name, elem_type, shape, location=stored.file, offset=stored.offset, length=stored.length,
+                     **{DERIVE_KEY: stored.dtype + (",T" if transposed else "")})
+
+
+def converted_rows(view: np.ndarray, dtype: np.dtype, name: str, where: Path, transposed: bool = False,
+                   on_block: Callable[[int, int], None] = lambda start, stop: None,
+                   out: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Consecutive row blocks of `view` cast to `dtype` (C order; into the same rows of `out` when given), each
+    checked finite, so a big tensor is never copied whole. `transposed`: `view` is a stored tensor's transpose
+    (errors name the stored position). `on_block(start, stop)` runs once a block's rows have been consumed."""
+    row_bytes = view.size // max(len(view), 1) * dtype.itemsize
+    step = max(1, SLICE_BYTES // max(row_bytes, 1))
+    for start in range(0, len(view), step):
+        rows = view[start:start + step]
+        with np.errstate(over="ignore"):  # an overflow is reported by require_finite, by name
+            if out is None:
+                block = rows.astype(dtype, order="C")
+            else:
+                block = out[start:start + step]
+                np.copyto(block, rows, casting="unsafe")
+        yield require_finite(block, name, where, start, rows, transposed)
+        on_block(start, start + len(rows))
 
 
 def is_external(tensor: TensorProto) -> bool:
     return tensor.data_location == TensorProto.EXTERNAL
 
 
+def _fields(tensor: TensorProto) -> dict[str, str]:
+    return {entry.key: entry.value for entry in tensor.external_data}
+
+
 def _where(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
-    fields = {entry.key: entry.value for entry in tensor.external_data}
-    path = base_dir / fields["location"]
+    fields = _fields(tensor)
+    path = base_dir / fields["location"]  # a reference's location is absolute and stays so
     offset = int(fields.get("offset", 0))
     length = int(fields.get("length", path.stat().st_size - offset))
     return path, offset, length
@@ -71,7 +117,7 @@ def _where(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
 def external_key(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
     """Which bytes of which file the tensor is: two tensors with one key are views of the same data."""
     path, offset, length = _where(tensor, base_dir)
-    return path.resolve(), offset, length
+    return path.resolve(), offset, length, _fields(tensor).get(DERIVE_KEY, "")
 
 
 def renamed(tensor: TensorProto, name: str, dims: tuple[int, ...]) -> TensorProto:
@@ -83,20 +129,72 @@ def renamed(tensor: TensorProto, name: str, dims: tuple[int, ...]) -> TensorProt
     return view
 
 
-def external_array(tensor: TensorProto, base_dir: Path) -> np.ndarray:
-    """A read-only view of the tensor in its data file; its pages are dropped when the view is."""
+def _dtype(tensor: TensorProto) -> np.dtype:
+    return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+
+
+@dataclass
+class _Stored:
+    """A reference's stored tensor, memory-mapped, and how it is read."""
+
+    array: np.ndarray
+    transposed: bool
+    map: mmap.mmap
+    start: int  # of the array in the map
+
+    def release(self, begin: int, end: int) -> None:
+        """Drop the mapped pages of rows [begin, end) once cast: peak memory holds the cast tensor, not both."""
+        row_bytes = self.array[:1].nbytes
+        first = (self.start + begin * row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        last = self.start + end * row_bytes
+        if hasattr(mmap, "MADV_DONTNEED") and last > first:
+            self.map.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def _stored(tensor: TensorProto, base_dir: Path) -> _Stored | None:
+    """None for plain data."""
+    derive = _fields(tensor).get(DERIVE_KEY)
+    if derive is None:
+        return None
     path, offset, length = _where(tensor, base_dir)
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
-    shape = tuple(tensor.dims)
+    name, _, flag = derive.partition(",")
+    transposed = flag == "T"
+    shape = tuple(tensor.dims)[::-1] if transposed else tuple(tensor.dims)
+    base = offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), offset - base + length, offset=base, access=mmap.ACCESS_READ)
+    dtype = DTYPES[name]
+    array = np.frombuffer(mapped, dtype, length // dtype.itemsize, offset - base).reshape(shape)
+    return _Stored(array, transposed, mapped, offset - base)
+
+
+def external_array(tensor: TensorProto, base_dir: Path) -> np.ndarray:
+    """The tensor: a read-only view of its data file (its pages are dropped when the view is), or for a
+    reference its stored tensor cast in memory (and read transposed, a view: no strided copy)."""
+    path, offset, length = _where(tensor, base_dir)
+    dtype, shape = _dtype(tensor), tuple(tensor.dims)
     if length == 0:
         return np.zeros(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    stored = _stored(tensor, base_dir)
+    if stored is None:
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    cast = np.empty(stored.array.shape, dtype)
+    for _ in converted_rows(stored.array, dtype, tensor.name, path, on_block=stored.release, out=cast):
+        pass
+    return cast.T if stored.transposed else cast
 
 
 def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
-    """The tensor's bytes, SLICE_BYTES at a time."""
+    """The tensor's bytes (a reference's cast and transposed ones), about SLICE_BYTES at a time."""
     path, offset, length = _where(tensor, base_dir)
     if length == 0:
+        return
+    stored = _stored(tensor, base_dir)
+    if stored is not None:
+        view = stored.array.T if stored.transposed else stored.array
+        release = (lambda begin, end: None) if stored.transposed else stored.release
+        for block in converted_rows(view, _dtype(tensor), tensor.name, path, stored.transposed, release):
+            yield block.reshape(-1).view(np.uint8)
         return
     raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(length,))
     for start in range(0, length, SLICE_BYTES):

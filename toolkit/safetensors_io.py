@@ -54,6 +54,17 @@ class TensorHeader:
         return self.end - self.begin
 
 
+@dataclass(frozen=True)
+class StoredSpan:
+    """Where a tensor's bytes lie in its file, and what they hold."""
+
+    file: Path
+    offset: int  # from the start of the file
+    length: int
+    dtype: str  # a DTYPES name
+    shape: tuple[int, ...]
+
+
 class SafetensorsFile:
     """One .safetensors file: header parsed and checked on open, tensors mapped on demand."""
 
@@ -134,6 +145,10 @@ class SafetensorsFile:
         count = h.nbytes // DTYPES[h.dtype].itemsize
         array = np.frombuffer(self._map(), dtype=DTYPES[h.dtype], count=count, offset=self._data_start + h.begin)
         return array.reshape(h.shape)
+
+    def span(self, name: str) -> StoredSpan:
+        h = self.headers[name]
+        return StoredSpan(self.path.resolve(), self._data_start + h.begin, h.nbytes, h.dtype, h.shape)
 
     def release(self, name: str, begin: int = 0, end: int | None = None) -> None:
         """Drop the mapped pages of a tensor's bytes [begin, end) once consumed, so peak RSS tracks

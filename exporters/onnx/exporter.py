@@ -65,10 +65,10 @@ def _export_for_target(request: ExportRequest) -> ExportResult:
     out = check_output(request.out, request.inputs)
     # The backend writes its folder whole into `final`, which becomes `out` only after verification.
     with atomic_directory(out, force=request.force, inputs=request.inputs) as final, scratch_directory(out) as tmp:
-        # The backend reads the portable graph once and rewrites every file, so its 2 GB (0.5B at fp32) go
-        # unhashed: a core-second saved.
-        portable = replace(request, out=tmp / "portable", target=None,
-                           quant=backend.portable, force=False, options={}, verify=False, seal=False)
+        # The backend reads the portable graph once and rewrites every file: its weights stay in the checkpoint,
+        # cast as the build reads them, so a quantized build never writes a float32 copy (2 GB for 0.5B).
+        portable = replace(request, out=tmp / "portable", target=None, quant=backend.portable, force=False,
+                           options={}, verify=False, seal=False, by_reference=True)
         export(portable)
         plan = Plan(quant, options, request.checkpoint.spec, request.profile)
         built = backend.build(BuildRequest(portable.out, final, plan, request.force, tuple(request.inputs)))
@@ -108,7 +108,8 @@ def export(request: ExportRequest) -> ExportResult:
         raise UnsupportedModelError(f"cannot export to onnx: {reason}", checkpoint.directory)
     runtime_config = genai_config(checkpoint, MODEL_FILE)  # tokenizer and special ids checked before any work
     with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
-        written = write_onnx(checkpoint, precision, opset, tmp / MODEL_FILE, request.show_progress, request.seal)
+        written = write_onnx(checkpoint, precision, opset, tmp / MODEL_FILE, request.show_progress, request.seal,
+                             request.by_reference)
         for source in checkpoint.tokenizer_files():
             shutil.copy2(source, tmp / source.name)
         if (checkpoint.directory / GENERATION_CONFIG).is_file():

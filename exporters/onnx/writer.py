@@ -26,16 +26,17 @@ class WrittenGraph:
 
 
 def write_onnx(checkpoint: Checkpoint, precision: Precision, opset: int, path: Path,
-               show_progress: bool = True, digest: bool = True) -> WrittenGraph:
+               show_progress: bool = True, digest: bool = True, by_reference: bool = False) -> WrittenGraph:
     """Write the decoder graph to `path` and its weights to `path`.data; the proto holds only references.
-    `digest`: hash the weights while writing them (WrittenGraph.digests is empty without)."""
+    `digest`: hash the weights while writing them (WrittenGraph.digests is empty without). `by_reference`: leave
+    the checkpoint's weights where they are (WeightStore), for a backend build to read."""
     expected = checkpoint.expected()
     total = sum(t.numel for t in expected) * precision.weight_numpy.itemsize
     data = data_path(path)
     with open(data, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc="onnx weights",
-                                      disable=None if show_progress else True) as bar:
+                                      disable=None if show_progress and not by_reference else True) as bar:
         writer = ExternalDataWriter(f, data.name, digest=digest)
-        store = WeightStore(checkpoint, precision, writer, bar.update)
+        store = WeightStore(checkpoint, precision, writer, bar.update, by_reference)
         g = GraphBuilder(opset)
         graph = build_decoder(checkpoint.spec, Params(g, store, precision, expected), g, precision)
     model = make_model(graph, [*store.initializers, *g.constants], opset)

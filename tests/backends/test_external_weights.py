@@ -3,11 +3,13 @@
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from qwdeploy.toolkit import external_data as external
 from qwdeploy.backends.graph import Graph
 from qwdeploy.backends.ort.artifact import save_model
+from qwdeploy.toolkit.errors import CheckpointError
 from qwdeploy.toolkit.layout import MODEL_FILE
 from qwdeploy.toolkit.external_data import ExternalDataWriter
 
@@ -128,3 +130,51 @@ def test_shared_storage_tells_a_view_from_a_copy(tmp_path):
         g.append(g.make("MatMul", ["x", source], ["y"], "/mm"), g.make("Identity", [view], ["v"], "/view"),
                  g.make("Identity", [copy], ["c"], "/copy"))
         assert g.shared_storage() == {source, view}
+
+
+def _stored(tmp_path, array: np.ndarray, dtype: str):
+    """`array` written as the only tensor of a safetensors file; its span."""
+    from qwdeploy.toolkit.safetensors_io import DTYPES, SafetensorsFile, TensorPlan, write_safetensors
+
+    path = tmp_path / f"{dtype}.safetensors"
+    stored = array.astype(DTYPES[dtype])
+    write_safetensors(path, [TensorPlan("w", stored.dtype, stored.shape)], [stored])
+    return SafetensorsFile(path).span("w"), stored
+
+
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32"])
+@pytest.mark.parametrize("shape", [(37, 19), (1, 300), (130, 4097)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_reference_reads_as_its_stored_tensor_cast_and_transposed(tmp_path, monkeypatch, dtype, shape, transposed):
+    """What a --target export's portable graph holds instead of a float32 copy: read whole (a pass) or in slices
+    (the writer), a reference gives exactly the stored values cast, in the transposed shape."""
+    monkeypatch.setattr(external, "SLICE_BYTES", 4096)  # many row blocks, a block's rows not a divisor
+    span, stored = _stored(tmp_path, np.random.default_rng(4).standard_normal(shape), dtype)
+    tensor = external.reference("w", TensorProto.FLOAT, span, transposed)
+    want = stored.astype(np.float32).T if transposed else stored.astype(np.float32)
+    assert tuple(tensor.dims) == want.shape
+    array = external.external_array(tensor, tmp_path / "elsewhere")  # the location is absolute
+    assert array.dtype == np.float32 and np.array_equal(array, want)
+    sliced = np.concatenate(list(external.external_slices(tensor, tmp_path))).view(np.float32)
+    assert np.array_equal(sliced, want.reshape(-1))
+
+
+def test_references_to_the_same_bytes_read_another_way_are_not_one_tensor(tmp_path):
+    span, _ = _stored(tmp_path, np.random.default_rng(5).standard_normal((8, 64)), "BF16")
+    plain, flipped = (external.reference("w", TensorProto.FLOAT, span, t) for t in (False, True))
+    assert external.external_key(plain, tmp_path) == external.external_key(external.renamed(plain, "v", (64, 8)),
+                                                                           tmp_path)
+    assert external.external_key(plain, tmp_path) != external.external_key(flipped, tmp_path)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_reference_to_a_non_finite_value_is_refused_by_name_and_stored_position(tmp_path, transposed):
+    weights = np.random.default_rng(6).standard_normal((40, 24))
+    weights[33, 5] = np.inf
+    span, _ = _stored(tmp_path, weights, "F32")
+    tensor = external.reference("w", TensorProto.FLOAT16, span, transposed)  # the cast overflows nowhere else
+    for read in (lambda: external.external_array(tensor, tmp_path), lambda: list(external.external_slices(tensor,
+                                                                                                          tmp_path))):
+        with pytest.raises(CheckpointError, match=r"tensor 'w' holds a NaN or Inf at \[33, 5\]") as caught:
+            read()
+        assert caught.value.path == span.file

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
+from qwdeploy.backends.ort import backend as ort_backend
 from qwdeploy.exporters.onnx import exporter
 from qwdeploy.exporters.onnx.verify import verify_folder
 from qwdeploy.toolkit.cli.main import cli
@@ -61,14 +62,16 @@ def test_an_int4_cpu_folder_passes(make_checkpoint, tmp_path, arch):
     assert (_row(result, "verify") or "").endswith("vs transformers"), result.output
 
 
-def _zero_after_writing(monkeypatch, name: str) -> None:
-    """The portable writer's folder, then `name`'s bytes in the data file zeroed: a graph that loads and runs
-    but computes another model."""
-    real = exporter.write_onnx
+def _zero_after_writing(monkeypatch, name: str, built: bool) -> None:
+    """The folder as written (the portable graph's, or with `built` the backend's, whose portable graph only
+    references the checkpoint), then `name`'s bytes in its data file zeroed: a graph that loads and runs but
+    computes another model."""
+    module, function = (ort_backend, "save_model") if built else (exporter, "write_onnx")
+    real = getattr(module, function)
 
     def write_then_damage(*args):
         written = real(*args)
-        path = args[3]  # write_onnx(checkpoint, precision, opset, path, show_progress)
+        path = args[1] / MODEL_FILE if built else args[3]  # save_model(model, folder, ...), write_onnx(.., path, ..)
         tensor = next(t for t in onnx.load(str(path), load_external_data=False).graph.initializer if t.name == name)
         where = {e.key: int(e.value) for e in tensor.external_data if e.key in ("offset", "length")}
         with open(path.parent / DATA_FILE, "r+b") as data:
@@ -76,12 +79,12 @@ def _zero_after_writing(monkeypatch, name: str) -> None:
             data.write(bytes(where["length"]))
         return written
 
-    monkeypatch.setattr(exporter, "write_onnx", write_then_damage)
+    monkeypatch.setattr(module, function, write_then_damage)
 
 
 @pytest.mark.parametrize("target", [[], ["--target", "cpu"]], ids=["portable", "cpu"])
 def test_a_damaged_folder_fails_in_one_line_and_is_not_written(make_checkpoint, tmp_path, monkeypatch, target):
-    _zero_after_writing(monkeypatch, DAMAGED)
+    _zero_after_writing(monkeypatch, DAMAGED, built=bool(target))
     out = tmp_path / "onnx"
     result = _export(make_checkpoint("qwen3"), out, *target, "--verify")
     assert result.exit_code == 1, result.output
@@ -95,7 +98,7 @@ def test_a_damaged_folder_leaves_the_one_it_would_replace(make_checkpoint, tmp_p
     out = tmp_path / "onnx"
     assert _export(make_checkpoint("qwen3"), out, "--no-verify").exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    _zero_after_writing(monkeypatch, DAMAGED)
+    _zero_after_writing(monkeypatch, DAMAGED, built=False)
     assert _export(make_checkpoint("qwen3"), out, "--force", "--verify").exit_code == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["onnx"]

@@ -58,3 +58,18 @@ def test_a_weight_that_overflows_f16_is_refused_for_an_f16_export(checkpoint, tm
     ok = CliRunner().invoke(cli, ["export", str(checkpoint), "--format", "onnx", "--quant", "f32", "-o", str(out)])
     assert ok.exit_code == 0, ok.output  # legal in f32
     assert json.loads((out / "genai_config.json").read_text())["model"]["type"] == "qwen3"
+
+
+@pytest.mark.parametrize("quant", ["int4", "fp32"])
+def test_a_non_finite_weight_is_refused_by_name_in_a_target_build(checkpoint, tmp_path, quant):
+    """A --target build reads the checkpoint's weights only as its passes and writer need them (quantized, or
+    copied across): the refusal then names the weight file, and nothing is written."""
+    _poison(checkpoint, np.nan, 5, 3)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", str(checkpoint), "--format", "onnx", "--target", "cpu", "--quant",
+                                      quant, "-o", str(out), "--no-verify"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {(checkpoint / 'model.safetensors').resolve()}: tensor '{TARGET}' holds a NaN or Inf at [5, 3]; "
+        "refusing to export a model that cannot compute"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

@@ -141,6 +141,39 @@ def test_write_failure_leaves_nothing_behind(make_checkpoint, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("target", ["cpu", "cann"])
+def test_a_target_build_writes_no_float_copy_of_the_checkpoint(make_checkpoint, tmp_path, monkeypatch, target):
+    """The portable graph a backend builds from holds references into the checkpoint (nothing in its data file);
+    the artifact holds none: every weight lies in its own data file."""
+    from qwdeploy.exporters.onnx import exporter as exporter_module
+    from qwdeploy.toolkit.external_data import DERIVE_KEY
+
+    checkpoint = make_checkpoint("qwen2")
+    portables = []
+
+    def write_onnx(*args, **kwargs):
+        written = real_write_onnx(*args, **kwargs)
+        path = args[3]
+        portables.append((onnx.load(str(path), load_external_data=False), (path.parent / "model.onnx.data").stat()))
+        return written
+
+    real_write_onnx = exporter_module.write_onnx
+    monkeypatch.setattr(exporter_module, "write_onnx", write_onnx)
+    settings = dict(quant="int4") if target == "cpu" else dict(profile=load_profile("ascend-310p"))
+    out = _export(checkpoint, tmp_path / "out", target=target, **settings)
+    (portable, data), = portables
+    fields = {t.name: {e.key: e.value for e in t.external_data} for t in portable.graph.initializer
+              if t.external_data}
+    assert data.st_size == 0 and fields.keys() == {t.name for t in open_checkpoint(checkpoint).expected()}
+    assert {f[DERIVE_KEY] for name, f in fields.items() if "_proj." in name and name.endswith("weight")} == {"BF16,T"}
+    assert {f[DERIVE_KEY] for name, f in fields.items() if "norm" in name or "embed" in name} == {"BF16"}
+    assert {Path(f["location"]) for f in fields.values()} == {(checkpoint / "model.safetensors").resolve()}
+    built = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    locations = {e.value for t in built.graph.initializer for e in t.external_data if e.key == "location"}
+    assert locations == {"model.onnx.data"}
+    assert not any(e.key == DERIVE_KEY for t in built.graph.initializer for e in t.external_data)
+
+
 def test_cli_exports_a_folder(make_checkpoint, tmp_path):
     out = tmp_path / "onnx"
     result = CliRunner().invoke(cli, ["export", str(make_checkpoint("qwen3")), "--format", "onnx", "-o", str(out),
