@@ -14,6 +14,7 @@ from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
 from ..toolkit.external_data import ExternalDataWriter, external_array, external_key, is_external, renamed
 
+FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
 SPILL_BYTES = 1 << 20  # new constants this large go to the spill file, not into the in-memory model
 
 
@@ -129,15 +130,22 @@ class Graph:
     def is_const(self, value: str) -> bool:
         return value in self._init or (value in self.producer and self.producer[value].op_type == "Constant")
 
-    def const(self, value: str) -> np.ndarray:
+    def const(self, value: str, stored: bool = False) -> np.ndarray:
+        """`stored`: a weight that references the checkpoint comes as stored there (toolkit/external_data.py:
+        a memory map, maybe bf16, unchecked), for readers that cast it slice by slice themselves."""
         if value in self._lazy:
             parts, axis = self._lazy[value]
-            return np.concatenate([self.const(part) for part in parts], axis)  # not cached, as a stored weight
+            arrays = [self.const(part, stored) for part in parts]
+            if axis == 1 and all(a.ndim == 2 and a.T.flags.c_contiguous for a in arrays):
+                # Transposed views ([K, N] over [N, K] rows): joined as rows, their order in memory, not by
+                # gathering columns; the result is again such a view.
+                return np.concatenate([a.T for a in arrays]).T  # not cached, as a stored weight
+            return np.concatenate(arrays, axis)
         tensor = self._init.get(value)
         if tensor is not None and is_external(tensor):
             if self.base_dir is None:
                 raise ValueError(f"'{value}' is in an external data file and the graph was given no base_dir")
-            return external_array(tensor, self.base_dir)  # not cached: a weight is read once, then let go
+            return external_array(tensor, self.base_dir, stored)  # not cached: a weight is read once, then let go
         if value not in self._arrays:
             if value in self._init:
                 self._arrays[value] = numpy_helper.to_array(self._init[value])
@@ -332,6 +340,9 @@ class Graph:
     def add_opset(self, domain: str, version: int) -> None:
         if not any(o.domain == domain for o in self.model.opset_import):
             self.model.opset_import.append(helper.make_opsetid(domain, version))
+
+    def is_float(self, value: str) -> bool:
+        return self.elem_type(value) in FLOAT_TYPES
 
     def elem_type(self, value: str) -> int:
         """Element type of a graph input or initializer (FLOAT when unknown)."""

@@ -1,12 +1,12 @@
 """qwdeploy against the tools people use today: export, scale, runtime, graphs and fidelity, in one run.
 
-    python bench/run.py [--quick] [--shapes qwen2.5-0.5b,qwen3-0.6b,...] [--out bench/results] [--note TEXT]
+    python bench/run.py [--quick] [--shapes qwen2.5-0.5b,qwen3-0.6b,...] [--out bench/results] [--note TEXT] [--tag T]
 
 Checkpoints are Qwen-shaped with seeded random weights and the real tokenizer (bench/shapes.py),
 plus the trained demo checkpoint for perplexity and needle retrieval. Every anchor runs in its own
 environment, built once from the package registries (bench/envs.py). All tools are measured
 interleaved in one run and reported as ratios to the best anchor: results.json, results.md and PNGs
-in OUT/<date>-<cpu>/ (OUT/<date>-<cpu>-quick/ for --quick).
+in OUT/<date>-<cpu>/ (OUT/<date>-<cpu>-quick/ for --quick, -<T> added with --tag).
 
 --quick: the 0.5B shape, one export run, the 4-bit runtime class in three rounds, and the anchors
 that matter most (llama.cpp's converter and quantizer, the genai builder int4, OpenVINO int4); about
@@ -56,6 +56,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=WORK, help="checkpoints and artifacts (kept between runs)")
     parser.add_argument("--note", default="", help="a sentence for the report's machine line")
     parser.add_argument("--keep", action="store_true", help="keep the artifacts (and large checkpoints)")
+    parser.add_argument("--tag", default="", help="a suffix for the results folder (a run over other shapes keeps "
+                                                  "the same day's full run)")
     return parser.parse_args()
 
 
@@ -207,7 +209,7 @@ def main() -> None:
         doc["notes"].append(f"qwdeploy's kernel library could not be built ({kernels_failed}): its ONNX rows ran "
                             "ONNX Runtime's ops")
     # A quick run has a folder of its own: it must not overwrite the same day's full run.
-    out = args.out / f"{date.today().isoformat()}-{cpu_slug()}{'-quick' if args.quick else ''}"
+    out = args.out / "-".join(filter(None, (date.today().isoformat(), cpu_slug(), "quick" * args.quick, args.tag)))
     for shape in chosen:
         one_shape(plan, shape, doc, bandwidth_bps, args.keep)
     doc["trained"] = trained(plan, args.quick, out)

@@ -168,20 +168,24 @@ def _stored(tensor: TensorProto, base_dir: Path) -> _Stored | None:
     return _Stored(array, transposed, mapped, offset - base)
 
 
-def external_array(tensor: TensorProto, base_dir: Path) -> np.ndarray:
+def external_array(tensor: TensorProto, base_dir: Path, stored: bool = False) -> np.ndarray:
     """The tensor: a read-only view of its data file (its pages are dropped when the view is), or for a
-    reference its stored tensor cast in memory (and read transposed, a view: no strided copy)."""
+    reference its stored tensor cast in memory (read transposed as a view: no strided copy). `stored`: a
+    reference's stored tensor itself, memory-mapped and maybe of another float dtype, unchecked, for a reader
+    that casts slices as it goes (the quantizer)."""
     path, offset, length = _where(tensor, base_dir)
     dtype, shape = _dtype(tensor), tuple(tensor.dims)
     if length == 0:
         return np.zeros(shape, dtype)
-    stored = _stored(tensor, base_dir)
-    if stored is None:
+    found = _stored(tensor, base_dir)
+    if found is None:
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
-    cast = np.empty(stored.array.shape, dtype)
-    for _ in converted_rows(stored.array, dtype, tensor.name, path, on_block=stored.release, out=cast):
+    if stored:
+        return found.array.T if found.transposed else found.array
+    cast = np.empty(found.array.shape, dtype)
+    for _ in converted_rows(found.array, dtype, tensor.name, path, on_block=found.release, out=cast):
         pass
-    return cast.T if stored.transposed else cast
+    return cast.T if found.transposed else cast
 
 
 def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
@@ -189,11 +193,11 @@ def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]
     path, offset, length = _where(tensor, base_dir)
     if length == 0:
         return
-    stored = _stored(tensor, base_dir)
-    if stored is not None:
-        view = stored.array.T if stored.transposed else stored.array
-        release = (lambda begin, end: None) if stored.transposed else stored.release
-        for block in converted_rows(view, _dtype(tensor), tensor.name, path, stored.transposed, release):
+    found = _stored(tensor, base_dir)
+    if found is not None:
+        view = found.array.T if found.transposed else found.array
+        release = (lambda begin, end: None) if found.transposed else found.release
+        for block in converted_rows(view, _dtype(tensor), tensor.name, path, found.transposed, release):
             yield block.reshape(-1).view(np.uint8)
         return
     raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(length,))

@@ -178,3 +178,28 @@ def test_a_reference_to_a_non_finite_value_is_refused_by_name_and_stored_positio
         with pytest.raises(CheckpointError, match=r"tensor 'w' holds a NaN or Inf at \[33, 5\]") as caught:
             read()
         assert caught.value.path == span.file
+
+
+def test_a_graph_reads_references_cast_or_as_stored_and_joins_them_as_rows(tmp_path):
+    """Graph.const of references: cast by default, as stored (bf16, a memory map) for the quantizer; packed
+    projections (add_concat along the output axis) of transposed references read the same either way."""
+    from qwdeploy.toolkit.safetensors_io import SafetensorsFile, TensorPlan, write_safetensors
+    import ml_dtypes
+
+    rng = np.random.default_rng(8)
+    stored = {name: rng.standard_normal((rows, 48)).astype(ml_dtypes.bfloat16)  # [N, K] as a checkpoint holds them
+              for name, rows in (("q", 40), ("k", 16), ("v", 24))}
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, [TensorPlan(n, a.dtype, a.shape) for n, a in stored.items()], list(stored.values()))
+    spans = SafetensorsFile(path)
+    tensors = [external.reference(n, TensorProto.FLOAT, spans.span(n), transposed=True) for n in stored]
+    graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tensors)
+    g = Graph(helper.make_model(graph), tmp_path)
+    packed = g.add_concat("qkv", list(stored), axis=1)  # [K, Nq + Nk + Nv]
+    want = np.concatenate([a.astype(np.float32).T for a in stored.values()], axis=1)
+    cast, as_stored = g.const(packed), g.const(packed, stored=True)
+    assert cast.dtype == np.float32 and as_stored.dtype == ml_dtypes.bfloat16
+    assert np.array_equal(cast, want) and np.array_equal(as_stored.astype(np.float32), want)
+    assert cast.T.flags.c_contiguous  # rows of [N, K], as the quantizer reads them
+    assert g.is_float(packed) and g.const("k", stored=True).base is not None  # a view of the map, not a copy

@@ -60,3 +60,21 @@ def test_quant_config_refuses_bad_values():
     for bad in (dict(bits=3), dict(block_size=48), dict(block_size=512), dict(keep=("embeddings",))):
         with pytest.raises(ValueError):
             QuantConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_a_bf16_weight_quantizes_as_its_float32_values_and_a_non_finite_one_not_at_all(symmetric):
+    """The quantizer reads a checkpoint's bf16 weights as stored (a transposed view too), casting slice by slice."""
+    import ml_dtypes
+
+    from qwdeploy.backends.ort.quant.blockwise import CHUNK_ELEMENTS, NonFinite
+
+    rows = CHUNK_ELEMENTS // K + 37  # more than one slice
+    w = np.random.default_rng(9).standard_normal((K, rows)).astype(ml_dtypes.bfloat16).T  # [N, K], a view
+    ours, want = quantize(w, 4, 32, symmetric), quantize(np.ascontiguousarray(w, np.float32), 4, 32, symmetric)
+    assert np.array_equal(ours.packed, want.packed) and np.array_equal(ours.scales, want.scales)
+    for bad in (np.nan, np.inf):
+        poisoned = np.array(w, np.float32)
+        poisoned[rows - 3, 70] = bad
+        with pytest.raises(NonFinite):
+            quantize(poisoned.astype(ml_dtypes.bfloat16), 4, 32, symmetric)

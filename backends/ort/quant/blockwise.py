@@ -23,6 +23,10 @@ FINE = (0.05, 0.025)  # then the best ratio so far +- each of these, in turn
 CHUNK_ELEMENTS = 2 ** 18  # per slice of rows the search works on: its temporaries fit in L2
 
 
+class NonFinite(ValueError):
+    """A weight holding a NaN or Inf: no scale represents it."""
+
+
 @dataclass(frozen=True)
 class Quantized:
     packed: np.ndarray  # [N, blocks, block * bits / 8] uint8
@@ -126,11 +130,14 @@ def _nearest(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.
 def _in_row_slices(w: np.ndarray, block: int, bits: int, symmetric: bool,
                    method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(packed codes, scales, zero points) made slice by slice of rows on every core: only a slice is
-    ever in float32 (w may be a memory map or a transposed view), and numpy releases the GIL in its loops."""
+    ever in float32 (w may be a memory map, bf16 or a transposed view), and numpy releases the GIL in its loops."""
     fit = _search if method == "search" else _nearest
 
     def one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        q, scale, zero = fit(_blocks(rows, block), bits, symmetric)
+        b = _blocks(rows, block)
+        if not np.isfinite(b).all():
+            raise NonFinite
+        q, scale, zero = fit(b, bits, symmetric)
         return _pack(q, bits), scale, zero
 
     step = max(1, CHUNK_ELEMENTS // (w.shape[1] + block))
@@ -154,7 +161,7 @@ def _pack(values: np.ndarray, bits: int) -> np.ndarray:
 
 def quantize(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = True, method: str = "search",
              scale_dtype: type = np.float32) -> Quantized:
-    """w: [N, K] float → MatMulNBits B, scales and zero points."""
+    """w: [N, K] of any float dtype → MatMulNBits B, scales and zero points; NonFinite for a NaN or Inf."""
     if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
         raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
     packed, scale, zero = _in_row_slices(w, block, bits, symmetric, method)  # [N, blocks, ...]

@@ -37,9 +37,9 @@ def match(g: Graph, gather: NodeProto, ctx: OrtContext) -> Found:
         raise Reject("embeddings kept in float (-O keep=embed)")
     if not g.is_const(gather.input[0]):
         raise Reject("data is not a constant table")
-    table = g.const(gather.input[0])
+    table = g.const(gather.input[0], stored=True)
     axis = next((a.i for a in gather.attribute if a.name == "axis"), 0)
-    if table.ndim != 2 or axis != 0 or table.dtype.kind != "f":
+    if table.ndim != 2 or axis != 0 or not g.is_float(gather.input[0]):
         raise Reject("not a row lookup in a float matrix")
     if table.shape[0] < MIN_ROWS:
         raise Reject(f"{table.shape[0]} rows: too small to pay")

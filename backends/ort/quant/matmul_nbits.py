@@ -28,9 +28,10 @@ def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, bool, NodeProto |
         if len(node.input) > 2 or "transB" not in attrs or attrs["transB"].i != 1 or "transA" in attrs and attrs[
                 "transA"].i:
             raise Reject("Gemm is not x @ E^T without bias")
-        weight = g.const(node.input[1])  # [N, K]
+        weight = g.const(node.input[1], stored=True)  # [N, K]
     else:
-        weight = g.const(node.input[1]) if g.is_const(node.input[1]) else None  # read once: it may be made on read
+        # Read once: it may be made on read.
+        weight = g.const(node.input[1], stored=True) if g.is_const(node.input[1]) else None
         if weight is None or weight.ndim != 2:
             raise Reject("right operand is not a constant matrix")
         weight = weight.T  # [K, N] → [N, K]
