@@ -10,7 +10,6 @@ read one: only qwdeploy's backends see such a graph, and their writer turns ever
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -133,26 +132,25 @@ def _dtype(tensor: TensorProto) -> np.dtype:
     return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
 
 
-@dataclass
-class _Stored:
-    """A reference's stored tensor, memory-mapped, and how it is read."""
+def drop_pages(rows: np.ndarray) -> None:
+    """Let go of the memory-mapped file pages wholly under `rows` (C-contiguous, a view into a reference's map)
+    once they are consumed, so a reader's peak memory follows its slice, not the tensor. Reading them again
+    faults them back in; arrays over anything else are left alone."""
+    mapped = rows.base
+    while isinstance(mapped, np.ndarray):
+        mapped = mapped.base
+    mapped = mapped.obj if isinstance(mapped, memoryview) else mapped
+    if not isinstance(mapped, mmap.mmap) or not rows.flags.c_contiguous or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    begin = rows.ctypes.data - np.frombuffer(mapped, np.uint8, 0).ctypes.data
+    first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # inward: a neighbouring slice's page stays
+    last = (begin + rows.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
 
-    array: np.ndarray
-    transposed: bool
-    map: mmap.mmap
-    start: int  # of the array in the map
 
-    def release(self, begin: int, end: int) -> None:
-        """Drop the mapped pages of rows [begin, end) once cast: peak memory holds the cast tensor, not both."""
-        row_bytes = self.array[:1].nbytes
-        first = (self.start + begin * row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
-        last = self.start + end * row_bytes
-        if hasattr(mmap, "MADV_DONTNEED") and last > first:
-            self.map.madvise(mmap.MADV_DONTNEED, first, last - first)
-
-
-def _stored(tensor: TensorProto, base_dir: Path) -> _Stored | None:
-    """None for plain data."""
+def _stored(tensor: TensorProto, base_dir: Path) -> tuple[np.ndarray, bool] | None:
+    """A reference's stored tensor, memory-mapped, and whether it is read transposed; None for plain data."""
     derive = _fields(tensor).get(DERIVE_KEY)
     if derive is None:
         return None
@@ -164,8 +162,7 @@ def _stored(tensor: TensorProto, base_dir: Path) -> _Stored | None:
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), offset - base + length, offset=base, access=mmap.ACCESS_READ)
     dtype = DTYPES[name]
-    array = np.frombuffer(mapped, dtype, length // dtype.itemsize, offset - base).reshape(shape)
-    return _Stored(array, transposed, mapped, offset - base)
+    return np.frombuffer(mapped, dtype, length // dtype.itemsize, offset - base).reshape(shape), transposed
 
 
 def external_array(tensor: TensorProto, base_dir: Path, stored: bool = False) -> np.ndarray:
@@ -180,12 +177,13 @@ def external_array(tensor: TensorProto, base_dir: Path, stored: bool = False) ->
     found = _stored(tensor, base_dir)
     if found is None:
         return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    array, transposed = found
     if stored:
-        return found.array.T if found.transposed else found.array
-    cast = np.empty(found.array.shape, dtype)
-    for _ in converted_rows(found.array, dtype, tensor.name, path, on_block=found.release, out=cast):
+        return array.T if transposed else array
+    cast = np.empty(array.shape, dtype)
+    for _ in converted_rows(array, dtype, tensor.name, path, on_block=lambda b, e: drop_pages(array[b:e]), out=cast):
         pass
-    return cast.T if found.transposed else cast
+    return cast.T if transposed else cast
 
 
 def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
@@ -195,9 +193,11 @@ def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]
         return
     found = _stored(tensor, base_dir)
     if found is not None:
-        view = found.array.T if found.transposed else found.array
-        release = (lambda begin, end: None) if found.transposed else found.release
-        for block in converted_rows(view, _dtype(tensor), tensor.name, path, found.transposed, release):
+        array, transposed = found
+        view = array.T if transposed else array
+        # Rows of a transposed view lie across the whole map: nothing can go before the last one.
+        release = (lambda b, e: None) if transposed else (lambda b, e: drop_pages(array[b:e]))
+        for block in converted_rows(view, _dtype(tensor), tensor.name, path, transposed, release):
             yield block.reshape(-1).view(np.uint8)
         return
     raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(length,))

@@ -1,5 +1,7 @@
 """Backends read the portable graph's weights through memory maps and copy untouched ones across in slices."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -203,3 +205,23 @@ def test_a_graph_reads_references_cast_or_as_stored_and_joins_them_as_rows(tmp_p
     assert np.array_equal(cast, want) and np.array_equal(as_stored.astype(np.float32), want)
     assert cast.T.flags.c_contiguous  # rows of [N, K], as the quantizer reads them
     assert g.is_float(packed) and g.const("k", stored=True).base is not None  # a view of the map, not a copy
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from Linux's /proc")
+def test_dropped_pages_leave_resident_memory_and_read_back_the_same(tmp_path):
+    """What keeps a quantizing build's peak near a slice of the largest weight rather than all of it."""
+    import mmap
+
+    def resident() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * mmap.PAGESIZE
+
+    w = np.random.default_rng(10).standard_normal((2048, 4096)).astype(np.float32)  # 32 MiB
+    span, _ = _stored(tmp_path, w, "F32")
+    array = external.external_array(external.reference("w", TensorProto.FLOAT, span, False), tmp_path, stored=True)
+    total = float(array.sum(dtype=np.float64))  # every page read in
+    before = resident()
+    for start in range(0, len(array), 100):  # slices that do not end on page boundaries
+        external.drop_pages(array[start:start + 100])
+    assert before - resident() > 0.9 * w.nbytes
+    assert float(array.sum(dtype=np.float64)) == total and np.array_equal(array, w)
+    external.drop_pages(w[:10])  # not a map: left alone

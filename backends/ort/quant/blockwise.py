@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -127,14 +128,16 @@ def _nearest(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.
     return _codes(b, bits, scale, zero), scale, zero
 
 
-def _in_row_slices(w: np.ndarray, block: int, bits: int, symmetric: bool,
-                   method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _in_row_slices(w: np.ndarray, block: int, bits: int, symmetric: bool, method: str,
+                   consumed: Callable[[np.ndarray], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(packed codes, scales, zero points) made slice by slice of rows on every core: only a slice is
-    ever in float32 (w may be a memory map, bf16 or a transposed view), and numpy releases the GIL in its loops."""
+    ever in float32 (w may be a memory map, bf16 or a transposed view), and numpy releases the GIL in its loops.
+    `consumed(rows)` once a slice has been cast."""
     fit = _search if method == "search" else _nearest
 
     def one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         b = _blocks(rows, block)
+        consumed(rows)
         if not np.isfinite(b).all():
             raise NonFinite
         q, scale, zero = fit(b, bits, symmetric)
@@ -160,11 +163,12 @@ def _pack(values: np.ndarray, bits: int) -> np.ndarray:
 
 
 def quantize(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = True, method: str = "search",
-             scale_dtype: type = np.float32) -> Quantized:
-    """w: [N, K] of any float dtype → MatMulNBits B, scales and zero points; NonFinite for a NaN or Inf."""
+             scale_dtype: type = np.float32, consumed: Callable[[np.ndarray], None] = lambda rows: None) -> Quantized:
+    """w: [N, K] of any float dtype → MatMulNBits B, scales and zero points; NonFinite for a NaN or Inf.
+    `consumed(rows)`: each slice of w's rows once read (a memory map's pages can go)."""
     if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
         raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
-    packed, scale, zero = _in_row_slices(w, block, bits, symmetric, method)  # [N, blocks, ...]
+    packed, scale, zero = _in_row_slices(w, block, bits, symmetric, method, consumed)  # [N, blocks, ...]
     scale = scale.astype(scale_dtype).astype(np.float32)  # fp16 scales: round the same way the runtime will
     zero_points = None if symmetric else _pack(zero[..., 0], bits)
     return Quantized(packed, scale[..., 0], zero_points, bits, block, w.shape[1])

@@ -10,6 +10,7 @@ import numpy as np
 from onnx import helper
 
 from ....toolkit.errors import QwdeployError
+from ....toolkit.external_data import drop_pages
 from ...graph import Graph
 from ..context import OrtContext
 from .blockwise import NonFinite, quantize
@@ -24,7 +25,8 @@ def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: np.ndarray,
     key = (source, transposed, bits)
     if key not in ctx.quantized:
         try:
-            qw = quantize(weight, bits, config.block_size, config.symmetric, config.method, config.scale_numpy)
+            qw = quantize(weight, bits, config.block_size, config.symmetric, config.method, config.scale_numpy,
+                          drop_pages)
         except NonFinite:
             g.const(source)  # read cast, a checkpoint's weight is refused by name and position
             raise QwdeployError(f"weight '{source}' holds a NaN or Inf; refusing to quantize a model that cannot "
