@@ -12,7 +12,9 @@ in OUT/<date>-<cpu>/ (OUT/<date>-<cpu>-quick/ for --quick, -<T> added with --tag
 that matter most (llama.cpp's converter and quantizer, the genai builder int4, OpenVINO int4); about
 11 minutes on a shared 2-core machine once the environments exist. The full run adds Qwen3-0.6B,
 the 1.5B/3B/7B scale rows, q8_0/Q4_K_M/fp32 artifacts, optimum, the genai fp32 builder, transformers
-eager, batch 1/4/16 and a 1,024-token prefill: hours (printed up front).
+eager, batch 1/4/16 and a 1,024-token prefill: hours (printed up front). --exports-only: the export rows
+of the chosen shapes alone, one run each (how time and memory grow with size:
+--shapes qwen2.5-0.5b,qwen2.5-1.5b,qwen2.5-3b --exports-only --tag scale).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=WORK, help="checkpoints and artifacts (kept between runs)")
     parser.add_argument("--note", default="", help="a sentence for the report's machine line")
     parser.add_argument("--keep", action="store_true", help="keep the artifacts (and large checkpoints)")
+    parser.add_argument("--exports-only", action="store_true",
+                        help="the export and scale rows alone, one run each: no runtime, fidelity or trained model")
     parser.add_argument("--tag", default="", help="a suffix for the results folder (a run over other shapes keeps "
                                                   "the same day's full run)")
     return parser.parse_args()
@@ -75,11 +79,12 @@ class Progress:
         print(f"[{minutes:3d}:{seconds:02d}] {line}", flush=True)
 
 
-def expected(quick: bool, chosen: list[shapes.Shape]) -> str:
-    if quick:
+def expected(args: argparse.Namespace, chosen: list[shapes.Shape]) -> str:
+    if args.quick:
         return "expected: 10-15 minutes on 2 cores (plus building the anchors' environments once, ~15 minutes)"
     billions = sum(s.parameters() for s in chosen) / 1e9
-    hours = 0.6 * len([s for s in chosen if s.parameters() < RUNTIME_MAX_PARAMS]) + 0.35 * billions + 0.3
+    small = 0 if args.exports_only else len([s for s in chosen if s.parameters() < RUNTIME_MAX_PARAMS])
+    hours = 0.6 * small + 0.35 * billions + 0.3 * (not args.exports_only)
     return (f"expected: roughly {hours:.0f} hours on 2 cores for {len(chosen)} shapes ({billions:.1f}B parameters in "
             "all); anchors stop where disk or memory would not hold them")
 
@@ -106,13 +111,14 @@ def build_kernels(say: Progress) -> str | None:
 
 def make_plan(args: argparse.Namespace, say: Progress) -> stages.Plan:
     chosen_exports = exports.quick_exports() if args.quick else exports.EXPORTS
-    chosen_runtimes = tuple(r for r in runtime.RUNTIMES if r.quick or not args.quick)
+    chosen_runtimes = () if args.exports_only else tuple(r for r in runtime.RUNTIMES if r.quick or not args.quick)
     if "amx_int8" in cpu_flags():  # llama.cpp's native build crashes on quantized files there
         chosen_runtimes = tuple(replace(r, env=envs.LLAMA_NO_AMX) if r.engine == "llama" else r
                                 for r in chosen_runtimes)
     needed = {e.env for e in chosen_exports if e.env} | {r.env for r in chosen_runtimes if r.env}
     pythons, unavailable, converter = stages.environments(needed, say=say)
-    return stages.Plan(chosen_exports, chosen_runtimes, rounds=3, export_runs=1 if args.quick else 3,
+    runs = 1 if args.quick or args.exports_only else 3
+    return stages.Plan(chosen_exports, chosen_runtimes, rounds=3, export_runs=runs,
                        sweep=not args.quick, timeout=900 if args.quick else 7200, work=args.work, pythons=pythons,
                        unavailable=unavailable, converter=converter, say=say)
 
@@ -125,7 +131,7 @@ def one_shape(plan: stages.Plan, shape: shapes.Shape, doc: dict, bandwidth_bps: 
     runs = plan.export_runs if parameters < RUNTIME_MAX_PARAMS else 1
     doc["exports"] += stages.exports(replace(plan, export_runs=runs), shape.name, checkpoint, parameters,
                                      out_root)
-    if parameters < RUNTIME_MAX_PARAMS:
+    if parameters < RUNTIME_MAX_PARAMS and plan.runtimes:
         found = stages.targets(plan, shape.name, checkpoint, [r for r in doc["exports"] if r["shape"] == shape.name])
         doc["runtime"] += stages.runtime_rows(plan, found, parameters, bandwidth_bps)
         doc["graphs"] += stages.graphs(plan, found, shape.config()["num_hidden_layers"])
@@ -199,7 +205,7 @@ def main() -> None:
     say = Progress()
     chosen = shapes.parse(args.shapes or ("qwen2.5-0.5b" if args.quick else FULL_SHAPES))
     say(f"{'quick' if args.quick else 'full'} run over {', '.join(s.name for s in chosen)}; "
-        f"{expected(args.quick, chosen)}")
+        f"{expected(args, chosen)}")
     plan = make_plan(args, say)
     kernels_failed = build_kernels(say)
     env_seconds = time.time() - say.start
@@ -212,7 +218,7 @@ def main() -> None:
     out = args.out / "-".join(filter(None, (date.today().isoformat(), cpu_slug(), "quick" * args.quick, args.tag)))
     for shape in chosen:
         one_shape(plan, shape, doc, bandwidth_bps, args.keep)
-    doc["trained"] = trained(plan, args.quick, out)
+    doc["trained"] = {"skipped": "--exports-only"} if args.exports_only else trained(plan, args.quick, out)
     finish(doc, env_seconds, say)
     for path in report.write(doc, out):
         say(f"wrote {path}")
