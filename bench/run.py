@@ -129,9 +129,10 @@ def one_shape(plan: stages.Plan, shape: shapes.Shape, doc: dict, bandwidth_bps: 
     parameters = shape.parameters()
     out_root = plan.work / "artifacts" / shape.name
     runs = plan.export_runs if parameters < RUNTIME_MAX_PARAMS else 1
+    run_artifacts = parameters < RUNTIME_MAX_PARAMS and bool(plan.runtimes)
     doc["exports"] += stages.exports(replace(plan, export_runs=runs), shape.name, checkpoint, parameters,
-                                     out_root)
-    if parameters < RUNTIME_MAX_PARAMS and plan.runtimes:
+                                     out_root, keep=run_artifacts or keep)
+    if run_artifacts:
         found = stages.targets(plan, shape.name, checkpoint, [r for r in doc["exports"] if r["shape"] == shape.name])
         doc["runtime"] += stages.runtime_rows(plan, found, parameters, bandwidth_bps)
         doc["graphs"] += stages.graphs(plan, found, shape.config()["num_hidden_layers"])

@@ -60,8 +60,10 @@ def _export_reason(plan: Plan, export: Export, parameters: int, out_root: Path) 
     return precheck(replace(export, rss_per_param=rate), parameters, out_root, memory_bytes())
 
 
-def exports(plan: Plan, shape: str, checkpoint: Path, parameters: int, out_root: Path) -> list[dict]:
-    """Every export of the plan on one checkpoint, interleaved over plan.export_runs runs."""
+def exports(plan: Plan, shape: str, checkpoint: Path, parameters: int, out_root: Path,
+            keep: bool = True) -> list[dict]:
+    """Every export of the plan on one checkpoint, interleaved over plan.export_runs runs. Without `keep` each
+    artifact goes once measured (nothing runs it later), so the disk holds one at a time."""
     rows = {e.name: _export_row(e, shape, parameters) for e in plan.exports}
     for run in range(plan.export_runs):
         for export in plan.exports:
@@ -81,6 +83,8 @@ def exports(plan: Plan, shape: str, checkpoint: Path, parameters: int, out_root:
             row["runs"].append({"seconds": measured.seconds, "peak_rss_mib": measured.peak_rss_mib,
                                 "parent_rss_mib": parent_rss_mib()})
             row["size_bytes"], row["artifact"] = size_bytes(ctx.out), str(ctx.out)
+            if not keep:
+                remove(ctx.out)
     for export in plan.exports:
         row = rows[export.name]
         if row["runs"] and not row["skipped"]:

@@ -113,8 +113,8 @@ def _where(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
     return path, offset, length
 
 
-def external_key(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int]:
-    """Which bytes of which file the tensor is: two tensors with one key are views of the same data."""
+def external_key(tensor: TensorProto, base_dir: Path) -> tuple[Path, int, int, str]:
+    """Which bytes of which file the tensor is, read how: two tensors with one key are views of the same data."""
     path, offset, length = _where(tensor, base_dir)
     return path.resolve(), offset, length, _fields(tensor).get(DERIVE_KEY, "")
 

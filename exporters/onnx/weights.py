@@ -43,7 +43,7 @@ class WeightStore:
         written = view[:1].size * self._precision.weight_numpy.itemsize
 
         def consumed(start: int, stop: int) -> None:
-            self._on_written((min(stop, len(view)) - start) * written)
+            self._on_written((stop - start) * written)
             if not transpose:  # untransposed row blocks are contiguous in the file: their pages can go now
                 self._checkpoint.release(name, start * row_bytes, stop * row_bytes)
 
