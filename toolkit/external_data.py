@@ -133,14 +133,16 @@ def _dtype(tensor: TensorProto) -> np.dtype:
 
 
 def drop_pages(rows: np.ndarray) -> None:
-    """Let go of the memory-mapped file pages wholly under `rows` (C-contiguous, a view into a reference's map)
-    once they are consumed, so a reader's peak memory follows its slice, not the tensor. Reading them again
-    faults them back in; arrays over anything else are left alone."""
+    """Let go of the memory-mapped file pages wholly under `rows` (C-contiguous, a read-only view into a file's
+    map, as references and data files are read) once they are consumed, so a reader's peak memory follows its
+    slice, not the tensor. Reading them again faults them back in. Anything else is left alone: on a writable
+    or anonymous map the same advice would discard data."""
     mapped = rows.base
     while isinstance(mapped, np.ndarray):
         mapped = mapped.base
     mapped = mapped.obj if isinstance(mapped, memoryview) else mapped
-    if not isinstance(mapped, mmap.mmap) or not rows.flags.c_contiguous or not hasattr(mmap, "MADV_DONTNEED"):
+    if (not isinstance(mapped, mmap.mmap) or rows.flags.writeable or not rows.flags.c_contiguous
+            or not hasattr(mmap, "MADV_DONTNEED")):
         return
     begin = rows.ctypes.data - np.frombuffer(mapped, np.uint8, 0).ctypes.data
     first = -(-begin // mmap.PAGESIZE) * mmap.PAGESIZE  # inward: a neighbouring slice's page stays

@@ -225,3 +225,8 @@ def test_dropped_pages_leave_resident_memory_and_read_back_the_same(tmp_path):
     assert before - resident() > 0.9 * w.nbytes
     assert float(array.sum(dtype=np.float64)) == total and np.array_equal(array, w)
     external.drop_pages(w[:10])  # not a map: left alone
+    scratch = mmap.mmap(-1, 4 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # the advice zeroes it
+    written = np.frombuffer(scratch, np.uint8)
+    written[:] = 7
+    external.drop_pages(written)
+    assert (written == 7).all()
