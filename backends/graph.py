@@ -207,11 +207,13 @@ class Graph:
         that replaces it (a quantizer) reads it once in memory, and commit() stores it only if still in use,
         so packing weights that are quantized next writes no float copy of them."""
         name = self.unique(base)
-        arrays = [self.const(part) for part in parts]  # memory maps or small arrays: shapes, not data
+        # Memory maps or small arrays, as stored: shapes, not data (a cast read would convert every part now).
+        arrays = [self.const(part, stored=True) for part in parts]
         shape = list(arrays[0].shape)
         shape[axis] = sum(a.shape[axis] for a in arrays)
-        self._init[name] = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(arrays[0].dtype),
-                                       dims=shape)
+        first = self._init.get(parts[0])
+        elem_type = first.data_type if first is not None else helper.np_dtype_to_tensor_dtype(arrays[0].dtype)
+        self._init[name] = TensorProto(name=name, data_type=elem_type, dims=shape)
         self._lazy[name] = (tuple(parts), axis)
         return name
 

@@ -216,7 +216,7 @@ def main() -> None:
         doc["notes"].append(f"qwdeploy's kernel library could not be built ({kernels_failed}): its ONNX rows ran "
                             "ONNX Runtime's ops")
     # A quick run has a folder of its own: it must not overwrite the same day's full run.
-    out = args.out / "-".join(filter(None, (date.today().isoformat(), cpu_slug(), "quick" * args.quick, args.tag)))
+    out = args.out / "-".join(filter(None, (date.today().isoformat(), cpu_slug(), "quick" if args.quick else "", args.tag)))
     for shape in chosen:
         one_shape(plan, shape, doc, bandwidth_bps, args.keep)
     doc["trained"] = {"skipped": "--exports-only"} if args.exports_only else trained(plan, args.quick, out)

@@ -21,8 +21,9 @@ class ExportRequest:
     verify: bool | None = None  # None: the exporter decides (on for small models)
     show_progress: bool = True
     options: dict[str, object] = field(default_factory=dict)
-    seal: bool = True  # False: a folder only the next stage reads (the portable graph of a --target export), unhashed
-    by_reference: bool = False  # True: that folder's weights stay in the checkpoint (exporters/onnx/weights.py)
+    # The portable graph of a --target export, read only by the backend build: its weights stay in the checkpoint
+    # (references, exporters/onnx/weights.py) and the folder goes unsealed.
+    intermediate: bool = False
 
     @property
     def inputs(self) -> list[Path]:

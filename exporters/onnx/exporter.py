@@ -68,7 +68,7 @@ def _export_for_target(request: ExportRequest) -> ExportResult:
         # The backend reads the portable graph once and rewrites every file: its weights stay in the checkpoint,
         # cast as the build reads them, so a quantized build never writes a float32 copy (2 GB for 0.5B).
         portable = replace(request, out=tmp / "portable", target=None, quant=backend.portable, force=False,
-                           options={}, verify=False, seal=False, by_reference=True)
+                           options={}, verify=False, intermediate=True)
         export(portable)
         plan = Plan(quant, options, request.checkpoint.spec, request.profile)
         built = backend.build(BuildRequest(portable.out, final, plan, request.force, tuple(request.inputs)))
@@ -108,14 +108,14 @@ def export(request: ExportRequest) -> ExportResult:
         raise UnsupportedModelError(f"cannot export to onnx: {reason}", checkpoint.directory)
     runtime_config = genai_config(checkpoint, MODEL_FILE)  # tokenizer and special ids checked before any work
     with atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
-        written = write_onnx(checkpoint, precision, opset, tmp / MODEL_FILE, request.show_progress, request.seal,
-                             request.by_reference)
+        written = write_onnx(checkpoint, precision, opset, tmp / MODEL_FILE, request.show_progress,
+                             request.intermediate)
         for source in checkpoint.tokenizer_files():
             shutil.copy2(source, tmp / source.name)
         if (checkpoint.directory / GENERATION_CONFIG).is_file():
             shutil.copy2(checkpoint.directory / GENERATION_CONFIG, tmp / GENERATION_CONFIG)
         write_genai_config(tmp / GENAI_CONFIG, runtime_config)
-        if request.seal:
+        if not request.intermediate:
             seal_folder(tmp, written.digests)
         checked = _verify(request, tmp, precision.name, PORTABLE_PROVIDER)
     return ExportResult(request.out, [
