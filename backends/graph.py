@@ -192,6 +192,22 @@ class Graph:
         self._store(name, array)
         return name
 
+    def add_rows(self, base: str, shape: tuple[int, ...], dtype: np.dtype, rows: Iterable[np.ndarray]) -> str:
+        """A constant given as consecutive row blocks of its data. One that spills is written block by block as
+        they come, so it is never whole in memory."""
+        name = self.unique(base)
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if self.spill is None or nbytes < SPILL_BYTES:
+            self._store(name, np.concatenate([np.asarray(r, dtype).reshape(-1) for r in rows]).reshape(shape))
+            return name
+        tensor = self.spill.write(name, shape, helper.np_dtype_to_tensor_dtype(dtype), (r.astype(dtype, copy=False)
+                                                                                       for r in rows))
+        self.spill.flush()
+        self.graph.initializer.append(tensor)
+        self._init[name] = self.graph.initializer[-1]
+        return name
+
     def _store(self, name: str, array: np.ndarray) -> None:
         if self.spill is not None and array.nbytes >= SPILL_BYTES:
             tensor = self.spill.write(name, array.shape, helper.np_dtype_to_tensor_dtype(array.dtype), [array])

@@ -58,6 +58,10 @@ class ExternalDataWriter:
         for chunk in chunks:
             self._append(memoryview(np.ascontiguousarray(chunk).reshape(-1).view(np.uint8)))
             self._offset += chunk.nbytes
+        expected = int(np.prod(shape)) * np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+        if self._offset - start != expected:  # a caller's bug, caught before the file says otherwise
+            raise ValueError(f"'{name}': {self._offset - start} bytes written for a {tuple(shape)} tensor of "
+                             f"{expected} bytes")
         return _external(name, elem_type, shape, location=self._location, offset=start, length=self._offset - start)
 
 

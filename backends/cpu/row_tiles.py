@@ -10,10 +10,12 @@ their size to the artifact; so do shapes whose rows are not whole 64-byte chunks
 
 from __future__ import annotations
 
+import numpy as np
 from onnx import NodeProto, helper
 
 from ...kernels.quantize import ROW_TILE, tile_rows, tiles_fit
 from ...kernels.schemas import DOMAIN
+from ...toolkit.external_data import SLICE_BYTES, drop_pages
 from ..graph import Graph
 from ..ort.context import OrtContext
 
@@ -29,6 +31,21 @@ def _fits(g: Graph, node: NodeProto, attrs: dict, shared: set[str]) -> bool:
             and (node.op_type != "QuantSwiGLU" or attrs["N"] // 2 % ROW_TILE == 0))
 
 
+def tiled(g: Graph, weights: str) -> str:
+    """A constant holding the codes `weights` in row tiles, made and written a slice of tiles at a time."""
+    packed = g.const(weights)  # [rows, blocks, block_bytes]: a read-only map of the spill file, or in memory
+    rows, blocks, block_bytes = packed.shape
+    step = max(1, SLICE_BYTES // (ROW_TILE * blocks * block_bytes)) * ROW_TILE
+
+    def slices():
+        for start in range(0, rows, step):
+            part = packed[start:start + step]
+            yield tile_rows(part)
+            drop_pages(part)
+
+    return g.add_rows(f"{weights}.tiled", (-(-rows // ROW_TILE) * ROW_TILE, blocks, block_bytes), np.uint8, slices())
+
+
 def row_tiles(g: Graph, ctx: OrtContext) -> int:
     """Lays out every fitting QuantLinear/QuantSwiGLU weight in row tiles; returns how many."""
     count, shared = 0, g.shared_storage()
@@ -37,8 +54,7 @@ def row_tiles(g: Graph, ctx: OrtContext) -> int:
         if not _fits(g, node, attrs, shared):
             continue
         weights = node.input[WEIGHTS]
-        tiled = g.add_const(f"{weights}.tiled", tile_rows(g.const(weights)))
-        inputs = [*node.input[:WEIGHTS], tiled, *node.input[WEIGHTS + 1:]]
+        inputs = [*node.input[:WEIGHTS], tiled(g, weights), *node.input[WEIGHTS + 1:]]
         g.replace([node], [g.make(node.op_type, inputs, list(node.output), node.name, domain=DOMAIN,
                                   **(attrs | {"row_tile": ROW_TILE}))])
         count += 1

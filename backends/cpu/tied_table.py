@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from onnx import NodeProto, helper
 
-from ...kernels.quantize import ROW_TILE, tile_rows, tiles_fit
+from ...kernels.quantize import ROW_TILE, tiles_fit
 from ...kernels.schemas import DOMAIN, DOMAIN_VERSION
 from ..graph import Graph
 from ..ort.context import OrtContext
 from ..ort.fusions import MS
+from .row_tiles import tiled
 
 DATA, INDICES, SCALES, ZERO_POINTS = 0, 1, 2, 3  # QuantGather's inputs; QuantLinear's scales and zero points too
 WEIGHTS = 1  # QuantLinear's B
@@ -46,11 +47,11 @@ def tied_table(g: Graph, ctx: OrtContext) -> int:
         if head is None:
             continue
         attrs = _attrs(head)
-        tiled = g.add_const(f"{head.input[WEIGHTS]}.tiled", tile_rows(g.const(head.input[WEIGHTS])))
+        table = tiled(g, head.input[WEIGHTS])
         zero_points = head.input[ZERO_POINTS] if len(head.input) > ZERO_POINTS else ""
-        inputs = [tiled, lookup.input[INDICES], head.input[SCALES], *([zero_points] if zero_points else [])]
+        inputs = [table, lookup.input[INDICES], head.input[SCALES], *([zero_points] if zero_points else [])]
         shape = {k: attrs[k] for k in ("K", "N", "bits", "block_size")} | {"row_tile": ROW_TILE}
-        g.replace([head], [g.make("QuantLinear", [head.input[0], tiled, *head.input[SCALES:]], list(head.output),
+        g.replace([head], [g.make("QuantLinear", [head.input[0], table, *head.input[SCALES:]], list(head.output),
                                   head.name, domain=DOMAIN, **(attrs | {"row_tile": ROW_TILE}))])
         name = lookup.name.replace("GatherBlockQuantized", "QuantGather")
         g.replace([lookup], [g.make("QuantGather", inputs, list(lookup.output), name, domain=DOMAIN, **shape)])

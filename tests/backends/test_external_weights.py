@@ -77,6 +77,35 @@ def test_large_new_weights_wait_in_the_spill_file_and_are_written_exactly(tmp_pa
     assert np.array_equal(arrays[big_name], big)
 
 
+def test_a_constant_given_in_rows_spills_as_they_come_and_a_short_one_is_refused(tmp_path):
+    """Graph.add_rows: a large constant made slice by slice goes to the spill file slice by slice (the quantizer's
+    codes, row tiles) and reads back whole; a small one stays in the model; rows that do not add up to the
+    declared shape are an error, not a tensor whose bytes belong to the next one."""
+    from qwdeploy.backends.graph import SPILL_BYTES
+
+    rng = np.random.default_rng(12)
+    big = rng.integers(0, 256, (SPILL_BYTES // 1000 + 1, 10, 100), dtype=np.uint8)
+    small = rng.standard_normal((3, 5)).astype(np.float32)
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with open(tmp_path / "spill.data", "wb") as spill:
+        g = Graph(helper.make_model(graph), tmp_path, ExternalDataWriter(spill, str(tmp_path / "spill.data"), False))
+        made = []
+
+        def rows(array: np.ndarray, step: int):
+            for start in range(0, len(array), step):
+                made.append(start)
+                yield array[start:start + step]
+
+        big_name = g.add_rows("big", big.shape, np.uint8, rows(big, 300))
+        small_name = g.add_rows("small", small.shape, np.float32, rows(small, 2))
+        kept = {t.name: t for t in g.model.graph.initializer}
+        assert external.is_external(kept[big_name]) and not external.is_external(kept[small_name])
+        assert np.array_equal(g.const(big_name), big) and np.array_equal(g.const(small_name), small)
+        assert made == [*range(0, len(big), 300), 0, 2]
+        with pytest.raises(ValueError, match="bytes written"):
+            g.add_rows("short", big.shape, np.uint8, rows(big[:-1], 300))
+
+
 def test_a_view_shares_its_sources_bytes_in_the_artifact(tmp_path):
     """Graph.add_view (how the int4 embedding lookup reads the tied LM head's table in another shape): a
     second initializer over the same bytes, stored once, counted once, and both shapes compute."""

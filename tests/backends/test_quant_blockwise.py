@@ -78,3 +78,37 @@ def test_a_bf16_weight_quantizes_as_its_float32_values_and_a_non_finite_one_not_
         poisoned[rows - 3, 70] = bad
         with pytest.raises(NonFinite):
             quantize(poisoned.astype(ml_dtypes.bfloat16), 4, 32, symmetric)
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_a_spilled_quantization_holds_slices_not_the_whole_codes(tmp_path, monkeypatch, symmetric):
+    """quantized_inputs writes the codes to the build's spill file a slice at a time as they are made, so what
+    Python allocates peaks under their size (holding them whole, then joining the slices, took twice it), and
+    the file holds exactly what quantize makes in memory."""
+    import tracemalloc
+
+    from onnx import TensorProto
+
+    from qwdeploy.backends.graph import Graph
+    from qwdeploy.backends.ort.context import OrtContext
+    from qwdeploy.backends.ort.quant import blockwise
+    from qwdeploy.backends.ort.quant.store import quantized_inputs
+    from qwdeploy.toolkit.external_data import ExternalDataWriter
+
+    monkeypatch.setattr(blockwise.os, "cpu_count", lambda: 2)  # slices in flight scale with the cores
+    n, k = 16384, 4096
+    w = np.random.default_rng(11).standard_normal((n, k), np.float32)  # [N, K], 32 MiB of int4 codes
+    config = QuantConfig(bits=4, block_size=32, symmetric=symmetric, method="rtn")  # the layout, faster
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with open(tmp_path / "spill.data", "wb") as spill:
+        g = Graph(helper.make_model(graph), tmp_path, ExternalDataWriter(spill, str(tmp_path / "spill.data"), False))
+        tracemalloc.start()
+        try:
+            packed, scales, zero_points = quantized_inputs(g, OrtContext(quant=config), "w", w, transposed=False)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    want = quantize(w, 4, 32, symmetric, config.method, config.scale_numpy)
+    assert peak < 0.6 * want.packed.nbytes
+    assert np.array_equal(g.const(packed), want.packed) and np.array_equal(g.const(scales), want.scales)
+    assert zero_points == "" if symmetric else np.array_equal(g.const(zero_points), want.zero_points)

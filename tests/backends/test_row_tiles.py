@@ -2,10 +2,15 @@
 tiles where the rows are whole 64-byte chunks, keeps row order elsewhere (rows of odd lengths; a tied LM head
 whose stored bytes the embedding lookup also reads), and computes what the same graph computes in row order."""
 
+import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-from qwdeploy.kernels.quantize import ROW_TILE, untile_rows
+from qwdeploy.backends.cpu import row_tiles
+from qwdeploy.backends.graph import Graph
+from qwdeploy.kernels.quantize import ROW_TILE, tile_rows, untile_rows
+from qwdeploy.toolkit.external_data import ExternalDataWriter
 
 from backend_helpers import assert_same_logits_as
 
@@ -43,3 +48,19 @@ def test_rows_of_partial_chunks_keep_their_order(exported):
     model = onnx.load(str(exported("qwen2", target="cpu", quant="int4", mixed="false") / "model.onnx"),
                       load_external_data=False)
     assert set(_row_tiles(model).values()) == {1}
+
+
+@pytest.mark.parametrize("rows", [ROW_TILE * 37, ROW_TILE * 37 + 3, 5])
+def test_codes_are_tiled_slice_by_slice_as_they_are_whole(tmp_path, monkeypatch, rows):
+    """`tiled` reads a spilled weight's codes a slice of tiles at a time (the last slice and tile short) and
+    writes exactly what tiling them whole gives."""
+    monkeypatch.setattr(row_tiles, "SLICE_BYTES", 3000)  # several slices of 4-row tiles
+    monkeypatch.setattr("qwdeploy.backends.graph.SPILL_BYTES", 1024)
+    codes = np.random.default_rng(rows).integers(0, 256, (rows, 4, 32), dtype=np.uint8)  # [rows, blocks, bytes]
+    graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(codes, "B")])
+    with open(tmp_path / "spill.data", "wb") as spill:
+        g = Graph(helper.make_model(graph), tmp_path, ExternalDataWriter(spill, str(tmp_path / "spill.data"), False))
+        spilled = g.add_const("B.spilled", codes)
+        for source in ("B", spilled):
+            assert np.array_equal(g.const(row_tiles.tiled(g, source)), tile_rows(codes))

@@ -13,9 +13,10 @@ block gets one scale (and a zero point unless symmetric). Two ways to pick the s
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -128,28 +129,45 @@ def _nearest(b: np.ndarray, bits: int, symmetric: bool) -> tuple[np.ndarray, np.
     return _codes(b, bits, scale, zero), scale, zero
 
 
-def _in_row_slices(w: np.ndarray, block: int, bits: int, symmetric: bool, method: str,
-                   consumed: Callable[[np.ndarray], None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(packed codes, scales, zero points) made slice by slice of rows on every core: only a slice is
-    ever in float32 (w may be a memory map, bf16 or a transposed view), and numpy releases the GIL in its loops.
-    `consumed(rows)` once a slice has been cast."""
+@dataclass(frozen=True)
+class Slice:
+    """Consecutive rows of a quantized matrix, from row `start`."""
+    start: int
+    packed: np.ndarray  # [rows, blocks, block * bits / 8] uint8
+    scales: np.ndarray  # [rows, blocks] fp32, rounded to the scale dtype
+    zero_points: np.ndarray | None  # [rows, ceil(blocks * bits / 8)] uint8 packed, None when symmetric
+
+
+def quantized_slices(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = True, method: str = "search",
+                     scale_dtype: type = np.float32,
+                     consumed: Callable[[np.ndarray], None] = lambda rows: None) -> Iterator[Slice]:
+    """w: [N, K] of any float dtype (a memory map, bf16, a transposed view) quantized slice of rows by slice, in
+    row order, on every core: only a few slices are ever in float32 or held quantized, so a caller that writes
+    each one out holds no whole copy (numpy releases the GIL in its loops). NonFinite for a NaN or Inf.
+    `consumed(rows)`: each slice of w's rows once cast (a memory map's pages can go)."""
+    if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
+        raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
     fit = _search if method == "search" else _nearest
 
-    def one(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def one(start: int, rows: np.ndarray) -> Slice:
         b = _blocks(rows, block)
         consumed(rows)
         if not np.isfinite(b).all():
             raise NonFinite
         q, scale, zero = fit(b, bits, symmetric)
-        return _pack(q, bits), scale, zero
+        scale = scale[..., 0].astype(scale_dtype).astype(np.float32)  # fp16 scales: round as the runtime will
+        return Slice(start, _pack(q, bits), scale, None if symmetric else _pack(zero[..., 0], bits))
 
     step = max(1, CHUNK_ELEMENTS // (w.shape[1] + block))
-    slices = [w[i:i + step] for i in range(0, w.shape[0], step)]
-    if len(slices) == 1:
-        return one(w)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        parts = list(pool.map(one, slices))
-    return tuple(np.concatenate(column) for column in zip(*parts))
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[Future[Slice]] = deque()
+        for start in range(0, w.shape[0], step):
+            pending.append(pool.submit(one, start, w[start:start + step]))
+            if len(pending) > 2 * workers:  # bounded look-ahead: finished slices wait for the caller
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _pack(values: np.ndarray, bits: int) -> np.ndarray:
@@ -164,14 +182,18 @@ def _pack(values: np.ndarray, bits: int) -> np.ndarray:
 
 def quantize(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = True, method: str = "search",
              scale_dtype: type = np.float32, consumed: Callable[[np.ndarray], None] = lambda rows: None) -> Quantized:
-    """w: [N, K] of any float dtype → MatMulNBits B, scales and zero points; NonFinite for a NaN or Inf.
-    `consumed(rows)`: each slice of w's rows once read (a memory map's pages can go)."""
-    if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
-        raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
-    packed, scale, zero = _in_row_slices(w, block, bits, symmetric, method, consumed)  # [N, blocks, ...]
-    scale = scale.astype(scale_dtype).astype(np.float32)  # fp16 scales: round the same way the runtime will
-    zero_points = None if symmetric else _pack(zero[..., 0], bits)
-    return Quantized(packed, scale[..., 0], zero_points, bits, block, w.shape[1])
+    """w: [N, K] of any float dtype → MatMulNBits B, scales and zero points, whole in memory (quantized_slices)."""
+    n, k = w.shape
+    blocks = -(-k // block)
+    packed = np.empty((n, blocks, block * bits // 8), np.uint8)
+    scales = np.empty((n, blocks), np.float32)
+    zero_points = None if symmetric else np.empty((n, -(-blocks * bits // 8)), np.uint8)
+    for part in quantized_slices(w, bits, block, symmetric, method, scale_dtype, consumed):
+        rows = slice(part.start, part.start + len(part.packed))
+        packed[rows], scales[rows] = part.packed, part.scales
+        if zero_points is not None:
+            zero_points[rows] = part.zero_points
+    return Quantized(packed, scales, zero_points, bits, block, k)
 
 
 def dequantize(qw: Quantized) -> np.ndarray:

@@ -6,6 +6,8 @@ transB=1), both as [rows, K]: quantizing it once stores one int4 copy instead of
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 from onnx import helper
 
@@ -13,7 +15,7 @@ from ....toolkit.errors import QwdeployError
 from ....toolkit.external_data import drop_pages
 from ...graph import Graph
 from ..context import OrtContext
-from .blockwise import NonFinite, quantize
+from .blockwise import NonFinite, quantized_slices
 
 
 def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: np.ndarray, transposed: bool,
@@ -24,16 +26,30 @@ def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: np.ndarray,
     bits = bits or config.bits
     key = (source, transposed, bits)
     if key not in ctx.quantized:
+        n, k = weight.shape
+        blocks = -(-k // config.block_size)
+        prefix = source + (".T" if transposed else "") + ("" if bits == config.bits else f".int{bits}")
+        dtype = helper.tensor_dtype_to_np_dtype(g.elem_type(source))  # the graph's float type, not the stored one
+        # The codes go to the graph (a spill file) slice by slice as they are made: scales and zero points, an
+        # eighth of their bytes or less, gather here.
+        scales = np.empty((n, blocks), dtype)
+        zero_points = None if config.symmetric else np.empty((n, -(-blocks * bits // 8)), np.uint8)
+
+        def codes() -> Iterator[np.ndarray]:
+            for part in quantized_slices(weight, bits, config.block_size, config.symmetric, config.method,
+                                         config.scale_numpy, drop_pages):
+                rows = slice(part.start, part.start + len(part.packed))
+                scales[rows] = part.scales
+                if zero_points is not None:
+                    zero_points[rows] = part.zero_points
+                yield part.packed
+
         try:
-            qw = quantize(weight, bits, config.block_size, config.symmetric, config.method, config.scale_numpy,
-                          drop_pages)
+            packed = g.add_rows(f"{prefix}.qweight", (n, blocks, config.block_size * bits // 8), np.uint8, codes())
         except NonFinite:
             g.const(source)  # read cast, a checkpoint's weight is refused by name and position
             raise QwdeployError(f"weight '{source}' holds a NaN or Inf; refusing to quantize a model that cannot "
                                 "compute") from None
-        prefix = source + (".T" if transposed else "") + ("" if bits == config.bits else f".int{bits}")
-        dtype = helper.tensor_dtype_to_np_dtype(g.elem_type(source))  # the graph's float type, not the stored one
-        ctx.quantized[key] = [g.add_const(f"{prefix}.qweight", qw.packed),
-                      g.add_const(f"{prefix}.scales", qw.scales.astype(dtype)),
-                      g.add_const(f"{prefix}.zero_points", qw.zero_points) if qw.zero_points is not None else ""]
+        ctx.quantized[key] = [packed, g.add_const(f"{prefix}.scales", scales),
+                              g.add_const(f"{prefix}.zero_points", zero_points) if zero_points is not None else ""]
     return ctx.quantized[key]
