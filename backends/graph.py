@@ -155,6 +155,18 @@ class Graph:
                 raise Reject(f"'{value}' is not a constant")
         return self._arrays[value]
 
+    def shape(self, value: str) -> tuple[int, ...]:
+        """A constant's shape, read from its declaration where it has one (no data is read or made)."""
+        tensor = self._init.get(value)
+        return tuple(tensor.dims) if tensor is not None else self.const(value).shape
+
+    def row_blocks(self, value: str) -> list[np.ndarray]:
+        """A constant matrix [K, N] as the row blocks of its transpose [N, K], each as stored (Graph.const): a
+        packed weight's parts one by one, never joined, for a reader that goes row by row (the quantizer)."""
+        if value in self._lazy and self._lazy[value][1] == 1:
+            return [block for part in self._lazy[value][0] for block in self.row_blocks(part)]
+        return [self.const(value, stored=True).T]
+
     def shared_storage(self) -> set[str]:
         """Initializers in use whose stored bytes another one in use also is (views made by add_view), e.g. a
         tied LM head's weights and the embedding table."""
@@ -223,12 +235,12 @@ class Graph:
         that replaces it (a quantizer) reads it once in memory, and commit() stores it only if still in use,
         so packing weights that are quantized next writes no float copy of them."""
         name = self.unique(base)
-        # Memory maps or small arrays, as stored: shapes, not data (a cast read would convert every part now).
-        arrays = [self.const(part, stored=True) for part in parts]
-        shape = list(arrays[0].shape)
-        shape[axis] = sum(a.shape[axis] for a in arrays)
+        shapes = [self.shape(part) for part in parts]
+        shape = list(shapes[0])
+        shape[axis] = sum(s[axis] for s in shapes)
         first = self._init.get(parts[0])
-        elem_type = first.data_type if first is not None else helper.np_dtype_to_tensor_dtype(arrays[0].dtype)
+        elem_type = (first.data_type if first is not None
+                     else helper.np_dtype_to_tensor_dtype(self.const(parts[0]).dtype))
         self._init[name] = TensorProto(name=name, data_type=elem_type, dims=shape)
         self._lazy[name] = (tuple(parts), axis)
         return name

@@ -26,7 +26,7 @@ class Mlp:
 
 def _weight(g: Graph, matmul_output: str) -> tuple[str, np.ndarray]:
     matmul = g.expect(matmul_output, "MatMul")
-    if not g.is_const(matmul.input[1]) or g.const(matmul.input[1]).ndim != 2:
+    if not g.is_const(matmul.input[1]) or len(g.shape(matmul.input[1])) != 2:
         raise Reject(f"{matmul.name} does not multiply by a constant matrix")
     return matmul.input[0], g.const(matmul.input[1])
 

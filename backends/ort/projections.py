@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import NodeProto
+from onnx import NodeProto, helper
 
 from ..graph import Graph, Reject
 
@@ -31,7 +31,7 @@ def projection(g: Graph, value: str) -> Projection:
     else:
         matmul = g.expect(value, "MatMul")
         nodes = [matmul]
-    if not g.is_const(matmul.input[1]) or g.const(matmul.input[1]).ndim != 2:
+    if not g.is_const(matmul.input[1]) or len(g.shape(matmul.input[1])) != 2:
         raise Reject(f"{matmul.name} does not multiply by a constant 2-D weight")
     return Projection(matmul.input[0], matmul.input[1], bias, nodes)
 
@@ -44,7 +44,7 @@ def packed(g: Graph, parts: list[Projection], name: str) -> tuple[list[NodeProto
     matmul = g.make("MatMul", [parts[0].x, weight], 1, f"{name}/MatMul")
     if all(p.bias is None for p in parts):
         return [matmul], matmul.output[0]
-    dtype = g.const(parts[0].weight).dtype
-    biases = [g.const(p.bias) if p.bias else np.zeros(g.const(p.weight).shape[1], dtype) for p in parts]
+    dtype = helper.tensor_dtype_to_np_dtype(g.elem_type(parts[0].weight))
+    biases = [g.const(p.bias) if p.bias else np.zeros(g.shape(p.weight)[1], dtype) for p in parts]
     add = g.make("Add", [matmul.output[0], g.add_const(f"{name}.bias", np.concatenate(biases))], 1, f"{name}/Add")
     return [matmul, add], add.output[0]

@@ -234,6 +234,9 @@ def test_a_graph_reads_references_cast_or_as_stored_and_joins_them_as_rows(tmp_p
     assert np.array_equal(cast, want) and np.array_equal(as_stored.astype(np.float32), want)
     assert cast.T.flags.c_contiguous  # rows of [N, K], as the quantizer reads them
     assert g.is_float(packed) and g.const("k", stored=True).base is not None  # a view of the map, not a copy
+    blocks = g.row_blocks(packed)  # [N, K] row blocks of the packed weight: its parts as stored, not joined
+    assert [b.shape for b in blocks] == [a.shape for a in stored.values()] and all(b.base is not None for b in blocks)
+    assert np.array_equal(np.concatenate(blocks).astype(np.float32).T, want) and g.shape(packed) == want.shape
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from Linux's /proc")

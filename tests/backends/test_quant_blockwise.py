@@ -82,9 +82,9 @@ def test_a_bf16_weight_quantizes_as_its_float32_values_and_a_non_finite_one_not_
 
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_a_spilled_quantization_holds_slices_not_the_whole_codes(tmp_path, monkeypatch, symmetric):
-    """quantized_inputs writes the codes to the build's spill file a slice at a time as they are made, so what
-    Python allocates peaks under their size (holding them whole, then joining the slices, took twice it), and
-    the file holds exactly what quantize makes in memory."""
+    """quantized_inputs writes the codes to the build's spill file a slice at a time as they are made, from a
+    packed weight's parts never joined, so what Python allocates peaks under the codes' size (holding them whole,
+    then joining the slices, took twice it), and the file holds exactly what quantize makes of the whole matrix."""
     import tracemalloc
 
     from onnx import TensorProto
@@ -104,7 +104,8 @@ def test_a_spilled_quantization_holds_slices_not_the_whole_codes(tmp_path, monke
         g = Graph(helper.make_model(graph), tmp_path, ExternalDataWriter(spill, str(tmp_path / "spill.data"), False))
         tracemalloc.start()
         try:
-            packed, scales, zero_points = quantized_inputs(g, OrtContext(quant=config), "w", w, transposed=False)
+            parts = [w[:1000], w[1000:]]  # a packed weight's parts
+            packed, scales, zero_points = quantized_inputs(g, OrtContext(quant=config), "w", parts, transposed=False)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()

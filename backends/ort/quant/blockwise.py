@@ -16,7 +16,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -138,13 +138,14 @@ class Slice:
     zero_points: np.ndarray | None  # [rows, ceil(blocks * bits / 8)] uint8 packed, None when symmetric
 
 
-def quantized_slices(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = True, method: str = "search",
-                     scale_dtype: type = np.float32,
+def quantized_slices(blocks: Sequence[np.ndarray], bits: int = 4, block: int = 32, symmetric: bool = True,
+                     method: str = "search", scale_dtype: type = np.float32,
                      consumed: Callable[[np.ndarray], None] = lambda rows: None) -> Iterator[Slice]:
-    """w: [N, K] of any float dtype (a memory map, bf16, a transposed view) quantized slice of rows by slice, in
-    row order, on every core: only a few slices are ever in float32 or held quantized, so a caller that writes
-    each one out holds no whole copy (numpy releases the GIL in its loops). NonFinite for a NaN or Inf.
-    `consumed(rows)`: each slice of w's rows once cast (a memory map's pages can go)."""
+    """W: [N, K] of any float dtype, given as consecutive row blocks (memory maps, bf16, transposed views: a
+    packed weight's parts, never joined), quantized slice of rows by slice, in row order, on every core: only a
+    few slices are ever in float32 or held quantized, so a caller that writes each one out holds no whole copy
+    (numpy releases the GIL in its loops). NonFinite for a NaN or Inf. `consumed(rows)`: each slice of the rows
+    once cast (a memory map's pages can go)."""
     if bits not in (4, 8) or block < 16 or block > 256 or block & (block - 1):
         raise ValueError(f"bits {bits} / block {block}: need 4 or 8 bits and a power-of-two block in 16-256")
     fit = _search if method == "search" else _nearest
@@ -158,12 +159,20 @@ def quantized_slices(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: b
         scale = scale[..., 0].astype(scale_dtype).astype(np.float32)  # fp16 scales: round as the runtime will
         return Slice(start, _pack(q, bits), scale, None if symmetric else _pack(zero[..., 0], bits))
 
-    step = max(1, CHUNK_ELEMENTS // (w.shape[1] + block))
+    step = max(1, CHUNK_ELEMENTS // (blocks[0].shape[1] + block))
+
+    def slices() -> Iterator[tuple[int, np.ndarray]]:  # a slice never spans two blocks
+        offset = 0
+        for rows in blocks:
+            for start in range(0, len(rows), step):
+                yield offset + start, rows[start:start + step]
+            offset += len(rows)
+
     workers = os.cpu_count() or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque[Future[Slice]] = deque()
-        for start in range(0, w.shape[0], step):
-            pending.append(pool.submit(one, start, w[start:start + step]))
+        for start, rows in slices():
+            pending.append(pool.submit(one, start, rows))
             if len(pending) > 2 * workers:  # bounded look-ahead: finished slices wait for the caller
                 yield pending.popleft().result()
         while pending:
@@ -188,7 +197,7 @@ def quantize(w: np.ndarray, bits: int = 4, block: int = 32, symmetric: bool = Tr
     packed = np.empty((n, blocks, block * bits // 8), np.uint8)
     scales = np.empty((n, blocks), np.float32)
     zero_points = None if symmetric else np.empty((n, -(-blocks * bits // 8)), np.uint8)
-    for part in quantized_slices(w, bits, block, symmetric, method, scale_dtype, consumed):
+    for part in quantized_slices([w], bits, block, symmetric, method, scale_dtype, consumed):
         rows = slice(part.start, part.start + len(part.packed))
         packed[rows], scales[rows] = part.packed, part.scales
         if zero_points is not None:

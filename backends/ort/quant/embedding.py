@@ -51,7 +51,7 @@ def match(g: Graph, gather: NodeProto, ctx: OrtContext) -> Found:
 def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
     config = ctx.quant
     rows, width = f.table.shape
-    packed, scales, zero_points = quantized_inputs(g, ctx, f.gather.input[0], f.table, transposed=False)
+    packed, scales, zero_points = quantized_inputs(g, ctx, f.gather.input[0], [f.table], transposed=False)
     name = f.gather.name.rsplit("/", 1)[0] + "/GatherBlockQuantized"
     # MatMulNBits stores B as [N, blocks, bytes per block]; the lookup wants the rows flat.
     flat = g.add_view(f"{packed}.rows", packed, (rows, width * config.bits // 8))

@@ -20,24 +20,23 @@ from .store import quantized_inputs
 MIN_ROWS = 32
 
 
-def _candidate(g: Graph, node: NodeProto) -> tuple[np.ndarray, bool, NodeProto | None]:
-    """(W as [N, K], whether that is the constant transposed, bias Add or None) for a MatMul by a
-    constant, or a Gemm(x, E, transB=1)."""
+def _candidate(g: Graph, node: NodeProto) -> tuple[list[np.ndarray], bool, NodeProto | None]:
+    """(W as [N, K] row blocks as stored (Graph.row_blocks), whether that is the constant transposed, bias Add or
+    None) for a MatMul by a constant, or a Gemm(x, E, transB=1)."""
     if node.op_type == "Gemm":
         attrs = {a.name: a for a in node.attribute}
         if len(node.input) > 2 or "transB" not in attrs or attrs["transB"].i != 1 or "transA" in attrs and attrs[
                 "transA"].i:
             raise Reject("Gemm is not x @ E^T without bias")
-        weight = g.const(node.input[1], stored=True)  # [N, K]
+        weight = [g.const(node.input[1], stored=True)]  # [N, K]
     else:
-        # Read once: it may be made on read.
-        weight = g.const(node.input[1], stored=True) if g.is_const(node.input[1]) else None
-        if weight is None or weight.ndim != 2:
+        if not g.is_const(node.input[1]) or len(g.shape(node.input[1])) != 2:
             raise Reject("right operand is not a constant matrix")
-        weight = weight.T  # [K, N] → [N, K]
+        weight = g.row_blocks(node.input[1])  # [K, N] → [N, K]
+    rows = sum(len(block) for block in weight)
     users = g.users(node.output[0])
     bias = users[0] if len(users) == 1 and users[0].op_type == "Add" and any(
-        g.is_const(i) and g.const(i).shape == (weight.shape[0],) for i in users[0].input) else None
+        g.is_const(i) and g.shape(i) == (rows,) for i in users[0].input) else None
     return weight, node.op_type == "MatMul", bias
 
 
@@ -51,7 +50,7 @@ def quantize_matmuls(g: Graph, ctx: OrtContext) -> int:
             weight, transposed, bias_add = _candidate(g, node)
         except Reject:
             continue
-        n, k = weight.shape
+        n, k = sum(len(block) for block in weight), weight[0].shape[1]
         if n < MIN_ROWS:
             continue
         bits = config.node_bits(node.name, ctx.num_layers)

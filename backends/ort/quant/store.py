@@ -18,15 +18,15 @@ from ..context import OrtContext
 from .blockwise import NonFinite, quantized_slices
 
 
-def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: np.ndarray, transposed: bool,
+def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: list[np.ndarray], transposed: bool,
                      bits: int | None = None) -> list[str]:
-    """[B, scales, zero points or ""] initializer names for `weight` ([N, K], as stored: Graph.const) read from
-    `source`, at `bits` (default: the config's)."""
+    """[B, scales, zero points or ""] initializer names for `weight` ([N, K] as consecutive row blocks, as stored:
+    Graph.row_blocks) read from `source`, at `bits` (default: the config's)."""
     config = ctx.quant
     bits = bits or config.bits
     key = (source, transposed, bits)
     if key not in ctx.quantized:
-        n, k = weight.shape
+        n, k = sum(len(block) for block in weight), weight[0].shape[1]
         blocks = -(-k // config.block_size)
         prefix = source + (".T" if transposed else "") + ("" if bits == config.bits else f".int{bits}")
         dtype = helper.tensor_dtype_to_np_dtype(g.elem_type(source))  # the graph's float type, not the stored one
