@@ -15,7 +15,7 @@ from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 from ..toolkit.external_data import ExternalDataWriter, external_array, external_key, is_external, renamed
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
-SPILL_BYTES = 1 << 20  # new constants this large go to the spill file, not into the in-memory model
+SPILL_BYTES = 1 << 16  # new constants this large go to the spill file, not into the in-memory model
 
 
 class Reject(Exception):

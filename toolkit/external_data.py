@@ -193,7 +193,8 @@ def external_array(tensor: TensorProto, base_dir: Path, stored: bool = False) ->
 
 
 def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
-    """The tensor's bytes (a reference's cast and transposed ones), about SLICE_BYTES at a time."""
+    """The tensor's bytes (a reference's cast and transposed ones), about SLICE_BYTES at a time, each slice's mapped
+    pages let go once the caller has it back."""
     path, offset, length = _where(tensor, base_dir)
     if length == 0:
         return
@@ -209,3 +210,4 @@ def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]
     raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(length,))
     for start in range(0, length, SLICE_BYTES):
         yield raw[start:start + SLICE_BYTES]
+        drop_pages(raw[start:start + SLICE_BYTES])
