@@ -6,13 +6,15 @@ Passes look nodes up through this index and never scan the node list by hand; `e
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
-from ..toolkit.external_data import ExternalDataWriter, external_array, external_key, is_external, renamed
+from ..toolkit.external_data import (ExternalDataWriter, external_array, external_key, external_rows, is_external,
+                                     renamed, rows_per_slice)
 
 FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
 SPILL_BYTES = 1 << 16  # new constants this large go to the spill file, not into the in-memory model
@@ -208,17 +210,32 @@ class Graph:
         """A constant given as consecutive row blocks of its data. One that spills is written block by block as
         they come, so it is never whole in memory."""
         name = self.unique(base)
-        dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        if self.spill is None or nbytes < SPILL_BYTES:
+        self._store_rows(name, shape, np.dtype(dtype), rows)
+        return name
+
+    def _store_rows(self, name: str, shape: tuple[int, ...], dtype: np.dtype, rows: Iterable[np.ndarray]) -> None:
+        if self.spill is None or int(np.prod(shape)) * dtype.itemsize < SPILL_BYTES:
             self._store(name, np.concatenate([np.asarray(r, dtype).reshape(-1) for r in rows]).reshape(shape))
-            return name
+            return
         tensor = self.spill.write(name, shape, helper.np_dtype_to_tensor_dtype(dtype), (r.astype(dtype, copy=False)
                                                                                        for r in rows))
         self.spill.flush()
         self.graph.initializer.append(tensor)
         self._init[name] = self.graph.initializer[-1]
-        return name
+
+    def _rows(self, value: str, step: int) -> Iterator[np.ndarray]:
+        """The constant as const() reads it, in blocks of `step` rows along its first axis (fewer at a part's end
+        when a lazy one joins its parts along that axis); a lazy one is made block by block, never whole."""
+        if value in self._lazy:
+            parts, axis = self._lazy[value]
+            readers = [self._rows(part, step) for part in parts]
+            # Along another axis the parts share the first one: their blocks line up.
+            return chain(*readers) if axis == 0 else (np.concatenate(blocks, axis) for blocks in zip(*readers))
+        tensor = self._init.get(value)
+        if tensor is not None and is_external(tensor):
+            return external_rows(tensor, self.base_dir, step)
+        array = self.const(value)
+        return (array[start:start + step] for start in range(0, len(array), step))
 
     def _store(self, name: str, array: np.ndarray) -> None:
         if self.spill is not None and array.nbytes >= SPILL_BYTES:
@@ -347,18 +364,39 @@ class Graph:
                 stack.pop()
         self._renumber(sorted(order, key=lambda n: (sweep[id(n)], position[id(n)])))
 
-    def commit(self) -> ModelProto:
-        """Store the lazy constants still in use, write the edited node list back into the model and return it."""
+    def commit(self, deferred: bool = False) -> ModelProto:
+        """Store the lazy constants still in use, write the edited node list back into the model and return it.
+        `deferred`: list them data-less instead, for the artifact writer to make as it writes them (made_rows),
+        so a packed weight is never stored twice; the parts only they read leave the model, readable here."""
         if self._lazy:
             self.remove_dead()
+            parts = {part for name in self._lazy for part in self._lazy[name][0]}
             for name in list(self._lazy):
-                array = self.const(name)
+                if deferred:
+                    self.graph.initializer.append(self._init[name])
+                    continue
+                tensor = self._init[name]
+                dtype, shape = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)), tuple(tensor.dims)
+                rows = self._rows(name, rows_per_slice(shape, dtype.itemsize))
                 del self._lazy[name], self._init[name]
-                self._store(name, array)
-            self.remove_dead()  # the parts, now read by nothing
+                self._store_rows(name, shape, dtype, rows)
+            if deferred:
+                read = self.outputs | set(self._users)
+                kept = [t for t in self.graph.initializer if t.name not in parts or t.name in read]
+                del self.graph.initializer[:]
+                self.graph.initializer.extend(kept)
+            else:
+                self.remove_dead()  # the parts, now read by nothing
         del self.graph.node[:]
         self.graph.node.extend(self.node)
         return self.model
+
+    def made_rows(self, tensor: TensorProto) -> Iterator[np.ndarray] | None:
+        """A deferred constant's data (commit), made in consecutive row blocks; None for any other tensor."""
+        if tensor.name not in self._lazy:
+            return None
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+        return self._rows(tensor.name, rows_per_slice(tuple(tensor.dims), dtype.itemsize))
 
     def drop_input(self, name: str) -> None:
         """Remove a graph input that nothing reads any more."""

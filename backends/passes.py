@@ -81,13 +81,13 @@ class GraphPass:
 Phase = tuple[str, list[Pass]]  # (phase name, passes in order)
 
 
-def run_phases(graph: Graph, phases: list[Phase], ctx: Context) -> list[tuple[str, PassReport]]:
-    """Run every pass of every phase in order; returns (phase, report) per pass."""
+def run_phases(graph: Graph, phases: list[Phase], ctx: Context, deferred: bool = False) -> list[tuple[str, PassReport]]:
+    """Run every pass of every phase in order; returns (phase, report) per pass. `deferred`: Graph.commit's."""
     reports = []
     for phase, passes in phases:
         for p in passes:
             reports.append((phase, p(graph, ctx)))
     graph.remove_dead()
     graph.sort()
-    graph.commit()
+    graph.commit(deferred)
     return reports

@@ -81,14 +81,20 @@ def reference(name: str, elem_type: int, stored: StoredSpan, transposed: bool) -
                      **{DERIVE_KEY: stored.dtype + (",T" if transposed else "")})
 
 
+def rows_per_slice(shape: tuple[int, ...], itemsize: int) -> int:
+    """How many rows (along the first axis) of a tensor make about SLICE_BYTES."""
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * itemsize
+    return max(1, SLICE_BYTES // max(row_bytes, 1))
+
+
 def converted_rows(view: np.ndarray, dtype: np.dtype, name: str, where: Path, transposed: bool = False,
                    on_block: Callable[[int, int], None] = lambda start, stop: None,
-                   out: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                   out: np.ndarray | None = None, step: int | None = None) -> Iterator[np.ndarray]:
     """Consecutive row blocks of `view` cast to `dtype` (C order; into the same rows of `out` when given), each
     checked finite, so a big tensor is never copied whole. `transposed`: `view` is a stored tensor's transpose
-    (errors name the stored position). `on_block(start, stop)` runs once a block's rows have been consumed."""
-    row_bytes = view.size // max(len(view), 1) * dtype.itemsize
-    step = max(1, SLICE_BYTES // max(row_bytes, 1))
+    (errors name the stored position). `on_block(start, stop)` runs once a block's rows have been consumed.
+    `step`: rows per block (default: about SLICE_BYTES)."""
+    step = step or rows_per_slice(view.shape, dtype.itemsize)
     for start in range(0, len(view), step):
         rows = view[start:start + step]
         with np.errstate(over="ignore"):  # an overflow is reported by require_finite, by name
@@ -192,10 +198,12 @@ def external_array(tensor: TensorProto, base_dir: Path, stored: bool = False) ->
     return cast.T if transposed else cast
 
 
-def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
-    """The tensor's bytes (a reference's cast and transposed ones), about SLICE_BYTES at a time, each slice's mapped
-    pages let go once the caller has it back."""
+def external_rows(tensor: TensorProto, base_dir: Path, step: int | None = None) -> Iterator[np.ndarray]:
+    """The tensor (a reference's cast and transposed) in consecutive blocks of `step` rows along its first axis
+    (default: about SLICE_BYTES), each block's mapped pages let go once the caller has it back."""
     path, offset, length = _where(tensor, base_dir)
+    dtype, shape = _dtype(tensor), tuple(tensor.dims) or (1,)
+    step = step or rows_per_slice(shape, dtype.itemsize)
     if length == 0:
         return
     found = _stored(tensor, base_dir)
@@ -204,10 +212,15 @@ def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]
         view = array.T if transposed else array
         # Rows of a transposed view lie across the whole map: nothing can go before the last one.
         release = (lambda b, e: None) if transposed else (lambda b, e: drop_pages(array[b:e]))
-        for block in converted_rows(view, _dtype(tensor), tensor.name, path, transposed, release):
-            yield block.reshape(-1).view(np.uint8)
+        yield from converted_rows(view, dtype, tensor.name, path, transposed, release, step=step)
         return
-    raw = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(length,))
-    for start in range(0, length, SLICE_BYTES):
-        yield raw[start:start + SLICE_BYTES]
-        drop_pages(raw[start:start + SLICE_BYTES])
+    data = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    for start in range(0, shape[0], step):
+        yield data[start:start + step]
+        drop_pages(data[start:start + step])
+
+
+def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
+    """The tensor's bytes (a reference's cast and transposed ones), about SLICE_BYTES at a time (external_rows)."""
+    for block in external_rows(tensor, base_dir):
+        yield np.ascontiguousarray(block).reshape(-1).view(np.uint8)

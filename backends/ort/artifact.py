@@ -6,6 +6,7 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import onnx
@@ -25,9 +26,11 @@ def nodes_per_layer(model: onnx.ModelProto) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
-def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> dict[str, str]:
+def save_model(model: onnx.ModelProto, folder: Path, source: Path,
+               made: Callable[[TensorProto], Iterator[np.ndarray] | None] = lambda tensor: None) -> dict[str, str]:
     """model.onnx plus one data file. Weights the passes left alone are copied slice by slice from the
-    portable graph's data files in `source`; new ones (quantized, packed) are written from memory.
+    portable graph's data files in `source`; new ones (quantized, packed) are written from memory or the
+    build's spill file; those `made` gives rows for (Graph.made_rows: deferred packed weights) as it makes them.
     Returns the data file's sha256, computed while writing."""
     data_name = DATA_FILE
     tensors = []
@@ -35,7 +38,10 @@ def save_model(model: onnx.ModelProto, folder: Path, source: Path) -> dict[str, 
     with open(folder / data_name, "wb") as data:
         writer = ExternalDataWriter(data, data_name)
         for tensor in model.graph.initializer:
-            if is_external(tensor):
+            rows = made(tensor)
+            if rows is not None:
+                slices, key = rows, None
+            elif is_external(tensor):
                 key = external_key(tensor, source)
                 if key in written:
                     tensors.append(renamed(written[key], tensor.name, tuple(tensor.dims)))

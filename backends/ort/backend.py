@@ -86,9 +86,9 @@ class OrtBackend(Backend[OrtOptions]):
                 atomic_directory(request.out, force=request.force, inputs=request.inputs) as tmp:
             model = onnx.load(str(request.portable / MODEL_FILE), load_external_data=False)
             graph = Graph(model, request.portable, ExternalDataWriter(spill, str(scratch / SPILL_FILE), digest=False))
-            reports = run_phases(graph, self.pipeline_of(plan, ops.emit), self.context(plan, ops.emit))
+            reports = run_phases(graph, self.pipeline_of(plan, ops.emit), self.context(plan, ops.emit), deferred=True)
             per_layer = nodes_per_layer(graph.model)
-            digests = save_model(graph.model, tmp, request.portable)
+            digests = save_model(graph.model, tmp, request.portable, graph.made_rows)
             del graph, model  # the new weights are on disk now; the session check loads them again
             copy_side_files(request.portable, tmp)
             library = copy_library(ops.built(), tmp) if ops.emit else None

@@ -264,3 +264,42 @@ def test_dropped_pages_leave_resident_memory_and_read_back_the_same(tmp_path):
     written[:] = 7
     external.drop_pages(written)
     assert (written == 7).all()
+
+
+def test_a_deferred_packed_weight_is_made_as_the_artifact_is_written(tmp_path, monkeypatch):
+    """commit(deferred=True): a packed weight (add_concat of transposed bf16 references) is listed without data
+    and made block by block by the artifact writer, never stored in the spill file; its parts leave the model;
+    the artifact holds exactly the concatenation and ONNX Runtime computes with it."""
+    from qwdeploy.toolkit.safetensors_io import SafetensorsFile, TensorPlan, write_safetensors
+    import ml_dtypes
+
+    rng = np.random.default_rng(13)
+    stored = {name: rng.standard_normal((rows, 96)).astype(ml_dtypes.bfloat16)  # [N, K] as a checkpoint holds them
+              for name, rows in (("q", 40), ("k", 16), ("v", 24))}
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, [TensorPlan(n, a.dtype, a.shape) for n, a in stored.items()], list(stored.values()))
+    spans = SafetensorsFile(path)
+    tensors = [external.reference(n, TensorProto.FLOAT, spans.span(n), transposed=True) for n in stored]
+    node = helper.make_node("MatMul", ["x", "q"], ["y"], name="/mm")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 96])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tensors)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    monkeypatch.setattr(external, "SLICE_BYTES", 4096)  # rows of 320 bytes: many blocks per weight
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(tmp_path / "spill.data", "wb") as spill:
+        g = Graph(model, tmp_path, ExternalDataWriter(spill, str(tmp_path / "spill.data"), digest=False))
+        packed = g.add_concat("qkv", list(stored), axis=1)  # [K, Nq + Nk + Nv]
+        g.replace([g.producer["y"]], [g.make("MatMul", ["x", packed], ["y"], "/mm")])
+        committed = g.commit(deferred=True)
+        listed = {t.name: t for t in committed.graph.initializer}
+        assert list(listed) == [packed] and not external.is_external(listed[packed]) and not listed[packed].raw_data
+        save_model(committed, out, tmp_path, g.made_rows)
+    assert (tmp_path / "spill.data").stat().st_size == 0
+    want = np.concatenate([a.astype(np.float32).T for a in stored.values()], axis=1)
+    saved = {t.name: numpy_helper.to_array(t, str(out)) for t in onnx.load(str(out / MODEL_FILE),
+                                                                          load_external_data=False).graph.initializer}
+    assert list(saved) == [packed] and np.array_equal(saved[packed], want)
+    x = rng.standard_normal((2, 96)).astype(np.float32)
+    y = ort.InferenceSession(str(out / MODEL_FILE), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, x @ want, rtol=1e-5, atol=1e-4)
