@@ -20,6 +20,10 @@ FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, Ten
 SPILL_BYTES = 1 << 16  # new constants this large go to the spill file, not into the in-memory model
 
 
+def _dtype(tensor: TensorProto) -> np.dtype:
+    return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
+
+
 class Reject(Exception):
     """A candidate that a fusion's check turned down; the message says why."""
 
@@ -370,22 +374,19 @@ class Graph:
         so a packed weight is never stored twice; the parts only they read leave the model, readable here."""
         if self._lazy:
             self.remove_dead()
-            parts = {part for name in self._lazy for part in self._lazy[name][0]}
-            for name in list(self._lazy):
-                if deferred:
-                    self.graph.initializer.append(self._init[name])
-                    continue
-                tensor = self._init[name]
-                dtype, shape = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)), tuple(tensor.dims)
-                rows = self._rows(name, rows_per_slice(shape, dtype.itemsize))
-                del self._lazy[name], self._init[name]
-                self._store_rows(name, shape, dtype, rows)
             if deferred:
+                self.graph.initializer.extend(self._init[name] for name in self._lazy)
+                parts = {part for name in self._lazy for part in self._lazy[name][0]}
                 read = self.outputs | set(self._users)
                 kept = [t for t in self.graph.initializer if t.name not in parts or t.name in read]
                 del self.graph.initializer[:]
                 self.graph.initializer.extend(kept)
             else:
+                for name in list(self._lazy):
+                    tensor = self._init[name]
+                    rows = self.made_rows(tensor)
+                    del self._lazy[name], self._init[name]
+                    self._store_rows(name, tuple(tensor.dims), _dtype(tensor), rows)
                 self.remove_dead()  # the parts, now read by nothing
         del self.graph.node[:]
         self.graph.node.extend(self.node)
@@ -395,8 +396,7 @@ class Graph:
         """A deferred constant's data (commit), made in consecutive row blocks; None for any other tensor."""
         if tensor.name not in self._lazy:
             return None
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
-        return self._rows(tensor.name, rows_per_slice(tuple(tensor.dims), dtype.itemsize))
+        return self._rows(tensor.name, rows_per_slice(tuple(tensor.dims), _dtype(tensor).itemsize))
 
     def drop_input(self, name: str) -> None:
         """Remove a graph input that nothing reads any more."""

@@ -219,8 +219,3 @@ def external_rows(tensor: TensorProto, base_dir: Path, step: int | None = None) 
         yield data[start:start + step]
         drop_pages(data[start:start + step])
 
-
-def external_slices(tensor: TensorProto, base_dir: Path) -> Iterator[np.ndarray]:
-    """The tensor's bytes (a reference's cast and transposed ones), about SLICE_BYTES at a time (external_rows)."""
-    for block in external_rows(tensor, base_dir):
-        yield np.ascontiguousarray(block).reshape(-1).view(np.uint8)

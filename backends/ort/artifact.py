@@ -14,7 +14,7 @@ from onnx import TensorProto
 
 from ...kernels.build import Build
 from ...toolkit.layout import CHECKSUMS_FILE, DATA_FILE, GENAI_CONFIG, MODEL_FILE
-from ...toolkit.external_data import ExternalDataWriter, external_key, external_slices, is_external, renamed
+from ...toolkit.external_data import ExternalDataWriter, external_key, external_rows, is_external, renamed
 from .quant.config import LAYER
 
 INLINE_BYTES = 1024  # smaller tensors stay in model.onnx
@@ -46,7 +46,7 @@ def save_model(model: onnx.ModelProto, folder: Path, source: Path,
                 if key in written:
                     tensors.append(renamed(written[key], tensor.name, tuple(tensor.dims)))
                     continue
-                slices = external_slices(tensor, source)
+                slices = external_rows(tensor, source)
             elif len(tensor.raw_data) >= INLINE_BYTES:
                 slices, key = iter([np.frombuffer(tensor.raw_data, np.uint8)]), None
             else:

@@ -188,8 +188,8 @@ def test_a_reference_reads_as_its_stored_tensor_cast_and_transposed(tmp_path, mo
     assert tuple(tensor.dims) == want.shape
     array = external.external_array(tensor, tmp_path / "elsewhere")  # the location is absolute
     assert array.dtype == np.float32 and np.array_equal(array, want)
-    sliced = np.concatenate(list(external.external_slices(tensor, tmp_path))).view(np.float32)
-    assert np.array_equal(sliced, want.reshape(-1))
+    blocks = list(external.external_rows(tensor, tmp_path, step=7))
+    assert {len(b) for b in blocks[:-1]} <= {7} and np.array_equal(np.concatenate(blocks), want)
 
 
 def test_references_to_the_same_bytes_read_another_way_are_not_one_tensor(tmp_path):
@@ -206,8 +206,8 @@ def test_a_reference_to_a_non_finite_value_is_refused_by_name_and_stored_positio
     weights[33, 5] = np.inf
     span, _ = _stored(tmp_path, weights, "F32")
     tensor = external.reference("w", TensorProto.FLOAT16, span, transposed)  # the cast overflows nowhere else
-    for read in (lambda: external.external_array(tensor, tmp_path), lambda: list(external.external_slices(tensor,
-                                                                                                          tmp_path))):
+    for read in (lambda: external.external_array(tensor, tmp_path), lambda: list(external.external_rows(tensor,
+                                                                                                        tmp_path))):
         with pytest.raises(CheckpointError, match=r"tensor 'w' holds a NaN or Inf at \[33, 5\]") as caught:
             read()
         assert caught.value.path == span.file
