@@ -13,7 +13,7 @@ from onnx import NodeProto
 from ...graph import Graph, Reject
 from ..context import OrtContext
 from ..fusions import MS
-from .store import quantized_inputs
+from .store import matrix_shape, quantized_inputs
 
 # Narrower projections (MoE routers, the shared-expert gate) stay float: they are tiny, and a
 # routing decision flipped by rounding costs more than their bytes.
@@ -33,10 +33,9 @@ def _candidate(g: Graph, node: NodeProto) -> tuple[list[np.ndarray], bool, NodeP
         if not g.is_const(node.input[1]) or len(g.shape(node.input[1])) != 2:
             raise Reject("right operand is not a constant matrix")
         weight = g.row_blocks(node.input[1])  # [K, N] → [N, K]
-    rows = sum(len(block) for block in weight)
     users = g.users(node.output[0])
     bias = users[0] if len(users) == 1 and users[0].op_type == "Add" and any(
-        g.is_const(i) and g.shape(i) == (rows,) for i in users[0].input) else None
+        g.is_const(i) and g.shape(i) == matrix_shape(weight)[:1] for i in users[0].input) else None
     return weight, node.op_type == "MatMul", bias
 
 
@@ -50,7 +49,7 @@ def quantize_matmuls(g: Graph, ctx: OrtContext) -> int:
             weight, transposed, bias_add = _candidate(g, node)
         except Reject:
             continue
-        n, k = sum(len(block) for block in weight), weight[0].shape[1]
+        n, k = matrix_shape(weight)
         if n < MIN_ROWS:
             continue
         bits = config.node_bits(node.name, ctx.num_layers)

@@ -18,6 +18,11 @@ from ..context import OrtContext
 from .blockwise import NonFinite, quantized_slices
 
 
+def matrix_shape(blocks: list[np.ndarray]) -> tuple[int, int]:
+    """(N, K) of a matrix given as consecutive row blocks."""
+    return sum(len(block) for block in blocks), blocks[0].shape[1]
+
+
 def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: list[np.ndarray], transposed: bool,
                      bits: int | None = None) -> list[str]:
     """[B, scales, zero points or ""] initializer names for `weight` ([N, K] as consecutive row blocks, as stored:
@@ -26,7 +31,7 @@ def quantized_inputs(g: Graph, ctx: OrtContext, source: str, weight: list[np.nda
     bits = bits or config.bits
     key = (source, transposed, bits)
     if key not in ctx.quantized:
-        n, k = sum(len(block) for block in weight), weight[0].shape[1]
+        n, k = matrix_shape(weight)
         blocks = -(-k // config.block_size)
         prefix = source + (".T" if transposed else "") + ("" if bits == config.bits else f".int{bits}")
         dtype = helper.tensor_dtype_to_np_dtype(g.elem_type(source))  # the graph's float type, not the stored one
