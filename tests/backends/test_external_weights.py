@@ -213,19 +213,26 @@ def test_a_reference_to_a_non_finite_value_is_refused_by_name_and_stored_positio
         assert caught.value.path == span.file
 
 
-def test_a_graph_reads_references_cast_or_as_stored_and_joins_them_as_rows(tmp_path):
-    """Graph.const of references: cast by default, as stored (bf16, a memory map) for the quantizer; packed
-    projections (add_concat along the output axis) of transposed references read the same either way."""
+def _qkv_references(tmp_path, rng, k: int) -> tuple[dict[str, np.ndarray], list[TensorProto]]:
+    """q, k and v weights ([N, K] bf16, as a checkpoint holds them) in a safetensors file, and float references
+    that read them transposed ([K, N], as the portable graph's MatMuls do)."""
     from qwdeploy.toolkit.safetensors_io import SafetensorsFile, TensorPlan, write_safetensors
     import ml_dtypes
 
-    rng = np.random.default_rng(8)
-    stored = {name: rng.standard_normal((rows, 48)).astype(ml_dtypes.bfloat16)  # [N, K] as a checkpoint holds them
-              for name, rows in (("q", 40), ("k", 16), ("v", 24))}
+    stored = {name: rng.standard_normal((rows, k)).astype(ml_dtypes.bfloat16) for name, rows in (("q", 40), ("k", 16),
+                                                                                                  ("v", 24))}
     path = tmp_path / "model.safetensors"
     write_safetensors(path, [TensorPlan(n, a.dtype, a.shape) for n, a in stored.items()], list(stored.values()))
     spans = SafetensorsFile(path)
-    tensors = [external.reference(n, TensorProto.FLOAT, spans.span(n), transposed=True) for n in stored]
+    return stored, [external.reference(n, TensorProto.FLOAT, spans.span(n), transposed=True) for n in stored]
+
+
+def test_a_graph_reads_references_cast_or_as_stored_and_joins_them_as_rows(tmp_path):
+    """Graph.const of references: cast by default, as stored (bf16, a memory map) for the quantizer; packed
+    projections (add_concat along the output axis) of transposed references read the same either way."""
+    import ml_dtypes
+
+    stored, tensors = _qkv_references(tmp_path, np.random.default_rng(8), 48)
     graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tensors)
     g = Graph(helper.make_model(graph), tmp_path)
@@ -270,16 +277,8 @@ def test_a_deferred_packed_weight_is_made_as_the_artifact_is_written(tmp_path, m
     """commit(deferred=True): a packed weight (add_concat of transposed bf16 references) is listed without data
     and made block by block by the artifact writer, never stored in the spill file; its parts leave the model;
     the artifact holds exactly the concatenation and ONNX Runtime computes with it."""
-    from qwdeploy.toolkit.safetensors_io import SafetensorsFile, TensorPlan, write_safetensors
-    import ml_dtypes
-
     rng = np.random.default_rng(13)
-    stored = {name: rng.standard_normal((rows, 96)).astype(ml_dtypes.bfloat16)  # [N, K] as a checkpoint holds them
-              for name, rows in (("q", 40), ("k", 16), ("v", 24))}
-    path = tmp_path / "model.safetensors"
-    write_safetensors(path, [TensorPlan(n, a.dtype, a.shape) for n, a in stored.items()], list(stored.values()))
-    spans = SafetensorsFile(path)
-    tensors = [external.reference(n, TensorProto.FLOAT, spans.span(n), transposed=True) for n in stored]
+    stored, tensors = _qkv_references(tmp_path, rng, 96)
     node = helper.make_node("MatMul", ["x", "q"], ["y"], name="/mm")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 96])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], tensors)
