@@ -218,12 +218,16 @@ class Graph:
         return name
 
     def _store_rows(self, name: str, shape: tuple[int, ...], dtype: np.dtype, rows: Iterable[np.ndarray]) -> None:
-        if self.spill is None or int(np.prod(shape)) * dtype.itemsize < SPILL_BYTES:
-            self._store(name, np.concatenate([np.asarray(r, dtype).reshape(-1) for r in rows]).reshape(shape))
-            return
-        tensor = self.spill.write(name, shape, helper.np_dtype_to_tensor_dtype(dtype), (r.astype(dtype, copy=False)
-                                                                                       for r in rows))
-        self.spill.flush()
+        if self.spill is not None and int(np.prod(shape)) * dtype.itemsize >= SPILL_BYTES:
+            tensor = self.spill.write(name, shape, helper.np_dtype_to_tensor_dtype(dtype),
+                                      (r.astype(dtype, copy=False) for r in rows))
+            self.spill.flush()
+        else:
+            blocks = [np.asarray(r, dtype) for r in rows]
+            array = blocks[0].reshape(shape) if len(blocks) == 1 else np.concatenate(
+                [b.reshape(-1) for b in blocks]).reshape(shape)
+            tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
+            self._arrays[name] = array
         self.graph.initializer.append(tensor)
         self._init[name] = self.graph.initializer[-1]
 
@@ -242,14 +246,7 @@ class Graph:
         return (array[start:start + step] for start in range(0, len(array), step))
 
     def _store(self, name: str, array: np.ndarray) -> None:
-        if self.spill is not None and array.nbytes >= SPILL_BYTES:
-            tensor = self.spill.write(name, array.shape, helper.np_dtype_to_tensor_dtype(array.dtype), [array])
-            self.spill.flush()
-        else:
-            tensor = numpy_helper.from_array(np.ascontiguousarray(array), name)
-            self._arrays[name] = array
-        self.graph.initializer.append(tensor)
-        self._init[name] = self.graph.initializer[-1]
+        self._store_rows(name, array.shape, array.dtype, [array])
 
     def add_concat(self, base: str, parts: list[str], axis: int) -> str:
         """A constant equal to the constants `parts` concatenated along `axis`, made only when read: a pass

@@ -15,7 +15,7 @@ from onnx import NodeProto, helper
 
 from ...kernels.quantize import ROW_TILE, tile_rows, tiles_fit
 from ...kernels.schemas import DOMAIN
-from ...toolkit.external_data import SLICE_BYTES, drop_pages
+from ...toolkit.external_data import drop_pages, rows_per_slice
 from ..graph import Graph
 from ..ort.context import OrtContext
 
@@ -35,7 +35,7 @@ def tiled(g: Graph, weights: str) -> str:
     """A constant holding the codes `weights` in row tiles, made and written a slice of tiles at a time."""
     packed = g.const(weights)  # [rows, blocks, block_bytes]: a read-only map of the spill file, or in memory
     rows, blocks, block_bytes = packed.shape
-    step = max(1, SLICE_BYTES // (ROW_TILE * blocks * block_bytes)) * ROW_TILE
+    step = max(1, rows_per_slice(packed.shape, 1) // ROW_TILE) * ROW_TILE  # whole tiles
 
     def slices():
         for start in range(0, rows, step):

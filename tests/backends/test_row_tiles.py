@@ -54,7 +54,7 @@ def test_rows_of_partial_chunks_keep_their_order(exported):
 def test_codes_are_tiled_slice_by_slice_as_they_are_whole(tmp_path, monkeypatch, rows):
     """`tiled` reads a spilled weight's codes a slice of tiles at a time (the last slice and tile short) and
     writes exactly what tiling them whole gives."""
-    monkeypatch.setattr(row_tiles, "SLICE_BYTES", 3000)  # several slices of 4-row tiles
+    monkeypatch.setattr("qwdeploy.toolkit.external_data.SLICE_BYTES", 3000)  # several slices of 4-row tiles
     monkeypatch.setattr("qwdeploy.backends.graph.SPILL_BYTES", 1024)
     codes = np.random.default_rng(rows).integers(0, 256, (rows, 4, 32), dtype=np.uint8)  # [rows, blocks, bytes]
     graph = helper.make_graph([], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
