@@ -4,7 +4,9 @@ where they are as references (toolkit/external_data.py) for a backend to cast wh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+import numpy as np
 
 from onnx import TensorProto
 
@@ -40,18 +42,16 @@ class WeightStore:
         stored = self._checkpoint.read(name)  # [out, in] memory-mapped, no copy
         view = stored.T if transpose else stored  # [in, out]: MatMul(x, W) without a Transpose node
         row_bytes = stored[:1].nbytes
-        written = view[:1].size * self._precision.weight_numpy.itemsize
-
-        def consumed(start: int, stop: int) -> None:
-            self._on_written((stop - start) * written)
-            if not transpose:  # untransposed row blocks are contiguous in the file: their pages can go now
-                self._checkpoint.release(name, start * row_bytes, stop * row_bytes)
-
         chunks = converted_rows(view, self._precision.weight_numpy, name, self._checkpoint.directory, transpose,
-                                consumed)
-        self.initializers.append(self._writer.write(name, view.shape, self._precision.weight, chunks))
+                                lambda begin, end: self._checkpoint.release(name, begin * row_bytes, end * row_bytes))
+        self.initializers.append(self._writer.write(name, view.shape, self._precision.weight, self._counted(chunks)))
         self._checkpoint.release(name)
         return name
+
+    def _counted(self, chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for chunk in chunks:
+            yield chunk
+            self._on_written(chunk.nbytes)
 
 
 def data_path(model_path: Path) -> Path:

@@ -248,14 +248,18 @@ def test_a_graph_reads_references_cast_or_as_stored_and_joins_them_as_rows(tmp_p
     assert np.array_equal(np.concatenate(blocks).astype(np.float32).T, want) and g.shape(packed) == want.shape
 
 
+def _resident() -> int:
+    import mmap
+
+    return int(Path("/proc/self/statm").read_text().split()[1]) * mmap.PAGESIZE
+
+
 @pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from Linux's /proc")
 def test_dropped_pages_leave_resident_memory_and_read_back_the_same(tmp_path):
     """What keeps a quantizing build's peak near a slice of the largest weight rather than all of it."""
     import mmap
 
-    def resident() -> int:
-        return int(Path("/proc/self/statm").read_text().split()[1]) * mmap.PAGESIZE
-
+    resident = _resident
     w = np.random.default_rng(10).standard_normal((2048, 4096)).astype(np.float32)  # 32 MiB
     span, _ = _stored(tmp_path, w, "F32")
     array = external.external_array(external.reference("w", TensorProto.FLOAT, span, False), tmp_path, stored=True)
@@ -271,6 +275,22 @@ def test_dropped_pages_leave_resident_memory_and_read_back_the_same(tmp_path):
     written[:] = 7
     external.drop_pages(written)
     assert (written == 7).all()
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").is_file(), reason="reads resident memory from Linux's /proc")
+def test_a_transposed_tensor_is_read_a_band_of_stored_rows_at_a_time(tmp_path, monkeypatch):
+    """Each row block of a transposed tensor (a MatMul weight, an untied LM head) reads every stored row: the
+    reader lets each band of them go once copied, so resident memory follows a band and a block, not the tensor
+    (which it held whole: 1.09 GB for a 7B's head)."""
+    monkeypatch.setattr(external, "SLICE_BYTES", 1 << 20)
+    span, stored = _stored(tmp_path, np.random.default_rng(11).standard_normal((2048, 4096)), "F32")  # 32 MiB
+    tensor = external.reference("w", TensorProto.FLOAT, span, True)  # read as [4096, 2048]
+    before, peak, start = _resident(), 0, 0
+    for block in external.external_rows(tensor, tmp_path):
+        peak = max(peak, _resident() - before)
+        assert np.array_equal(block, stored.T[start:start + len(block)])
+        start += len(block)
+    assert start == 4096 and peak < stored.nbytes / 8
 
 
 def test_a_deferred_packed_weight_is_made_as_the_artifact_is_written(tmp_path, monkeypatch):
