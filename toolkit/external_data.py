@@ -97,8 +97,8 @@ def converted_rows(view: np.ndarray, dtype: np.dtype, name: str, where: Path, tr
     their mapped pages can go. `step`: rows per block (default: about SLICE_BYTES)."""
     # Every block of a transposed view reads all stored rows: it copies them a band at a time and lets each band
     # go, so the map holds a band, not the tensor. The next block faults the bands back in from the page cache,
-    # so its blocks are larger (7B's untied LM head to float32: 3.7 s and 121 MB against 5.3 s and 1,150 MB
-    # holding it mapped; 9.1 s in blocks of one slice).
+    # so its blocks are larger (7B's untied LM head to float32: 4.2 s against 5.3 s holding it mapped, 9.1 s in
+    # blocks of one slice; the whole fp32 export peaks at 234-239 MiB, 1,148 before).
     step = step or rows_per_slice(view.shape, dtype.itemsize) * (TRANSPOSED_BLOCK_SLICES if transposed else 1)
     band = rows_per_slice(view.T.shape, view.itemsize) if transposed else 0
     for start in range(0, len(view), step):
