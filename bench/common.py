@@ -9,12 +9,17 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+# The CLI of the environment running the bench, found beside its interpreter: an unactivated venv's
+# `.venv/bin/python bench/run.py` measures that venv's qwdeploy, not whatever PATH holds (or nothing).
+QWDEPLOY = str(Path(sys.executable).with_name("qwdeploy"))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from common import Run, disk_bytes, measure
+from common import QWDEPLOY, Run, disk_bytes, measure
 
 QUANTIZE = ("import sys, llama_cpp as l; p = l.llama_model_quantize_default_params(); p.ftype = int(sys.argv[3]); "
             "p.nthread = 2; sys.exit(l.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))")
@@ -46,12 +46,12 @@ class Export:
 
 
 def _qwdeploy_gguf(quant: str) -> Steps:
-    return lambda c: [["qwdeploy", "export", str(c.checkpoint), "--format", "gguf", "--quant", quant, "-o", str(c.out),
+    return lambda c: [[QWDEPLOY, "export", str(c.checkpoint), "--format", "gguf", "--quant", quant, "-o", str(c.out),
                        "--no-verify", "--force"]]
 
 
 def _qwdeploy_onnx(quant: str) -> Steps:
-    return lambda c: [["qwdeploy", "export", str(c.checkpoint), "--format", "onnx", "--target", "cpu", "--quant", quant,
+    return lambda c: [[QWDEPLOY, "export", str(c.checkpoint), "--format", "onnx", "--target", "cpu", "--quant", quant,
                        "-o", str(c.out), "--no-verify", "--force"]]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import QWDEPLOY
 from runtime import Target, run_child
 
 POSITIONS = 128
@@ -143,7 +144,7 @@ def trained(checkpoint: Path, artifacts: dict[str, Path], out: Path, quick: bool
     for i, (name, path) in enumerate(artifacts.items()):
         say(f"  qwdeploy eval: {name}")
         folder = out / f"{i}-{path.name}"
-        cmd = ["qwdeploy", "eval", str(path), "--reference", str(checkpoint), *eval_options(quick), "--out",
+        cmd = [QWDEPLOY, "eval", str(path), "--reference", str(checkpoint), *eval_options(quick), "--out",
                str(folder), "--force"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

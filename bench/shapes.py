@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import QWDEPLOY
+
 QWEN25 = dict(rope_theta=1000000.0, max_position_embeddings=32768, max_window_layers=28)
 
 
@@ -86,7 +88,7 @@ def trained_checkpoint(work: Path) -> Path:
     out = work / "checkpoints" / TRAINED
     if not (out / "config.json").is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["qwdeploy", "demo-checkpoint", str(out), "--arch", "qwen2", "--trained", "--force"],
+        subprocess.run([QWDEPLOY, "demo-checkpoint", str(out), "--arch", "qwen2", "--trained", "--force"],
                        check=True, stdout=subprocess.DEVNULL)
     return out
 
