@@ -259,15 +259,14 @@ def test_dropped_pages_leave_resident_memory_and_read_back_the_same(tmp_path):
     """What keeps a quantizing build's peak near a slice of the largest weight rather than all of it."""
     import mmap
 
-    resident = _resident
     w = np.random.default_rng(10).standard_normal((2048, 4096)).astype(np.float32)  # 32 MiB
     span, _ = _stored(tmp_path, w, "F32")
     array = external.external_array(external.reference("w", TensorProto.FLOAT, span, False), tmp_path, stored=True)
     total = float(array.sum(dtype=np.float64))  # every page read in
-    before = resident()
+    before = _resident()
     for start in range(0, len(array), 100):  # slices that do not end on page boundaries
         external.drop_pages(array[start:start + 100])
-    assert before - resident() > 0.9 * w.nbytes
+    assert before - _resident() > 0.9 * w.nbytes
     assert float(array.sum(dtype=np.float64)) == total and np.array_equal(array, w)
     external.drop_pages(w[:10])  # not a map: left alone
     scratch = mmap.mmap(-1, 4 * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # the advice zeroes it
