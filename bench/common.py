@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-# The CLI of the environment running the bench, found beside its interpreter: an unactivated venv's
-# `.venv/bin/python bench/run.py` measures that venv's qwdeploy, not whatever PATH holds (or nothing).
-QWDEPLOY = str(Path(sys.executable).with_name("qwdeploy"))
+# The CLI of the environment running the bench, found beside its interpreter first: an unactivated venv's
+# `.venv/bin/python bench/run.py` measures that venv's qwdeploy, not whatever PATH holds (or nothing); a
+# user-site install keeps its script elsewhere on PATH.
+QWDEPLOY = shutil.which("qwdeploy", path=str(Path(sys.executable).parent)) or "qwdeploy"
 
 
 @dataclass(frozen=True)

@@ -289,7 +289,9 @@ def test_a_transposed_tensor_is_read_a_band_of_stored_rows_at_a_time(tmp_path, m
         peak = max(peak, _resident() - before)
         assert np.array_equal(block, stored.T[start:start + len(block)])
         start += len(block)
-    assert start == 4096 and peak < stored.nbytes / 8
+    # A block (4 slices of float32), a band of stored rows and require_finite's mask: 6 MiB at most, where
+    # holding the tensor mapped is 32 MiB and more.
+    assert start == 4096 and peak < stored.nbytes / 4
 
 
 def test_a_deferred_packed_weight_is_made_as_the_artifact_is_written(tmp_path, monkeypatch):
