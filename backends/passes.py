@@ -1,6 +1,6 @@
 """Passes over a `Graph`: fusions (pattern → check → rewrite) and whole-graph passes, run in named phases.
 
-A fusion module defines `ANCHOR` (the op type its pattern ends in), `match(graph, node, ctx)`
+A fusion module defines `ANCHOR` (the op type its pattern ends in, or a tuple of them), `match(graph, node, ctx)`
 returning what the rewrite needs or raising `Reject` with the reason, and `rewrite(graph, found,
 ctx)`. `Fusion` wraps such a module into a pass that returns its count and the rejections.
 """
@@ -47,7 +47,8 @@ class Fusion:
 
     def __call__(self, graph: Graph, ctx: Context) -> PassReport:
         count, rejected = 0, []
-        for node in list(graph.nodes(*_anchor(self.module.ANCHOR))):
+        anchors = self.module.ANCHOR if isinstance(self.module.ANCHOR, tuple) else (self.module.ANCHOR,)
+        for node in [n for anchor in anchors for n in graph.nodes(*_anchor(anchor))]:
             if not graph.alive(node):
                 continue  # removed by an earlier rewrite of this pass
             try:

@@ -15,8 +15,9 @@ from .schemas import DOMAIN, DOMAIN_VERSION, SCHEMAS
 
 
 def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Mapping[str, int | float],
-               opset: int = 17) -> bytes:
-    """A serialized model with one `qwdeploy` node; inputs left None (or absent) become "" optionals.
+               opset: int = 17, outputs: Sequence[str] | None = None) -> bytes:
+    """A serialized model with one `qwdeploy` node; inputs left None (or absent) become "" optionals, and
+    it returns `outputs` (default: the schema's required ones).
 
     Every given input is a graph input of its array's dtype and shape, so a run feeds the same arrays."""
     from onnx import helper
@@ -30,9 +31,12 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
         names.pop()
     graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(inputs[n].dtype),
                                                   list(inputs[n].shape)) for n in names if n]
+    returned = [o for o in schema.outputs if (o.name in outputs if outputs is not None else not o.optional)]
+    if outputs is not None and len(returned) != len(outputs):
+        raise ValueError(f"{op} has no output(s) {sorted(set(outputs) - {o.name for o in returned})}")
     graph_outputs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(np.dtype(o.dtype)), None)
-                     for o in schema.outputs]
-    node = helper.make_node(op, names, [o.name for o in schema.outputs], domain=DOMAIN, **dict(attributes))
+                     for o in returned]
+    node = helper.make_node(op, names, [o.name for o in returned], domain=DOMAIN, **dict(attributes))
     graph = helper.make_graph([node], f"qwdeploy_{op}", graph_inputs, graph_outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
@@ -52,7 +56,8 @@ def session(model: bytes, library: str | Path, providers: Sequence[str] = ("CPUE
 
 
 def run_node(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Mapping[str, int | float],
-             library: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> list[np.ndarray]:
-    sess = session(node_model(op, inputs, attributes), library, providers)
+             library: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",),
+             outputs: Sequence[str] | None = None) -> list[np.ndarray]:
+    sess = session(node_model(op, inputs, attributes, outputs=outputs), library, providers)
     feeds = {name: value for name, value in inputs.items() if value is not None}
     return sess.run(None, feeds)

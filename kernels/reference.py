@@ -62,12 +62,26 @@ def bf16(x: np.ndarray) -> np.ndarray:
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
 
 
+def rms_norm(X: np.ndarray, norm_weight: np.ndarray, skip: np.ndarray | None = None,
+             epsilon: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """The norm QuantLinear and QuantSwiGLU take in front (kernels/cpu/rms_norm.h) → (normed, X + skip), in
+    the kernels' own float32 operations: only the mean of squares is float64, rounded once to float32."""
+    s = X if skip is None else X + skip  # [..., K]
+    mean = ((s.astype(np.float64) ** 2).sum(-1, keepdims=True) / s.shape[-1]).astype(np.float32)  # [..., 1]
+    inv = np.float32(1) / np.sqrt(mean + np.float32(epsilon))
+    return s * inv * norm_weight, s
+
+
 def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
-                 bias: np.ndarray | None = None, *, K: int, N: int, bits: int, block_size: int,
-                 accuracy_level: int, row_tile: int = 1, prefill_tiles: bool = False) -> np.ndarray:
+                 bias: np.ndarray | None = None, skip: np.ndarray | None = None,
+                 norm_weight: np.ndarray | None = None, *, K: int, N: int, bits: int, block_size: int,
+                 accuracy_level: int, row_tile: int = 1, epsilon: float = 1e-5,
+                 prefill_tiles: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """row_tile 4: B in row tiles (kernels/quantize.py). prefill_tiles: what the AMX prefill path computes at
     accuracy_level 4 (kernels/cpu/amx.h): weights (q - zero) * scale in float32 and the activations, each
-    rounded to bfloat16."""
+    rounded to bfloat16. With skip: (Y, sum)."""
+    if norm_weight is not None:
+        X, total = rms_norm(X, norm_weight, skip, epsilon)
     if row_tile != 1:
         B = untile_rows(B, N)
     w = dequantize(B, scales, K, bits, block_size, zero_points)  # [N, K]
@@ -81,14 +95,18 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
     y = x @ w.T  # [..., N]
     if bias is not None:
         y += bias
-    return y.astype(X.dtype)
+    y = y.astype(X.dtype)
+    return (y, total) if skip is not None else y
 
 
-def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, K: int,
-                 N: int, bits: int, block_size: int, accuracy_level: int, row_tile: int = 1,
-                 prefill_tiles: bool = False) -> np.ndarray:
-    return swiglu(quant_linear(X, B, scales, zero_points, K=K, N=N, bits=bits, block_size=block_size,
-                               accuracy_level=accuracy_level, row_tile=row_tile, prefill_tiles=prefill_tiles))
+def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
+                 skip: np.ndarray | None = None, norm_weight: np.ndarray | None = None, *, K: int, N: int, bits: int,
+                 block_size: int, accuracy_level: int, row_tile: int = 1, epsilon: float = 1e-5,
+                 prefill_tiles: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    out = quant_linear(X, B, scales, zero_points, None, skip, norm_weight, K=K, N=N, bits=bits,
+                       block_size=block_size, accuracy_level=accuracy_level, row_tile=row_tile, epsilon=epsilon,
+                       prefill_tiles=prefill_tiles)
+    return (swiglu(out[0]), out[1]) if skip is not None else swiglu(out)
 
 
 def linear(X: np.ndarray, W: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:

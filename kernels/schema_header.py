@@ -1,5 +1,5 @@
-"""kernels/ort/schema_io.h, the C++ side of kernels/schemas.py: each op's name, input Port table and output
-element types, rendered from the schemas so the adapters cannot register anything else.
+"""kernels/ort/schema_io.h, the C++ side of kernels/schemas.py: each op's name and its input and output Port
+tables, rendered from the schemas so the adapters cannot register anything else.
 
 The header is checked in, so a plain CMake build needs no Python. After changing a schema run
 
@@ -46,12 +46,15 @@ def _table(element: str, rows: list[tuple[str, str]]) -> list[str]:
     return [f"  static constexpr {element}[] = {{", *(f"      {value},  // {name}" for value, name in rows), "  };"]
 
 
+def _ports(op: str, args: tuple[Arg, ...]) -> list[tuple[str, str]]:
+    return [(f"{{{_cpp_type(op, a)}, {str(a.optional).lower()}}}", a.name) for a in args]
+
+
 def _op(name: str) -> str:
     schema = SCHEMAS[name]
-    inputs = [(f"{{{_cpp_type(name, a)}, {str(a.optional).lower()}}}", a.name) for a in schema.inputs]
-    outputs = [(_cpp_type(name, a), a.name) for a in schema.outputs]
     lines = [f"struct {name} {{", f'  static constexpr const char* kName = "{name}";',
-             *_table("Port kInputs", inputs), *_table("ONNXTensorElementDataType kOutputs", outputs), "};"]
+             *_table("Port kInputs", _ports(name, schema.inputs)),
+             *_table("Port kOutputs", _ports(name, schema.outputs)), "};"]
     return "\n".join(lines) + "\n"
 
 

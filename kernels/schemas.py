@@ -13,7 +13,7 @@ says otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DOMAIN = "qwdeploy"
 DOMAIN_VERSION = 1
@@ -38,7 +38,21 @@ class OpSchema:
     outputs: tuple[Arg, ...]
     attributes: dict[str, str]  # name -> "int" | "float", with meaning in the docstring
     doc: str
+    optional_attributes: dict[str, str] = field(default_factory=dict)  # as attributes; a node may leave them off
 
+
+# The residual add and RMSNorm QuantLinear and QuantSwiGLU may take in front of their product, so a decoder
+# layer's SkipSimplifiedLayerNormalization needs no node of its own.
+NORM_INPUTS = (
+    Arg("skip", "[..., K]", "float32", optional=True),
+    Arg("norm_weight", "[K]", "float32", optional=True),
+)
+NORM_OUTPUTS = (Arg("sum", "[..., K]", "float32", optional=True),)
+NORM_ATTRIBUTES = {"epsilon": "float"}
+NORM_DOC = (" With norm_weight the product takes RMSNorm(X + skip) instead of X: s = X + skip (X without skip), "
+            "X' = s * (1 / sqrt(mean(s^2 over K) + epsilon)) * norm_weight, the mean of squares summed in float64 "
+            "and rounded to float32, the rest float32 (epsilon defaults to 1e-5, SimplifiedLayerNormalization's); "
+            "the sum output, which needs skip, is s: the residual stream SkipSimplifiedLayerNormalization returns.")
 
 SCHEMAS = {
     s.name: s
@@ -57,13 +71,15 @@ SCHEMAS = {
                 Arg("B", "[2*I, K/block_size, block_size*bits/8]", "uint8"),
                 Arg("scales", "[2*I * K/block_size]", "float32|float16"),
                 Arg("zero_points", "[2*I * ceil(K/block_size*bits/8)]", "uint8", optional=True),
+                *NORM_INPUTS,
             ),
-            outputs=(Arg("Y", "[..., I]", "float32"),),
+            outputs=(Arg("Y", "[..., I]", "float32"), *NORM_OUTPUTS),
             attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int",
                         "row_tile": "int"},
+            optional_attributes=NORM_ATTRIBUTES,
             doc="Packed gate/up projection on block-quantized weights (ONNX Runtime's MatMulNBits layout, "
             "N = 2*I rows, gate rows first; accuracy_level and row_tile as QuantLinear's, I a multiple of the "
-            "tile) followed by SwiGLU; the [.., 2*I] intermediate never reaches memory.",
+            "tile) followed by SwiGLU; the [.., 2*I] intermediate never reaches memory." + NORM_DOC,
         ),
         OpSchema(
             "QuantLinear",
@@ -73,17 +89,19 @@ SCHEMAS = {
                 Arg("scales", "N * K/block_size elements, any shape", "float32|float16"),
                 Arg("zero_points", "N * ceil(K/block_size*bits/8) elements, any shape", "uint8", optional=True),
                 Arg("bias", "[N]", "float32", optional=True),
+                *NORM_INPUTS,
             ),
-            outputs=(Arg("Y", "[..., N]", "float32"),),
+            outputs=(Arg("Y", "[..., N]", "float32"), *NORM_OUTPUTS),
             attributes={"K": "int", "N": "int", "bits": "int", "block_size": "int", "accuracy_level": "int",
                         "row_tile": "int"},
+            optional_attributes=NORM_ATTRIBUTES,
             doc="Y = X @ W^T + bias with W block-quantized in ONNX Runtime's MatMulNBits layout; B, scales and "
             "zero points are MatMulNBits' own tensors, read where they lie (no prepacked copy). accuracy_level "
             "as MatMulNBits', a permission rather than a demand: at 4 the CPU kernels quantize X to int8 per block "
             "(scale max|x|/127, round to nearest even) for integer dot products per block, then apply both scales; "
             "at 0, and on CUDA at any level, they compute in float. row_tile 4 (CPU only): B's rows in tiles "
             "of 4, their bytes interleaved 64 at a time and the rows padded to whole tiles, so decode streams "
-            "each tile as one range (kernels/quantize.py tile_rows); 1: rows in order.",
+            "each tile as one range (kernels/quantize.py tile_rows); 1: rows in order." + NORM_DOC,
         ),
         OpSchema(
             "Linear",

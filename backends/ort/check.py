@@ -77,7 +77,7 @@ def _schema_problems(model: onnx.ModelProto) -> list[str]:
             if schema is None:
                 problems.append(f"{node.name}: kernels/schemas.py has no {DOMAIN}:{node.op_type}")
                 continue
-            known, max_inputs = set(schema.attributes), len(schema.inputs)
+            known, max_inputs = {*schema.attributes, *schema.optional_attributes}, len(schema.inputs)
             missing = set(schema.attributes) - attrs
             if missing:
                 problems.append(f"{node.name}: missing attributes {sorted(missing)}")

@@ -54,7 +54,10 @@ struct Op : Ort::CustomOpBase<Op<Kernel>, Kernel, true> {
     return Kernel::kInputs[i].optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return std::size(Kernel::kOutputs); }
-  ONNXTensorElementDataType GetOutputType(size_t i) const { return Kernel::kOutputs[i]; }
+  ONNXTensorElementDataType GetOutputType(size_t i) const { return Kernel::kOutputs[i].type; }
+  OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t i) const {
+    return Kernel::kOutputs[i].optional ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
 };
 
 // Kernels derive from this and from their op's struct in schema_io.h (kName, kInputs, kOutputs), and

@@ -4,6 +4,7 @@
 #include "../cpu/quant_gather.h"
 #include "../cpu/quant_linear.h"
 #include "../cpu/quant_swiglu.h"
+#include "../cpu/rms_norm.h"
 #include "../cpu/swiglu.h"
 #include "adapter.h"
 #include "attention_io.h"
@@ -15,6 +16,16 @@ namespace qwd::ort {
 namespace {
 
 constexpr const char* kCpu = "CPUExecutionProvider";
+
+// A QuantLinear's or QuantSwiGLU's X, or RMSNorm(X + skip) in scratch where the node carries the norm.
+template <class Args>
+const float* product_input(const Args& a, const Parallel& par) {
+  if (!a.norm.weight) return a.x;
+  thread_local std::vector<float> normed;  // kept per thread, as a fresh one faults its pages in every call
+  normed.resize(a.tokens * a.w.cols);
+  rms_norm(a.x, a.tokens, a.w.cols, a.norm, normed.data(), par);
+  return normed.data();
+}
 
 struct SwiGLUKernel : Kernel<SwiGLUKernel>, SwiGLUOp {
   static constexpr const char* kProvider = kCpu;
@@ -32,7 +43,8 @@ struct QuantSwiGLUKernel : Kernel<QuantSwiGLUKernel>, QuantSwiGLUOp {
 
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
-    quant_swiglu(a.x, a.tokens, a.w, a.y, static_cast<int>(accuracy_level), PoolParallel(ctx));
+    const PoolParallel par(ctx);
+    quant_swiglu(product_input(a, par), a.tokens, a.w, a.y, static_cast<int>(accuracy_level), par);
   }
 };
 
@@ -42,7 +54,8 @@ struct QuantLinearKernel : Kernel<QuantLinearKernel>, QuantLinearOp {
 
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
-    quant_linear(a.x, a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), PoolParallel(ctx));
+    const PoolParallel par(ctx);
+    quant_linear(product_input(a, par), a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), par);
   }
 };
 

@@ -31,6 +31,7 @@ struct QuantSwiGLUCuda : Kernel<QuantSwiGLUCuda>, QuantSwiGLUOp {
     const auto a = read(ctx);
     if (a.w.scales_f16) throw std::invalid_argument("qwdeploy.QuantSwiGLU: the CUDA kernel reads float32 scales");
     if (a.w.row_tile != 1) throw std::invalid_argument("qwdeploy.QuantSwiGLU: the CUDA kernel reads rows in order");
+    if (a.norm.weight) throw std::invalid_argument("qwdeploy.QuantSwiGLU: the CUDA kernel takes no norm in front");
     cuda::gate_up_swiglu(a.x, a.tokens, a.w, a.y, ctx.GetGPUComputeStream());
   }
 };

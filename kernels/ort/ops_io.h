@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../cpu/rms_norm.h"
 #include "../cpu/weights.h"
 #include "adapter.h"
 #include "schema_io.h"
@@ -48,10 +49,12 @@ inline Weights quantized_weights(const char* op, const Ort::ConstValue& b, const
   return w;
 }
 
-// QuantSwiGLU and QuantLinear: MatMulNBits' attributes and tensors.
+// QuantSwiGLU and QuantLinear: MatMulNBits' attributes and tensors, and the optional norm in front.
 template <bool kLinear>
 struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::QuantSwiGLU> {
+  static constexpr size_t kSkip = kLinear ? 5 : 4;  // then norm_weight
   int64_t K, N, bits, block_size, accuracy_level, row_tile;
+  float epsilon;
 
   struct Args {
     const float* x;  // [tokens, K]
@@ -59,6 +62,7 @@ struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::
     Weights w;          // [N, K], MatMulNBits layout
     const float* bias;  // [N] or null
     float* y;           // [tokens, N] (QuantLinear) or [tokens, N/2] (QuantSwiGLU)
+    RmsNorm norm;       // of x, before the product, where norm.weight is set
   };
 
   explicit QuantMatMulOp(const Ort::ConstKernelInfo& info)
@@ -67,19 +71,30 @@ struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::
         bits(info.GetAttribute<int64_t>("bits")),
         block_size(info.GetAttribute<int64_t>("block_size")),
         accuracy_level(info.GetAttribute<int64_t>("accuracy_level")),
-        row_tile(attr_int(info, "row_tile", 1)) {}
+        row_tile(attr_int(info, "row_tile", 1)),
+        epsilon(attr_float(info, "epsilon", 1e-5f)) {}
 
   Args read(Ort::KernelContext& ctx) const {
     auto x = ctx.GetInput(0), b = ctx.GetInput(1), scales = ctx.GetInput(2), zp = input(ctx, 3);
     const auto bias = kLinear ? input(ctx, 4) : Ort::ConstValue{nullptr};
+    const auto skip = input(ctx, kSkip), norm_weight = input(ctx, kSkip + 1);
     const auto zp_shape = optional_shape(zp), bias_shape = optional_shape(bias);
-    const auto s = kLinear ? shapes::quant_linear(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr,
+    const auto skip_shape = optional_shape(skip), weight_shape = optional_shape(norm_weight);
+    const auto x_shape = shape(x);
+    const auto s = kLinear ? shapes::quant_linear(x_shape, shape(b), shape(scales), zp ? &zp_shape : nullptr,
                                                   bias ? &bias_shape : nullptr, K, N, bits, block_size, row_tile)
-                           : shapes::quant_swiglu(shape(x), shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N,
+                           : shapes::quant_swiglu(x_shape, shape(b), shape(scales), zp ? &zp_shape : nullptr, K, N,
                                                   bits, block_size, row_tile);
-    return {x.GetTensorData<float>(), s.tokens,
-            quantized_weights(this->kName, b, scales, zp, N, K, bits, block_size, row_tile), data_or_null<float>(bias),
-            ctx.GetOutput(0, s.out).GetTensorMutableData<float>()};
+    auto sum = ctx.GetOutputCount() > 1 ? ctx.GetOutput(1, x_shape) : Ort::UnownedValue{nullptr};
+    shapes::prenorm(this->kName, x_shape, skip ? &skip_shape : nullptr, norm_weight ? &weight_shape : nullptr,
+                    sum != nullptr);
+    return {x.GetTensorData<float>(),
+            s.tokens,
+            quantized_weights(this->kName, b, scales, zp, N, K, bits, block_size, row_tile),
+            data_or_null<float>(bias),
+            ctx.GetOutput(0, s.out).GetTensorMutableData<float>(),
+            {data_or_null<float>(norm_weight), epsilon, data_or_null<float>(skip),
+             sum ? sum.GetTensorMutableData<float>() : nullptr}};
   }
 };
 using QuantSwiGLUOp = QuantMatMulOp<false>;

@@ -12,8 +12,8 @@ struct SwiGLU {
   static constexpr Port kInputs[] = {
       {kFloat, false},  // gate_up
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
   };
 };
 
@@ -24,9 +24,12 @@ struct QuantSwiGLU {
       {kUint8, false},  // B
       {kAnyType, false},  // scales
       {kUint8, true},  // zero_points
+      {kFloat, true},  // skip
+      {kFloat, true},  // norm_weight
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
+      {kFloat, true},  // sum
   };
 };
 
@@ -38,9 +41,12 @@ struct QuantLinear {
       {kAnyType, false},  // scales
       {kUint8, true},  // zero_points
       {kFloat, true},  // bias
+      {kFloat, true},  // skip
+      {kFloat, true},  // norm_weight
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
+      {kFloat, true},  // sum
   };
 };
 
@@ -51,8 +57,8 @@ struct Linear {
       {kFloat, false},  // W
       {kFloat, true},  // bias
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
   };
 };
 
@@ -64,8 +70,8 @@ struct QuantGather {
       {kAnyType, false},  // scales
       {kUint8, true},  // zero_points
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
   };
 };
 
@@ -80,8 +86,8 @@ struct MoE {
       {kFloat, true},  // shared_down
       {kFloat, true},  // shared_gate
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
   };
 };
 
@@ -98,8 +104,8 @@ struct QMoE {
       {kFloat, true},  // shared_down
       {kFloat, true},  // shared_gate
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Y
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Y
   };
 };
 
@@ -114,9 +120,9 @@ struct QKNormRotary {
       {kFloat, false},  // cos_cache
       {kFloat, false},  // sin_cache
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // Q_out
-      kFloat,  // K_out
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // Q_out
+      {kFloat, false},  // K_out
   };
 };
 
@@ -130,8 +136,8 @@ struct QKNormRotaryPacked {
       {kFloat, false},  // cos_cache
       {kFloat, false},  // sin_cache
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // QKV_out
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // QKV_out
   };
 };
 
@@ -148,10 +154,10 @@ struct GroupQueryAttention {
       {kFloat, true},  // cos_cache
       {kFloat, true},  // sin_cache
   };
-  static constexpr ONNXTensorElementDataType kOutputs[] = {
-      kFloat,  // output
-      kFloat,  // present_key
-      kFloat,  // present_value
+  static constexpr Port kOutputs[] = {
+      {kFloat, false},  // output
+      {kFloat, false},  // present_key
+      {kFloat, false},  // present_value
   };
 };
 

@@ -81,6 +81,13 @@ QuantMatMul quant_matmul(const char* op, const Shape& x, const Shape& b, const S
 
 }  // namespace
 
+void prenorm(const char* op, const Shape& x, const Shape* skip, const Shape* norm_weight, bool sum) {
+  require(norm_weight || !skip, op, "skip is given without norm_weight");
+  require(skip || !sum, op, "the sum output needs skip");
+  if (norm_weight) expect(op, "norm_weight", *norm_weight, {x.back()});
+  if (skip) expect(op, "skip", *skip, x);
+}
+
 Linear linear(const Shape& x, const Shape& w, const Shape* bias) {
   const char* op = "Linear";
   require(w.size() == 2, op, "W must be [N, K], got " + str(w));

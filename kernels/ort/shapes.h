@@ -28,6 +28,10 @@ QuantMatMul quant_linear(const Shape& x, const Shape& b, const Shape& scales, co
 QuantMatMul quant_swiglu(const Shape& x, const Shape& b, const Shape& scales, const Shape* zero_points, int64_t K,
                          int64_t N, int64_t bits, int64_t block_size, int64_t row_tile);
 
+// QuantLinear's and QuantSwiGLU's norm in front (cpu/rms_norm.h): skip X's shape, norm_weight [K]; skip and
+// the sum output only with norm_weight, the sum only with skip.
+void prenorm(const char* op, const Shape& x, const Shape* skip, const Shape* norm_weight, bool sum);
+
 struct Linear {
   int64_t tokens;
   Shape out;  // X's shape with N last

@@ -23,6 +23,7 @@
 #include "../cpu/quant_gather.h"
 #include "../cpu/quant_linear.h"
 #include "../cpu/quant_swiglu.h"
+#include "../cpu/rms_norm.h"
 #include "../cpu/simd.h"
 #include "../cpu/swiglu.h"
 
@@ -148,20 +149,31 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     return {y};
   }
   if (op == "QuantSwiGLU" || op == "QuantLinear") {
-    const auto x = c.array<float>("X");
+    auto x = c.array<float>("X");
     const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
     const int64_t tokens = c.i("tokens"), N = c.i("N");
     const int level = static_cast<int>(c.i("accuracy_level"));
     const CaseWeights cw(c, "B");
     const qwd::Weights& w = cw.view;
-    if (op == "QuantLinear") {
-      std::vector<float> y(tokens * N);
-      qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), y.data(), level, par);
-      return {y};
+    std::vector<std::vector<float>> out(1);
+    if (c.has("norm_weight")) {  // the norm in front, as the ONNX Runtime adapter runs it
+      const auto weight = c.array<float>("norm_weight");
+      const auto skip = c.has("skip") ? c.array<float>("skip") : std::vector<float>{};
+      if (!skip.empty()) out.emplace_back(x.size());
+      std::vector<float> normed(x.size());
+      qwd::rms_norm(x.data(), tokens, c.i("K"), {weight.data(), c.f("epsilon"), skip.empty() ? nullptr : skip.data(),
+                                                  skip.empty() ? nullptr : out[1].data()},
+                    normed.data(), par);
+      x = std::move(normed);
     }
-    std::vector<float> y(tokens * N / 2);
-    qwd::quant_swiglu(x.data(), tokens, w, y.data(), level, par);
-    return {y};
+    if (op == "QuantLinear") {
+      out[0].resize(tokens * N);
+      qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), out[0].data(), level, par);
+    } else {
+      out[0].resize(tokens * N / 2);
+      qwd::quant_swiglu(x.data(), tokens, w, out[0].data(), level, par);
+    }
+    return out;
   }
   if (op == "Linear") {
     const auto x = c.array<float>("X"), w = c.array<float>("W");

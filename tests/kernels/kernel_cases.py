@@ -35,6 +35,11 @@ class Case:
         out = REFERENCES[self.op](**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes, **extra)
         return list(out) if isinstance(out, tuple) else [out]
 
+    @property
+    def outputs(self) -> list[str]:
+        """The outputs the case asks for: the schema's required ones, and the optional sum where it has a skip."""
+        return [o.name for o in SCHEMAS[self.op].outputs if not o.optional or self.inputs.get("skip") is not None]
+
 
 TILE_OPS = ("QuantLinear", "QuantSwiGLU")
 
@@ -58,10 +63,10 @@ def swiglu(rng: np.random.Generator, lead: tuple[int, ...], inter: int) -> Case:
 
 def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: int, N: int, bits: int,
                  block_size: int, symmetric: bool, level: int, bias: bool = False, half: bool = False,
-                 tiled: bool = False) -> Case:
-    """QuantSwiGLU (N = 2*I) or QuantLinear; half: float16 scales; tiled: B in row tiles. At accuracy_level 4
-    the reference quantizes the activations exactly as the kernels do, so the bound is float rounding, not
-    int8 error."""
+                 tiled: bool = False, norm: str = "") -> Case:
+    """QuantSwiGLU (N = 2*I) or QuantLinear; half: float16 scales; tiled: B in row tiles; norm "rms": an RMSNorm
+    in front, "skip": a residual add too (and its sum out). At accuracy_level 4 the reference quantizes the
+    activations exactly as the kernels do, so the bound is float rounding, not int8 error."""
     packed, scales, zero_points = quantize_blocks(_normal(rng, N, K), bits, block_size, symmetric)
     if tiled:
         packed = tile_rows(packed)
@@ -71,9 +76,13 @@ def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: in
         inputs["bias"] = _normal(rng, N) if bias else None
     attrs = {"K": K, "N": N, "bits": bits, "block_size": block_size, "accuracy_level": level,
              "row_tile": ROW_TILE if tiled else 1}
+    if norm:  # a residual stream off zero and a norm weight off one, as trained layers have them
+        inputs["skip"] = _normal(rng, *lead, K, scale=4.0) + 1.0 if norm == "skip" else None
+        inputs["norm_weight"] = _normal(rng, K, scale=0.5) + 1.0
+        attrs["epsilon"] = 1e-6
     name = (f"{op.lower()}-{'x'.join(map(str, lead))}-K{K}-N{N}-int{bits}-b{block_size}-"
             f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}{'-f16scales' if half else ''}"
-            f"{'-tiled' if tiled else ''}")
+            f"{'-tiled' if tiled else ''}{f'-{norm}' if norm else ''}")
     sizes = {"tokens": int(np.prod(lead)), "K": K, "N": N, "half_scales": int(half)}
     return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
 
@@ -239,6 +248,15 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((1,), 256, 16, 4, 128, True, False))),
         *(quant_matmul(rng, "QuantLinear", lead, K, N, 4, 32, True, 4, tiled=True)
           for lead, K, N in (((1,), 896, 37), ((2,), 128, 13), ((17,), 512, 150))),
+        # The norm in front, with and without the residual add: decode, batch tiles, blocked and AMX prefill,
+        # the float path; K off the float64 lanes (8) and a short last block.
+        *(quant_matmul(rng, op, lead, K, N, bits, block, sym, level, bias=op == "QuantLinear", half=half,
+                       tiled=tiled, norm=norm)
+          for op in ("QuantLinear", "QuantSwiGLU") for level in (0, 4)
+          for lead, K, N, bits, block, sym, half, tiled, norm in (
+              ((1,), 896, 40, 4, 32, True, True, True, "skip"), ((1, 1), 70, 26, 4, 32, False, False, False, "rms"),
+              ((3,), 200, 34, 8, 32, False, False, False, "skip"), ((1, 20), 300, 40, 4, 16, True, True, False, "skip"),
+              ((33,), 256, 48, 4, 64, False, False, True, "rms"))),
         # Decode and prefill, rows and K off the vector width, token tiles crossed with partial ones.
         *(linear(rng, lead, K, N, bias) for lead, K, N, bias in (((1,), 896, 37, False), ((1, 1), 19, 130, True),
                                                                  ((2, 35), 64, 70, False), ((3,), 33, 9, True))),
@@ -278,7 +296,7 @@ def write_case(case: Case, folder: Path, tiles: bool = False) -> Path:
     """meta.txt + raw little-endian arrays, the format kernels/tests/kernel_test.cc reads; the outputs of
     Case.expected(tiles)."""
     folder.mkdir(parents=True, exist_ok=True)
-    outputs = [o.name for o in SCHEMAS[case.op].outputs]
+    outputs = case.outputs
     for name, value in case.inputs.items():
         if value is not None:
             np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tofile(folder / f"{name}.bin")

@@ -21,7 +21,7 @@ VARIANT_ENV = "QWDEPLOY_KERNELS_VARIANT"
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_op_matches_reference(case: Case, host_build: Build):
-    outputs = run_node(case.op, case.inputs, case.attributes, host_build.library)
+    outputs = run_node(case.op, case.inputs, case.attributes, host_build.library, outputs=case.outputs)
     for got, want in zip(outputs, case.expected(tiles_here()), strict=True):  # AMX CPUs run the AVX-512 build
         assert got.shape == want.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=case.atol, rtol=case.rtol)
@@ -40,6 +40,19 @@ def test_bad_shape_is_a_clear_error(host_build: Build):
     attrs = dict(case.attributes, K=case.attributes["K"] + 1)
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="QuantSwiGLU: X has shape"):
         run_node(case.op, case.inputs, attrs, host_build.library)
+
+
+def test_norm_inputs_that_do_not_fit_are_clear_errors(host_build: Build):
+    import onnxruntime as ort
+
+    case = next(c for c in CASES if c.op == "QuantLinear" and c.inputs.get("skip") is not None)
+    weight = case.inputs["norm_weight"]
+    for inputs, outputs, message in ((dict(case.inputs, norm_weight=None), ["Y"], "skip is given without norm_weight"),
+                                     (dict(case.inputs, skip=None), ["Y", "sum"], "the sum output needs skip"),
+                                     (dict(case.inputs, norm_weight=weight[:-1]), ["Y"], "norm_weight has shape"),
+                                     (dict(case.inputs, skip=case.inputs["X"][..., :-1]), ["Y"], "skip has shape")):
+        with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match=f"QuantLinear: {message}"):
+            run_node(case.op, inputs, case.attributes, host_build.library, outputs=outputs)
 
 
 @pytest.mark.parametrize("op", ["QKNormRotary", "QKNormRotaryPacked"])
@@ -88,7 +101,7 @@ def test_every_portable_variant_this_cpu_runs_matches_reference(portable_build: 
     monkeypatch.setenv(VARIANT_ENV, variant)
     assert loaded_variant(portable_build.library) == variant  # the dispatcher knows the name and takes it
     for case in CASES:
-        outputs = run_node(case.op, case.inputs, case.attributes, portable_build.library)
+        outputs = run_node(case.op, case.inputs, case.attributes, portable_build.library, outputs=case.outputs)
         for got, want in zip(outputs, case.expected(variant == "avx512_vnni" and tiles_here()), strict=True):
             np.testing.assert_allclose(got, want, atol=case.atol, rtol=case.rtol, err_msg=f"{variant}: {case.name}")
 

@@ -72,7 +72,8 @@ def test_every_adapter_reads_exactly_its_schemas_attributes():
     """A struct serving two ops (MoE/QMoE) is held to their union; reads outside an op struct match nothing."""
     problems = []
     for reader in ALL_READERS:
-        declared = {name: kind for op in sorted(reader.ops) for name, kind in SCHEMAS[op].attributes.items()}
+        declared = {name: kind for op in sorted(reader.ops)
+                    for name, kind in (SCHEMAS[op].attributes | SCHEMAS[op].optional_attributes).items()}
         if reader.reads != declared:
             problems.append(f"{reader.where} reads {reader.reads}; {sorted(reader.ops)} declare {declared}")
     assert not problems, "\n".join(problems)

@@ -66,7 +66,8 @@ def list_cmd() -> None:
     from ...toolkit.errors import QwdeployError
 
     print_rows(("op", "inputs", "attributes", "devices"),
-               [(name, str(len(s.inputs)), ", ".join(s.attributes) or "-", "cpu, cuda") for name, s in SCHEMAS.items()])
+               [(name, str(len(s.inputs)), ", ".join([*s.attributes, *(f"{a} (optional)" for a in s.optional_attributes)])
+                 or "-", "cpu, cuda") for name, s in SCHEMAS.items()])
     try:
         current = {current_build("host").directory}
     except QwdeployError as exc:  # no compiler: nothing can be current, the cache may still hold builds

@@ -1,0 +1,23 @@
+// The residual add and RMSNorm that QuantLinear and QuantSwiGLU take in front of their product
+// (kernels/schemas.py: skip, norm_weight, epsilon, sum), so a decoder layer's norm needs no op of its own.
+#pragma once
+
+#include <cstdint>
+
+#include "parallel.h"
+
+namespace qwd {
+
+struct RmsNorm {
+  const float* weight = nullptr;  // [cols]; null: no norm
+  float epsilon = 1e-5f;
+  const float* skip = nullptr;  // [tokens, cols] or null
+  float* sum = nullptr;         // [tokens, cols] or null: x + skip
+};
+
+// Per token: s = x + skip (x without skip), y = s * (1 / sqrt(mean(s^2) + epsilon)) * weight. The squares
+// are summed in float64 in a fixed order, so every ISA (and numpy) rounds the mean to the same float32.
+void rms_norm(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm, float* y,
+              const Parallel& par = serial());
+
+}  // namespace qwd
