@@ -36,7 +36,10 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
         raise ValueError(f"{op} has no output(s) {sorted(set(outputs) - {o.name for o in returned})}")
     graph_outputs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(np.dtype(o.dtype)), None)
                      for o in returned]
-    node = helper.make_node(op, names, [o.name for o in returned], domain=DOMAIN, **dict(attributes))
+    slots = [o.name if o in returned else "" for o in schema.outputs]  # outputs are positional
+    while slots and slots[-1] == "":
+        slots.pop()
+    node = helper.make_node(op, names, slots, domain=DOMAIN, **dict(attributes))
     graph = helper.make_graph([node], f"qwdeploy_{op}", graph_inputs, graph_outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])

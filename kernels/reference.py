@@ -80,6 +80,8 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
     """row_tile 4: B in row tiles (kernels/quantize.py). prefill_tiles: what the AMX prefill path computes at
     accuracy_level 4 (kernels/cpu/amx.h): weights (q - zero) * scale in float32 and the activations, each
     rounded to bfloat16. With skip: (Y, sum)."""
+    if skip is not None and norm_weight is None:
+        raise ValueError("skip is given without norm_weight")
     if norm_weight is not None:
         X, total = rms_norm(X, norm_weight, skip, epsilon)
     if row_tile != 1:

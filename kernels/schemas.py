@@ -52,7 +52,8 @@ NORM_ATTRIBUTES = {"epsilon": "float"}
 NORM_DOC = (" With norm_weight the product takes RMSNorm(X + skip) instead of X: s = X + skip (X without skip), "
             "X' = s * (1 / sqrt(mean(s^2 over K) + epsilon)) * norm_weight, the mean of squares summed in float64 "
             "and rounded to float32, the rest float32 (epsilon defaults to 1e-5, SimplifiedLayerNormalization's); "
-            "the sum output, which needs skip, is s: the residual stream SkipSimplifiedLayerNormalization returns.")
+            "the sum output, which needs skip, is s: the residual stream SkipSimplifiedLayerNormalization returns. "
+            "CPU only: the CUDA QuantSwiGLU refuses a norm.")
 
 SCHEMAS = {
     s.name: s

@@ -16,7 +16,8 @@ struct RmsNorm {
 };
 
 // Per token: s = x + skip (x without skip), y = s * (1 / sqrt(mean(s^2) + epsilon)) * weight. The squares
-// are summed in float64 in a fixed order, so every ISA (and numpy) rounds the mean to the same float32.
+// are exact in float64 and summed there in a fixed order, so every ISA rounds the mean to the same float32,
+// and numpy's own order of the same sum almost always does too.
 void rms_norm(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm, float* y,
               const Parallel& par = serial());
 

@@ -52,7 +52,8 @@ inline Weights quantized_weights(const char* op, const Ort::ConstValue& b, const
 // QuantSwiGLU and QuantLinear: MatMulNBits' attributes and tensors, and the optional norm in front.
 template <bool kLinear>
 struct QuantMatMulOp : std::conditional_t<kLinear, schema::QuantLinear, schema::QuantSwiGLU> {
-  static constexpr size_t kSkip = kLinear ? 5 : 4;  // then norm_weight
+  static constexpr size_t kSkip = kLinear ? 5 : 4;  // then norm_weight, the last input
+  static_assert(std::size(QuantMatMulOp::kInputs) == kSkip + 2, "skip and norm_weight are the last two inputs");
   int64_t K, N, bits, block_size, accuracy_level, row_tile;
   float epsilon;
 

@@ -107,9 +107,10 @@ def test_scale_search_agrees_with_fp32_more_closely_than_rtn(exported, plain_rtn
     assert kl["search"] <= 0.96 * kl["rtn"], kl
 
 
-# Nodes per decoder layer, exact (the graph is deterministic), by our-ops setting: off, on (custom_ops=on,
-# which fuses int4/int8 gate/up + SwiGLU into QuantSwiGLU, and each layer's two RMSNorms into the
-# QuantLinear/QuantSwiGLU they feed) and mnb (custom_ops=on, quant_swiglu=off: MatMulNBits + SwiGLU). With our ops Qwen3's q/k norm and rotary are one QKNormRotaryPacked between the
+# Nodes per decoder layer, exact (the graph is deterministic), by our-ops setting: off; on (custom_ops=on,
+# which fuses int4/int8 gate/up + SwiGLU into QuantSwiGLU and each layer's two RMSNorms into the
+# QuantLinear/QuantSwiGLU they feed); mnb (custom_ops=on, quant_swiglu=off, quant_linear=off: MatMulNBits
+# + SwiGLU). With our ops Qwen3's q/k norm and rotary are one QKNormRotaryPacked between the
 # packed QKV projection and GroupQueryAttention; Qwen2's q/k/v bias is one Add in fp32 and folds into
 # MatMulNBits in int4.
 # With ONNX Runtime's ops alone Qwen3 keeps its q/k norm chains on CPU because GroupQueryAttention's CPU

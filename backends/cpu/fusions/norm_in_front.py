@@ -21,7 +21,7 @@ from ...ort.fusions import MS
 SKIP_NORM, NORM = "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"
 ANCHOR = (f"{MS}:{SKIP_NORM}", NORM)  # ONNX Runtime registers SimplifiedLayerNormalization in the onnx domain
 PRODUCTS = ("QuantLinear", "QuantSwiGLU")
-DEFAULT_EPSILON = 1e-5  # both norms' default, and the products'
+DEFAULT_EPSILON = {SKIP_NORM: 1e-12, NORM: 1e-5}  # ONNX Runtime's, where a node leaves epsilon off
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
     x, skip, weight = f.norm.input[:3] if skipped else (f.norm.input[0], "", f.norm.input[1])
     total = f.norm.output[3] if skipped and len(f.norm.output) > 3 else ""
     attrs = {a.name: helper.get_attribute_value(a) for a in f.product.attribute}
-    attrs["epsilon"] = next((a.f for a in f.norm.attribute if a.name == "epsilon"), DEFAULT_EPSILON)
+    attrs["epsilon"] = next((a.f for a in f.norm.attribute if a.name == "epsilon"), DEFAULT_EPSILON[f.norm.op_type])
     node = g.make(f.product.op_type, [x, *carried, skip, weight], [f.product.output[0], total], f.product.name,
                   domain=DOMAIN, **attrs)
     g.replace([f.norm, f.product], [node])
