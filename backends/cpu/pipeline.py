@@ -7,8 +7,9 @@ QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the expor
 place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight, and
 take their block scales in float16 (half_scales.py) and their codes in row tiles (row_tiles.py), a tied
 table too, its lookup then QuantGather (tied_table.py), and each takes the RMSNorm in front of it
-(fusions/norm_in_front.py); GroupQueryAttention runs as ours (fusions/attention.py), and a tied float head
-as Linear on the table (fusions/float_head.py).
+(fusions/norm_in_front.py); GroupQueryAttention runs as ours (fusions/attention.py), a tied float head
+as Linear on the table (fusions/float_head.py), and a tied head of either kind on the hidden states as they
+are, not flattened for a Gemm (fusions/flat_head.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..ort.options import OrtOptions
 from ..ort.quant import embedding
 from ..passes import Fusion, GraphPass, Phase
 from .fusions import attention as fused_attention
-from .fusions import float_head, norm_in_front, quant_linear
+from .fusions import flat_head, float_head, norm_in_front, quant_linear
 from .half_scales import half_scales
 from .row_tiles import row_tiles
 from .tied_table import tied_table
@@ -47,7 +48,8 @@ def quantized_fusions(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     passes = [*passes, Fusion(quant_linear)] if fuse else passes
     layout = [GraphPass("half_scales", half_scales), GraphPass("row_tiles", row_tiles),
               GraphPass("tied_table", tied_table)]
-    return name, [*passes, *layout, Fusion(norm_in_front)] if passes else passes
+    passes = [*passes, *layout, Fusion(norm_in_front)] if passes else passes
+    return name, [*passes, Fusion(flat_head)] if custom_ops else passes
 
 
 def cpu_pipeline(plan: Plan[OrtOptions], custom_ops: bool) -> list[Phase]:
