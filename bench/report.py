@@ -145,6 +145,14 @@ def env_section(doc: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _bandwidth_samples(machine: dict) -> str:
+    samples = machine.get("bandwidth_samples_gbs") or [machine["bandwidth_gbs"]]  # older runs measured it once
+    if len(samples) == 1:
+        return "one measurement"
+    return (f"median of {len(samples)} measurements, at the start and before every runtime round, "
+            f"{min(samples):.1f} to {max(samples):.1f}")
+
+
 def _load(machine: dict) -> str:
     load = machine.get("load_average")
     if not load:
@@ -158,7 +166,8 @@ def markdown(doc: dict) -> str:
     parts = [f"# qwdeploy against the tools people use today ({doc['created'][:10]}, {m['cpu']})\n",
              f"`{doc['command']}`\n\n{doc['mode'].capitalize()} mode, {doc['duration_s'] / 60:.0f} min. {m['cores']} cores, "
              f"{m['memory_gib']:.0f} GiB, {m['threads']} threads per engine, memory bandwidth "
-             f"{m['bandwidth_gbs']:.1f} GB/s (all threads streaming reads). {_load(m)}{m.get('note', '')}\n",
+             f"{m['bandwidth_gbs']:.1f} GB/s (all threads streaming reads; {_bandwidth_samples(m)}). "
+             f"{_load(m)}{m.get('note', '')}\n",
              f"Runtime: batch 1, a {doc['settings']['prompt']}-token prompt (different in every run), "
              f"{doc['settings']['gen']} greedy tokens, median of {doc['settings']['rounds']} interleaved runs, each "
              f"in a fresh process after a warm-up. Exports: median of {doc['settings']['export_runs']} interleaved "

@@ -25,6 +25,7 @@ import os
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -89,13 +90,6 @@ def expected(args: argparse.Namespace, chosen: list[shapes.Shape]) -> str:
             "all); anchors stop where disk or memory would not hold them")
 
 
-def bandwidth() -> float:
-    """The machine's memory bandwidth (qwdeploy's profiler, cached per host), measured in a child: the
-    measurement's 512 MB of arrays would otherwise sit in this parent's peak RSS and so in every child's."""
-    code = "from qwdeploy.toolkit.profiler.bandwidth import host_bandwidth; print(host_bandwidth())"
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-
-
 def build_kernels(say: Progress) -> str | None:
     """qwdeploy's portable kernel library, built before anything is timed: a fresh cache would otherwise put the
     one-time build inside the first export's time. Returns why it could not be built (its ONNX rows then run
@@ -123,7 +117,7 @@ def make_plan(args: argparse.Namespace, say: Progress) -> stages.Plan:
                        unavailable=unavailable, converter=converter, say=say)
 
 
-def one_shape(plan: stages.Plan, shape: shapes.Shape, doc: dict, bandwidth_bps: float, keep: bool) -> None:
+def one_shape(plan: stages.Plan, shape: shapes.Shape, doc: dict, bandwidths: list[float], keep: bool) -> None:
     plan.say(f"shape {shape.name}: checkpoint")
     checkpoint = shapes.checkpoint(shape, plan.work)
     parameters = shape.parameters()
@@ -134,7 +128,7 @@ def one_shape(plan: stages.Plan, shape: shapes.Shape, doc: dict, bandwidth_bps: 
                                      out_root, keep=run_artifacts or keep)
     if run_artifacts:
         found = stages.targets(plan, shape.name, checkpoint, [r for r in doc["exports"] if r["shape"] == shape.name])
-        doc["runtime"] += stages.runtime_rows(plan, found, parameters, bandwidth_bps)
+        doc["runtime"] += stages.runtime_rows(plan, found, parameters, bandwidths)
         doc["graphs"] += stages.graphs(plan, found, shape.config()["num_hidden_layers"])
         doc["fidelity"] += stages.fidelity_rows(plan, found, checkpoint, parameters)
         if plan.sweep:
@@ -177,7 +171,7 @@ def llama_python(plan: stages.Plan) -> str:
     return plan.pythons.get(env, sys.executable) if env else sys.executable
 
 
-def skeleton(args: argparse.Namespace, plan: stages.Plan, bandwidth_bps: float) -> dict:
+def skeleton(args: argparse.Namespace, plan: stages.Plan) -> dict:
     amx = "amx_int8" in cpu_flags()
     env_info = {}
     for name in sorted({e.env for e in plan.exports if e.env} | {r.env for r in plan.runtimes if r.env}):
@@ -192,8 +186,7 @@ def skeleton(args: argparse.Namespace, plan: stages.Plan, bandwidth_bps: float) 
     return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": shlex.join(["python", "bench/run.py", *sys.argv[1:]]), "mode": "quick" if args.quick else "full",
             "machine": {"cpu": cpu_model(), "amx": amx, "cores": len(os.sched_getaffinity(0)),
-                        "memory_gib": memory_bytes() / 2**30, "threads": runtime.THREADS,
-                        "bandwidth_gbs": bandwidth_bps / 1e9, "note": args.note},
+                        "memory_gib": memory_bytes() / 2**30, "threads": runtime.THREADS, "note": args.note},
             "settings": {"prompt": runtime.PROMPT, "gen": runtime.GEN, "warmup_gen": runtime.WARM_GEN,
                          "rounds": plan.rounds, "export_runs": plan.export_runs, "fidelity_positions": fidelity.POSITIONS},
             "envs": env_info, "llama_build": envs.llama_build_in_child(llama_python(plan)), "exports": [],
@@ -210,22 +203,27 @@ def main() -> None:
     plan = make_plan(args, say)
     kernels_failed = build_kernels(say)
     env_seconds = time.time() - say.start
-    bandwidth_bps = bandwidth()
-    doc = skeleton(args, plan, bandwidth_bps)
+    bandwidths = [runtime.bandwidth_now()]  # and one beside every runtime round
+    doc = skeleton(args, plan)
     if kernels_failed:
         doc["notes"].append(f"qwdeploy's kernel library could not be built ({kernels_failed}): its ONNX rows ran "
                             "ONNX Runtime's ops")
     # A quick run has a folder of its own: it must not overwrite the same day's full run.
     out = args.out / "-".join(filter(None, (date.today().isoformat(), cpu_slug(), "quick" if args.quick else "", args.tag)))
     for shape in chosen:
-        one_shape(plan, shape, doc, bandwidth_bps, args.keep)
+        one_shape(plan, shape, doc, bandwidths, args.keep)
     doc["trained"] = {"skipped": "--exports-only"} if args.exports_only else trained(plan, args.quick, out)
-    finish(doc, env_seconds, say)
+    finish(doc, env_seconds, bandwidths, say)
     for path in report.write(doc, out):
         say(f"wrote {path}")
 
 
-def finish(doc: dict, env_seconds: float, say: Progress) -> None:
+def finish(doc: dict, env_seconds: float, bandwidths: list[float], say: Progress) -> None:
+    bandwidth = statistics.median(bandwidths)
+    doc["machine"].update(bandwidth_gbs=bandwidth / 1e9, bandwidth_samples_gbs=[b / 1e9 for b in bandwidths])
+    for row in doc["runtime"]:
+        if row.get("bytes_per_token") and row.get("decode_tps"):
+            row["bandwidth_share"] = row["decode_tps"] * row["bytes_per_token"] / bandwidth
     report.add_ratios(doc["exports"], report.EXPORT_METRICS)
     report.add_ratios(doc["runtime"], report.RUNTIME_METRICS)
     report.add_ratios(doc["fidelity"], {"kl_mean": False})

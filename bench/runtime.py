@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,14 +77,25 @@ def run_child(python: str, job: dict, timeout: float) -> dict:
     return {**result, "process_rss_mib": run.peak_rss_mib, "process_s": run.seconds}
 
 
+def bandwidth_now() -> float:
+    """The machine's read bandwidth at this moment (bytes/s), measured as qwdeploy's profiler measures it but
+    not from its per-host cache: a shared VM's moves by half between hours. In a child, so the measurement's
+    512 MB of arrays stay out of this parent's peak RSS and so out of every child's."""
+    code = "from qwdeploy.toolkit.profiler.bandwidth import measure_bandwidth; print(measure_bandwidth())"
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def generation(batch: int, prompt: int, gen: int, seed: int) -> dict:
     return {"batch": batch, "prompt": prompt, "gen": gen, "seed": seed}
 
 
 def interleave(targets: list[Target], rounds: int, batch: int, prompt: int, gen: int, timeout: float,
-               say=print, label: str = "") -> None:
-    """`rounds` rounds over the targets; each child warms up, then counts one generation with a fresh prompt."""
+               say=print, label: str = "", each_round=None) -> None:
+    """`rounds` rounds over the targets; each child warms up, then counts one generation with a fresh prompt.
+    `each_round()` runs before every round (the bandwidth samples)."""
     for r in range(rounds):
+        if each_round:
+            each_round()
         for i, target in enumerate(targets):
             if target.skipped:
                 continue

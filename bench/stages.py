@@ -120,16 +120,17 @@ def targets(plan: Plan, shape: str, checkpoint: Path, export_rows: list[dict]) -
     return out
 
 
-def runtime_rows(plan: Plan, found: list[Target], parameters: int, bandwidth: float) -> list[dict]:
-    runtime.interleave(found, plan.rounds, 1, runtime.PROMPT, runtime.GEN, plan.timeout, say=plan.say)
+def runtime_rows(plan: Plan, found: list[Target], parameters: int, bandwidths: list[float]) -> list[dict]:
+    """Also adds a bandwidth sample to `bandwidths` before every round."""
+    runtime.interleave(found, plan.rounds, 1, runtime.PROMPT, runtime.GEN, plan.timeout, say=plan.say,
+                       each_round=lambda: bandwidths.append(runtime.bandwidth_now()))
     rows = []
     for target in found:
         row = runtime.summary(target)
         row["parameters"] = parameters
         if target.samples:
             read = parameters * 4 if target.row.engine == "transformers" else weight_bytes(target.artifact)
-            row.update(bits_per_weight=8 * read / parameters,
-                       bytes_per_token=read, bandwidth_share=row["decode_tps"] * read / bandwidth)
+            row.update(bits_per_weight=8 * read / parameters, bytes_per_token=read)
             if not target.row.source:
                 row["size_bytes"] = parameters * 4  # what it holds in memory: fp32 weights
         rows.append(row)

@@ -86,6 +86,13 @@ def test_tables_show_ratios_skips_and_bold_qwdeploy_rows(doc):
     assert rule.count("---") == header.count("|") - 1
 
 
+def test_the_machine_line_gives_the_bandwidth_samples():
+    samples = {"bandwidth_gbs": 51.0, "bandwidth_samples_gbs": [34.4, 51.0, 52.9, 50.1]}
+    assert report._bandwidth_samples(samples) == ("median of 4 measurements, at the start and before every runtime round, "
+                                                  "34.4 to 52.9")
+    assert report._bandwidth_samples({"bandwidth_gbs": 34.4}) == "one measurement"  # runs from before the samples
+
+
 def test_goals_say_where_qwdeploy_is_short(doc):
     report.add_ratios(doc["runtime"], report.RUNTIME_METRICS)
     lines = goals.lines(doc)
