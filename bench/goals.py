@@ -32,12 +32,29 @@ def _int4(doc: dict, shape: str) -> list[str]:
              f"{fast['bits_per_weight']:.2f}: {_verdict(ours['bits_per_weight'] <= fast['bits_per_weight'])}",
              f"{shape}: CPU int4 prefill {p:.2f}x the fastest int4 anchor ({pre['row']}), target >= 1.2x: "
              f"{_verdict(p >= 1.2)}"]
+    if ours.get("bandwidth_share") is not None:
+        share = ours["bandwidth_share"]
+        lines.append(f"{shape}: CPU int4 decode reads {share:.0%} of the measured bandwidth, target >= 70%: "
+                     f"{_verdict(share >= 0.7)}")
+    lines += _long_prefill(doc, shape)
     kl = {r["row"]: r.get("kl_mean") for r in doc["fidelity"] if r["shape"] == shape}
     if kl.get(INT4) is not None and kl.get("onnxruntime-genai int4"):
         share = kl[INT4] / kl["onnxruntime-genai int4"]
         lines.append(f"{shape}: CPU int4 mean KL {share:.2f}x onnxruntime-genai int4's, target <= 0.5x: "
                      f"{_verdict(share <= 0.5)}")
     return lines
+
+
+def _long_prefill(doc: dict, shape: str) -> list[str]:
+    rows = [r for r in doc.get("prefill_long", []) if r["shape"] == shape and not r.get("skipped")]
+    ours = next((r for r in rows if r["row"] == INT4), None)
+    anchors = [r for r in rows if r["row"] in INT4_ANCHORS and r.get("prefill_tps")]
+    if not ours or not anchors:
+        return []
+    best = max(anchors, key=lambda r: r["prefill_tps"])
+    ratio = ours["prefill_tps"] / best["prefill_tps"]
+    return [f"{shape}: CPU int4 prefill of a {ours['prompt']:,}-token prompt {ratio:.2f}x the fastest int4 anchor "
+            f"({best['row']}), target >= 1.2x: {_verdict(ratio >= 1.2)}"]
 
 
 def _launches(doc: dict, shape: str) -> list[str]:

@@ -88,8 +88,8 @@ def test_tables_show_ratios_skips_and_bold_qwdeploy_rows(doc):
 
 def test_the_machine_line_gives_the_bandwidth_samples():
     samples = {"bandwidth_gbs": 51.0, "bandwidth_samples_gbs": [34.4, 51.0, 52.9, 50.1]}
-    assert report._bandwidth_samples(samples) == ("median of 4 measurements, at the start and before every runtime round, "
-                                                  "34.4 to 52.9")
+    assert report._bandwidth_samples(samples) == ("median of 4 measurements, at the start and before every "
+                                                  "runtime round, 34.4 to 52.9")
     assert report._bandwidth_samples({"bandwidth_gbs": 34.4}) == "one measurement"  # runs from before the samples
 
 
@@ -103,6 +103,16 @@ def test_goals_say_where_qwdeploy_is_short(doc):
     assert any("export peak RSS 0.20x llama.cpp convert f16's (target <= 0.5x: met), time 0.50x" in line
                for line in lines)
     assert any("is artifact size + 79 MiB, target <= +100 MiB: met" in line for line in lines)
+    assert any("decode reads 50% of the measured bandwidth, target >= 70%: **short**" in line for line in lines)
+
+
+def test_goals_hold_the_long_prompt_to_its_own_anchors(doc):
+    long = [{"row": row, "shape": "qwen2.5-0.5b", "prompt": 1024, "prefill_tps": tps, "skipped": ""}
+            for row, tps in (("qwdeploy CPU int4 (onnxruntime)", 1200.0), ("OpenVINO int4 (openvino-genai)", 1100.0),
+                             ("llama.cpp Q4_0 (qwdeploy's GGUF)", 480.0), ("qwdeploy fp32 (onnxruntime)", 540.0))]
+    lines = goals.lines({**doc, "prefill_long": long})
+    assert ("qwen2.5-0.5b: CPU int4 prefill of a 1,024-token prompt 1.09x the fastest int4 anchor (OpenVINO int4 "
+            "(openvino-genai)), target >= 1.2x: **short**") in lines
 
 
 @pytest.mark.parametrize("script", sorted(str(p.relative_to(BENCH)) for p in BENCH.rglob("*.py")))
