@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from common import measure
 
@@ -90,7 +91,7 @@ def generation(batch: int, prompt: int, gen: int, seed: int) -> dict:
 
 
 def interleave(targets: list[Target], rounds: int, batch: int, prompt: int, gen: int, timeout: float,
-               say=print, label: str = "", each_round=None) -> None:
+               say=print, label: str = "", each_round: Callable[[], object] | None = None) -> None:
     """`rounds` rounds over the targets; each child warms up, then counts one generation with a fresh prompt.
     `each_round()` runs before every round (the bandwidth samples)."""
     for r in range(rounds):

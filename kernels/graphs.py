@@ -26,9 +26,7 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
     unknown = set(inputs) - {a.name for a in schema.inputs}
     if unknown:
         raise ValueError(f"{op} has no input(s) {sorted(unknown)}")
-    names = [a.name if inputs.get(a.name) is not None else "" for a in schema.inputs]
-    while names and names[-1] == "":
-        names.pop()
+    names = _trimmed([a.name if inputs.get(a.name) is not None else "" for a in schema.inputs])
     graph_inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(inputs[n].dtype),
                                                   list(inputs[n].shape)) for n in names if n]
     returned = [o for o in schema.outputs if (o.name in outputs if outputs is not None else not o.optional)]
@@ -36,15 +34,20 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
         raise ValueError(f"{op} has no output(s) {sorted(set(outputs) - {o.name for o in returned})}")
     graph_outputs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(np.dtype(o.dtype)), None)
                      for o in returned]
-    slots = [o.name if o in returned else "" for o in schema.outputs]  # outputs are positional
-    while slots and slots[-1] == "":
-        slots.pop()
+    slots = _trimmed([o.name if o in returned else "" for o in schema.outputs])  # outputs are positional
     node = helper.make_node(op, names, slots, domain=DOMAIN, **dict(attributes))
     graph = helper.make_graph([node], f"qwdeploy_{op}", graph_inputs, graph_outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def _trimmed(slots: list[str]) -> list[str]:
+    """Node slots with the trailing optional ones ("") left off."""
+    while slots and slots[-1] == "":
+        slots.pop()
+    return slots
 
 
 def session(model: bytes, library: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",),

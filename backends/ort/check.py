@@ -71,14 +71,13 @@ def _schema_problems(model: onnx.ModelProto) -> list[str]:
             if schema is None:
                 problems.append(f"{node.name}: ONNX Runtime has no {MS}:{node.op_type}")
                 continue
-            known, max_inputs, max_outputs = set(schema.attributes), len(schema.inputs), len(schema.outputs)
+            known = set(schema.attributes)
         elif node.domain == DOMAIN:
             schema = SCHEMAS.get(node.op_type)
             if schema is None:
                 problems.append(f"{node.name}: kernels/schemas.py has no {DOMAIN}:{node.op_type}")
                 continue
-            known, max_inputs = {*schema.attributes, *schema.optional_attributes}, len(schema.inputs)
-            max_outputs = len(schema.outputs)
+            known = {*schema.attributes, *schema.optional_attributes}
             missing = set(schema.attributes) - attrs
             if missing:
                 problems.append(f"{node.name}: missing attributes {sorted(missing)}")
@@ -87,10 +86,9 @@ def _schema_problems(model: onnx.ModelProto) -> list[str]:
             continue
         if attrs - known:
             problems.append(f"{node.name}: unknown attributes {sorted(attrs - known)}")
-        if len(node.input) > max_inputs:
-            problems.append(f"{node.name}: {len(node.input)} inputs, the schema has {max_inputs}")
-        if len(node.output) > max_outputs:
-            problems.append(f"{node.name}: {len(node.output)} outputs, the schema has {max_outputs}")
+        for role, given, declared in (("inputs", node.input, schema.inputs), ("outputs", node.output, schema.outputs)):
+            if len(given) > len(declared):
+                problems.append(f"{node.name}: {len(given)} {role}, the schema has {len(declared)}")
     return problems
 
 

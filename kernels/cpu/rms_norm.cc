@@ -39,4 +39,12 @@ void rms_norm(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm,
   });
 }
 
+const float* normed_input(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm,
+                          std::vector<float>& scratch, const Parallel& par) {
+  if (!norm.weight) return x;
+  scratch.resize(tokens * cols);
+  rms_norm(x, tokens, cols, norm, scratch.data(), par);
+  return scratch.data();
+}
+
 }  // namespace qwd

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "parallel.h"
 
@@ -20,5 +21,9 @@ struct RmsNorm {
 // and numpy's own order of the same sum almost always does too.
 void rms_norm(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm, float* y,
               const Parallel& par = serial());
+
+// What a product multiplies: x itself without a norm (norm.weight null), else rms_norm(x) in `scratch`.
+const float* normed_input(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm,
+                          std::vector<float>& scratch, const Parallel& par = serial());
 
 }  // namespace qwd

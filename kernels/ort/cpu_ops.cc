@@ -17,15 +17,8 @@ namespace {
 
 constexpr const char* kCpu = "CPUExecutionProvider";
 
-// A QuantLinear's or QuantSwiGLU's X [tokens, cols], or RMSNorm(X + skip) in scratch where the node carries
-// the norm.
-const float* product_input(const float* x, int64_t tokens, int64_t cols, const RmsNorm& norm, const Parallel& par) {
-  if (!norm.weight) return x;
-  thread_local std::vector<float> normed;  // kept per thread, as a fresh one faults its pages in every call
-  normed.resize(tokens * cols);
-  rms_norm(x, tokens, cols, norm, normed.data(), par);
-  return normed.data();
-}
+// QuantLinear's and QuantSwiGLU's normed X, kept per thread: a fresh buffer faults its pages in every call.
+thread_local std::vector<float> normed;
 
 struct SwiGLUKernel : Kernel<SwiGLUKernel>, SwiGLUOp {
   static constexpr const char* kProvider = kCpu;
@@ -44,7 +37,7 @@ struct QuantSwiGLUKernel : Kernel<QuantSwiGLUKernel>, QuantSwiGLUOp {
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
     const PoolParallel par(ctx);
-    quant_swiglu(product_input(a.x, a.tokens, a.w.cols, a.norm, par), a.tokens, a.w, a.y, static_cast<int>(accuracy_level), par);
+    quant_swiglu(normed_input(a.x, a.tokens, a.w.cols, a.norm, normed, par), a.tokens, a.w, a.y, static_cast<int>(accuracy_level), par);
   }
 };
 
@@ -55,7 +48,7 @@ struct QuantLinearKernel : Kernel<QuantLinearKernel>, QuantLinearOp {
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
     const PoolParallel par(ctx);
-    quant_linear(product_input(a.x, a.tokens, a.w.cols, a.norm, par), a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), par);
+    quant_linear(normed_input(a.x, a.tokens, a.w.cols, a.norm, normed, par), a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), par);
   }
 };
 

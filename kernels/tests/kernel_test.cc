@@ -149,29 +149,26 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     return {y};
   }
   if (op == "QuantSwiGLU" || op == "QuantLinear") {
-    auto x = c.array<float>("X");
+    const auto x = c.array<float>("X");
     const auto bias = c.has("bias") ? c.array<float>("bias") : std::vector<float>{};
+    const auto weight = c.has("norm_weight") ? c.array<float>("norm_weight") : std::vector<float>{};
+    const auto skip = c.has("skip") ? c.array<float>("skip") : std::vector<float>{};
     const int64_t tokens = c.i("tokens"), N = c.i("N");
     const int level = static_cast<int>(c.i("accuracy_level"));
     const CaseWeights cw(c, "B");
     const qwd::Weights& w = cw.view;
-    std::vector<std::vector<float>> out(1);
-    if (c.has("norm_weight")) {  // the norm in front, as the ONNX Runtime adapter runs it
-      const auto weight = c.array<float>("norm_weight");
-      const auto skip = c.has("skip") ? c.array<float>("skip") : std::vector<float>{};
-      if (!skip.empty()) out.emplace_back(x.size());
-      std::vector<float> normed(x.size());
-      qwd::rms_norm(x.data(), tokens, c.i("K"), {weight.data(), c.f("epsilon"), skip.empty() ? nullptr : skip.data(),
-                                                  skip.empty() ? nullptr : out[1].data()},
-                    normed.data(), par);
-      x = std::move(normed);
-    }
+    std::vector<std::vector<float>> out(skip.empty() ? 1 : 2);  // Y, and the sum with a skip
+    if (!skip.empty()) out[1].resize(x.size());
+    const qwd::RmsNorm norm{weight.empty() ? nullptr : weight.data(), weight.empty() ? 0.0f : c.f("epsilon"),
+                            skip.empty() ? nullptr : skip.data(), skip.empty() ? nullptr : out[1].data()};
+    std::vector<float> normed;
+    const float* input = qwd::normed_input(x.data(), tokens, c.i("K"), norm, normed, par);  // as the adapter does
     if (op == "QuantLinear") {
       out[0].resize(tokens * N);
-      qwd::quant_linear(x.data(), tokens, w, bias.empty() ? nullptr : bias.data(), out[0].data(), level, par);
+      qwd::quant_linear(input, tokens, w, bias.empty() ? nullptr : bias.data(), out[0].data(), level, par);
     } else {
       out[0].resize(tokens * N / 2);
-      qwd::quant_swiglu(x.data(), tokens, w, out[0].data(), level, par);
+      qwd::quant_swiglu(input, tokens, w, out[0].data(), level, par);
     }
     return out;
   }
