@@ -2,13 +2,15 @@
 // check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
 // (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
 // bandwidth, with the weights' rows in order and in row tiles (kernels/cpu/weights.h; interleaved rounds,
-// float16 scales), and a 128-token prefill of one layer's matrices (on AMX tiles where the CPU has them;
+// float16 scales), and a prefill (128 tokens, or the count after `prefill`) of one layer's matrices (on AMX tiles where the CPU has them;
 // run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI path).
 //   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
 //       kernels/cpu/{amx,quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
-//   OMP_NUM_THREADS=2 /tmp/quant_linear [prefill]
+//   OMP_NUM_THREADS=2 /tmp/quant_linear [prefill [tokens]]
 #include <immintrin.h>
 #include <omp.h>
+
+#include <cstdlib>
 
 #include <algorithm>
 #include <chrono>
@@ -159,7 +161,8 @@ int main(int argc, char** argv) {
       step.push_back(random_matrix(rows, cols, rng));
   step.push_back(random_matrix(vocab, H, rng));
   const char* names[] = {"qkv", "o", "gate/up", "down"};
-  std::vector<float> x(128 * I), y(128 * vocab);
+  const int64_t prompt = prefill_only && argc > 2 ? std::atoll(argv[2]) : 128;
+  std::vector<float> x(prompt * I), y(prompt * vocab);
   for (auto& v : x) v = std::normal_distribution<float>()(rng);
   if (!prefill_only) {  // `quant_linear prefill` times the prefill alone
     // Rounds alternate the two layouts, so a neighbour's load moves both alike; medians over rounds.
@@ -180,14 +183,15 @@ int main(int argc, char** argv) {
                   100 * bytes / decode / 1e9 / bandwidth, bandwidth);
     }
   }
-  // One decoder layer's matrices as the export writes them (row tiles, float16 scales), 128 tokens each.
+  // One decoder layer's matrices as the export writes them (row tiles, float16 scales), `prompt` tokens each.
   double layer = 0, macs = 0;
   for (int i = 0; i < 4; ++i) {
     const Matrix& m = step[i];
-    const double s = median_seconds(5, [&] { qwd::quant_linear(x.data(), 128, m.half_view(true), nullptr, y.data(), 4, par); });
-    std::printf("prefill, 128 tokens x %-7s %5lldx%-5lld: %6.2f ms = %5.1f GMAC/s\n", names[i], (long long)m.rows,
-                (long long)m.cols, s * 1e3, 128.0 * m.rows * m.cols / s / 1e9);
-    layer += s, macs += 128.0 * m.rows * m.cols;
+    const double s = median_seconds(5, [&] { qwd::quant_linear(x.data(), prompt, m.half_view(true), nullptr, y.data(), 4, par); });
+    std::printf("prefill, %lld tokens x %-7s %5lldx%-5lld: %6.2f ms = %5.1f GMAC/s\n", (long long)prompt, names[i],
+                (long long)m.rows, (long long)m.cols, s * 1e3, double(prompt) * m.rows * m.cols / s / 1e9);
+    layer += s, macs += double(prompt) * m.rows * m.cols;
   }
-  std::printf("prefill, 128 tokens x one layer: %.2f ms = %.1f GMAC/s\n", layer * 1e3, macs / layer / 1e9);
+  std::printf("prefill, %lld tokens x one layer: %.2f ms = %.1f GMAC/s\n", (long long)prompt, layer * 1e3,
+              macs / layer / 1e9);
 }
