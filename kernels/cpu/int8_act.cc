@@ -50,6 +50,20 @@ int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __rest
   return static_cast<int32_t>(sum);
 }
 
+// Token xt's blocks: codes in column order, 0 past the last column up to nb * bs; each block's scale and
+// the sum of its codes.
+void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_t* codes, float* scale,
+                    int32_t* sum) {
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
+    const float amax = max_abs(xt + begin, n);
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    scale[b] = amax / 127.0f;
+    sum[b] = to_codes(xt + begin, n, inv, codes + begin);
+  }
+  std::fill(codes + cols, codes + nb * bs, 0);
+}
+
 }  // namespace
 
 Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w, bool blocked, const Parallel& par)
@@ -63,47 +77,61 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     par.run(tokens, [&](int64_t t) { amx::pack_token(x + t * cols, cols, w.bits, t, amx_pairs, amx_x.data()); });
     return;
   }
-  block_sum.assign(tokens * nb, 0.0f);
+  block_sum.resize(tokens * nb);
   if (blocked) {
-    const int64_t padded = (tokens + kLaneTokens - 1) / kLaneTokens * kLaneTokens;
-    blocked_steps = nb * bs / 4;
-    blocked_q.assign(padded * blocked_steps * 4, 0);
-    blocked_init.assign(padded * nb, 0);
-    blocked_scale.assign(padded * nb, 0.0f);
-  } else {
-    positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
-    lanes = positions / cols_of(w.bits) * kLanes;
-    q.assign(tokens * positions, 0);
-    init.assign(tokens * lanes, 0);
-    lane_scale.assign(tokens * lanes, 0.0f);
+    const int64_t tiles = (tokens + kLaneTokens - 1) / kLaneTokens, steps = nb * bs / 4;
+    blocked_steps = steps;
+    blocked_q.resize(tiles * steps * kLaneTokens * 4);
+    blocked_init.resize(tiles * nb * kLaneTokens);
+    blocked_scale.resize(tiles * nb * kLaneTokens);
+    // A task per tile writes the tile's every byte, padding tokens' zeros included.
+    par.run(tiles, [&](int64_t tile) {
+      thread_local std::vector<int8_t> codes;
+      thread_local std::vector<float> scale;
+      thread_local std::vector<int32_t> sum;
+      codes.resize(nb * bs);
+      scale.resize(nb);
+      sum.resize(nb);
+      int8_t* __restrict q = blocked_q.data() + tile * steps * kLaneTokens * 4;  // [steps, kLaneTokens, 4]
+      int32_t* __restrict init = blocked_init.data() + tile * nb * kLaneTokens;  // [nb, kLaneTokens]
+      float* __restrict tile_scale = blocked_scale.data() + tile * nb * kLaneTokens;
+      for (int64_t i = 0; i < kLaneTokens; ++i) {
+        const int64_t t = tile * kLaneTokens + i;
+        if (t < tokens) {
+          quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data());
+          for (int64_t b = 0; b < nb; ++b) block_sum[t * nb + b] = scale[b] * static_cast<float>(sum[b]);
+        } else {
+          std::fill(codes.begin(), codes.end(), 0);
+          std::fill(scale.begin(), scale.end(), 0.0f);
+          std::fill(sum.begin(), sum.end(), 0);
+        }
+        for (int64_t b = 0; b < nb; ++b) {
+          init[b * kLaneTokens + i] = -zero * sum[b];
+          tile_scale[b * kLaneTokens + i] = scale[b];
+        }
+        const int8_t* __restrict from = codes.data();
+        for (int64_t s = 0; s < steps; ++s) std::memcpy(q + (s * kLaneTokens + i) * 4, from + 4 * s, 4);
+      }
+    });
+    return;
   }
+  positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
+  lanes = positions / cols_of(w.bits) * kLanes;
+  q.assign(tokens * positions, 0);
+  init.assign(tokens * lanes, 0);
+  lane_scale.assign(tokens * lanes, 0.0f);
   const int64_t shift = __builtin_ctzll(bs);  // block sizes are powers of 2
   // Tokens are independent: each writes only its own bytes of every layout.
   par.run(tokens, [&](int64_t t) {
-    const float* xt = x + t * cols;  // [cols]
     // Scratch kept per thread: decode builds these for every op of every step.
     thread_local std::vector<float> scale;
+    thread_local std::vector<int32_t> sum;
     thread_local std::vector<int8_t> codes;
     scale.resize(nb);
-    codes.assign((nb * bs + kStepCols - 1) / kStepCols * kStepCols, 0);  // column order, 0 past the last column
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
-      const float amax = max_abs(xt + begin, n);
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      scale[b] = amax / 127.0f;
-      const int32_t sum = to_codes(xt + begin, n, inv, codes.data() + begin);
-      block_sum[t * nb + b] = scale[b] * static_cast<float>(sum);
-      if (blocked) {
-        const int64_t at = ((t / kLaneTokens) * nb + b) * kLaneTokens + t % kLaneTokens;
-        blocked_init[at] = -zero * sum;
-        blocked_scale[at] = scale[b];
-      }
-    }
-    if (blocked) {
-      int8_t* out = blocked_q.data() + (t / kLaneTokens) * blocked_steps * kLaneTokens * 4 + (t % kLaneTokens) * 4;
-      for (int64_t s = 0; s < blocked_steps; ++s) std::memcpy(out + s * kLaneTokens * 4, codes.data() + 4 * s, 4);
-      return;
-    }
+    sum.resize(nb);
+    codes.assign(positions, 0);  // column order, 0 past the last column
+    quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data());
+    for (int64_t b = 0; b < nb; ++b) block_sum[t * nb + b] = scale[b] * static_cast<float>(sum[b]);
     int8_t* __restrict qt = q.data() + t * positions;
     if (w.bits == 8) {
       std::memcpy(qt, codes.data(), codes.size());
@@ -118,9 +146,9 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     for (int64_t p = 0; p < positions; p += 4) {
       const int64_t lane = t * lanes + lane_of(p, w.bits), block = column_of(p, w.bits) >> shift;
       if (block >= nb) continue;  // padding: q is 0 there
-      int32_t sum = 0;
-      for (int k = 0; k < 4; ++k) sum += qt[p + k];
-      init[lane] -= zero * sum;
+      int32_t lane_sum = 0;
+      for (int k = 0; k < 4; ++k) lane_sum += qt[p + k];
+      init[lane] -= zero * lane_sum;
       lane_scale[lane] = scale[block];
     }
   });
