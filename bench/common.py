@@ -80,24 +80,40 @@ def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def cpu_model() -> str:
+def _cpuinfo(field: str) -> str:
+    """The first CPU's `field` in /proc/cpuinfo, or ''."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
+
+
+def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return set(_cpuinfo("flags").split())
+
+
+# AMD's core generation by CPU family, where the family tells it. Cloud VMs often name every EPYC
+# "AMD EPYC", and a Zen 5 runs twice the int8 products per cycle of a Zen 4: results must say which ran.
+AMD_CORES = {23: "Zen/Zen 2", 25: "Zen 3", 26: "Zen 5"}
+
+
+def cpu_core() -> str:
+    """e.g. 'family 26 model 2, Zen 5': the numbers always, the generation where they tell it."""
+    family, model = _cpuinfo("cpu family"), _cpuinfo("model")
+    if not family.isdigit():
+        return ""
+    core = ""
+    if _cpuinfo("vendor_id") == "AuthenticAMD":
+        # Family 25 holds Zen 3 and Zen 4; of the two only Zen 4 has AVX-512.
+        core = "Zen 4" if int(family) == 25 and "avx512f" in cpu_flags() else AMD_CORES.get(int(family), "")
+    return f"family {family} model {model}" + (f", {core}" if core else "")
 
 
 def cpu_slug() -> str:
@@ -111,5 +127,6 @@ def machine(packages: tuple[str, ...]) -> str:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{package} -")
-    return (f"{cpu_model()}, {os.cpu_count()} cores, {memory_bytes() / 2**30:.0f} GiB, "
+    core = cpu_core()
+    return (f"{cpu_model()}{f' ({core})' if core else ''}, {os.cpu_count()} cores, {memory_bytes() / 2**30:.0f} GiB, "
             f"Python {platform.python_version()}; " + ", ".join(versions))

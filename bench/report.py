@@ -163,7 +163,8 @@ def _load(machine: dict) -> str:
 
 def markdown(doc: dict) -> str:
     m = doc["machine"]
-    parts = [f"# qwdeploy against the tools people use today ({doc['created'][:10]}, {m['cpu']})\n",
+    core = f", {m['core']}" if m.get("core") else ""  # older runs did not record it
+    parts = [f"# qwdeploy against the tools people use today ({doc['created'][:10]}, {m['cpu']}{core})\n",
              f"`{doc['command']}`\n\n{doc['mode'].capitalize()} mode, {doc['duration_s'] / 60:.0f} min. {m['cores']} cores, "
              f"{m['memory_gib']:.0f} GiB, {m['threads']} threads per engine, memory bandwidth "
              f"{m['bandwidth_gbs']:.1f} GB/s (all threads streaming reads; {_bandwidth_samples(m)}). "

@@ -41,7 +41,7 @@ import report
 import runtime
 import shapes
 import stages
-from common import cpu_flags, cpu_model, cpu_slug, memory_bytes
+from common import cpu_core, cpu_flags, cpu_model, cpu_slug, memory_bytes
 
 WORK = Path.home() / ".cache" / "qwdeploy" / "bench"
 RUNTIME_MAX_PARAMS = 1_000_000_000  # runtime, graphs and fidelity on the shapes below this; exports on all
@@ -185,7 +185,7 @@ def skeleton(args: argparse.Namespace, plan: stages.Plan) -> dict:
                             "key": {k: project[k] for k in envs.PROJECT_KEY if k in project}}, **env_info}
     return {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": shlex.join(["python", "bench/run.py", *sys.argv[1:]]), "mode": "quick" if args.quick else "full",
-            "machine": {"cpu": cpu_model(), "amx": amx, "cores": len(os.sched_getaffinity(0)),
+            "machine": {"cpu": cpu_model(), "core": cpu_core(), "amx": amx, "cores": len(os.sched_getaffinity(0)),
                         "memory_gib": memory_bytes() / 2**30, "threads": runtime.THREADS, "note": args.note},
             "settings": {"prompt": runtime.PROMPT, "gen": runtime.GEN, "warmup_gen": runtime.WARM_GEN,
                          "rounds": plan.rounds, "export_runs": plan.export_runs, "fidelity_positions": fidelity.POSITIONS},

@@ -20,13 +20,14 @@ def _load(name: str):
     try:
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:
         sys.path.remove(str(BENCH))
 
 
-report, goals = _load("report"), _load("goals")
+report, goals, common = _load("report"), _load("goals"), _load("common")
 
 
 def _runtime(row: str, ours: bool, decode: float, prefill: float, rss: float, size_mib: float, bits: float) -> dict:
@@ -91,6 +92,20 @@ def test_the_machine_line_gives_the_bandwidth_samples():
     assert report._bandwidth_samples(samples) == ("median of 4 measurements, at the start and before every "
                                                   "runtime round, 34.4 to 52.9")
     assert report._bandwidth_samples({"bandwidth_gbs": 34.4}) == "one measurement"  # runs from before the samples
+
+
+@pytest.mark.parametrize("vendor, family, model, flags, core", [
+    ("AuthenticAMD", "26", "2", "avx512f avx512_vnni", "family 26 model 2, Zen 5"),
+    ("AuthenticAMD", "25", "17", "avx512f avx512_vnni", "family 25 model 17, Zen 4"),
+    ("AuthenticAMD", "25", "1", "avx2", "family 25 model 1, Zen 3"),
+    ("GenuineIntel", "6", "143", "avx512f amx_tile", "family 6 model 143"),  # Intel: the numbers only
+    ("", "", "", "", ""),  # no /proc/cpuinfo
+])
+def test_the_machine_names_the_core_generation_where_the_family_tells_it(monkeypatch, vendor, family, model, flags,
+                                                                           core):
+    fields = {"vendor_id": vendor, "cpu family": family, "model": model, "flags": flags}
+    monkeypatch.setattr(common, "_cpuinfo", fields.__getitem__)
+    assert common.cpu_core() == core
 
 
 def test_goals_say_where_qwdeploy_is_short(doc):
