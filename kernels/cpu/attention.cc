@@ -81,7 +81,12 @@ void product_rows(const float* a, int64_t ai, int64_t ak, const float* b, int64_
                   bool accumulate) {
   int64_t r = 0;
   for (; r + 4 * kW <= rows; r += 4 * kW) product_step<kI, 4>(a, ai, ak, b + r, K, rows, c + r, accumulate);
-  for (; r < rows; r += kW) product_step<kI, 1>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+  switch ((rows - r) / kW) {  // the last 1-3 vectors in one pass, as attention_bf16.cc
+    case 3: return product_step<kI, 3>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+    case 2: return product_step<kI, 2>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+    case 1: return product_step<kI, 1>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+    default: return;
+  }
 }
 
 // c [I, rows] (+)= A . b with A[i, k] = a[i * ai + k * ak] ([I, K]) and b [K, rows].

@@ -53,7 +53,14 @@ __attribute__((QWD_BF16_TARGET)) void product_rows(const uint32_t* a, int64_t ai
                                                     int64_t K, int64_t rows, float* c, bool accumulate) {
   int64_t r = 0;
   for (; r + 4 * kW <= rows; r += 4 * kW) product_step<kI, 4>(a, ai, ak, b + r, K, rows, c + r, accumulate);
-  for (; r < rows; r += kW) product_step<kI, 1>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+  // The last 1-3 vectors in one pass, so each broadcast of a still feeds all of them (Qwen2.5-0.5B's
+  // 112 rows: 4 + 3, not 4 + 1 + 1 + 1).
+  switch ((rows - r) / kW) {
+    case 3: return product_step<kI, 3>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+    case 2: return product_step<kI, 2>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+    case 1: return product_step<kI, 1>(a, ai, ak, b + r, K, rows, c + r, accumulate);
+    default: return;
+  }
 }
 
 }  // namespace
