@@ -156,7 +156,8 @@ void build_panel(const Weights& w, const int64_t* rows, int v, uint8_t* codes, f
   for (int i = 0; i < kLaneRows; ++i) first_scale[i] = static_cast<int32_t>(w.scales_f16 ? i * nb : rows[i] * nb);
   const __m512i at = _mm512_load_si512(first_scale);
   for (int64_t b = 0; b < nb; ++b)
-    _mm512_storeu_ps(scales + (b * kPanelVecs + v) * kLaneRows, _mm512_i32gather_ps(_mm512_add_epi32(at, _mm512_set1_epi32(b)), from, 4));
+    _mm512_storeu_ps(scales + (b * kPanelVecs + v) * kLaneRows,
+                     _mm512_i32gather_ps(_mm512_add_epi32(at, _mm512_set1_epi32(b)), from, 4));
 }
 
 // Tokens [sub, sub + kSubTokens) of token tile `tile` against a panel: out[t * ld + i] for the first
