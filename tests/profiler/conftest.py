@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,11 @@ def profiler_cache(tmp_path_factory: pytest.TempPathFactory):
     from qwdeploy.toolkit.profiler import bandwidth
 
     cache = tmp_path_factory.mktemp("qwdeploy-cache")
-    (cache / bandwidth.CACHE_FILE).write_text(json.dumps({bandwidth._host_key(): FAKE_BANDWIDTH}))
+    entry = {"bytes_per_s": FAKE_BANDWIDTH, "measured": time.time()}
+    (cache / bandwidth.CACHE_FILE).write_text(json.dumps({bandwidth._host_key(): entry}))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bandwidth, "cache_root", lambda: cache)
+        patch.setattr(bandwidth, "MAX_AGE_S", math.inf)  # a long session must not re-measure for real
         yield cache
 
 

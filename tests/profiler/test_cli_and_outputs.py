@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -134,15 +135,25 @@ def test_missing_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
         write_png({}, tmp_path / "x.png")
 
 
-def test_bandwidth_is_measured_once_and_cached(tmp_path, monkeypatch):
+def test_bandwidth_is_cached_until_it_is_too_old_to_trust(tmp_path, monkeypatch):
     from qwdeploy.toolkit.profiler import bandwidth
 
     monkeypatch.setattr(bandwidth, "cache_root", lambda: tmp_path)
+    monkeypatch.setattr(bandwidth, "MAX_AGE_S", 600.0)
     monkeypatch.setattr(bandwidth, "ARRAY_BYTES", 8 * 2**20)
     first = bandwidth.host_bandwidth()
     assert first > 0 and (tmp_path / bandwidth.CACHE_FILE).is_file()
     monkeypatch.setattr(bandwidth, "measure_bandwidth", lambda: pytest.fail("measured twice"))
     assert bandwidth.host_bandwidth() == first
+    now = time.time()
+    monkeypatch.setattr(bandwidth.time, "time", lambda: now + 601.0)  # ten minutes on: measured again
+    monkeypatch.setattr(bandwidth, "measure_bandwidth", lambda: 2 * first)
+    assert bandwidth.host_bandwidth() == 2 * first
+    # A cache written before entries carried their time is measured again too.
+    key = bandwidth._host_key()
+    (tmp_path / bandwidth.CACHE_FILE).write_text(json.dumps({key: first}))
+    assert bandwidth.host_bandwidth() == 2 * first
+    assert json.loads((tmp_path / bandwidth.CACHE_FILE).read_text())[key]["bytes_per_s"] == 2 * first
 
 
 def test_each_device_is_held_to_its_own_memory(tmp_path, monkeypatch):

@@ -26,6 +26,9 @@ GPU_BYTES = 2**31  # far beyond any GPU's L2, and long enough that a run's launc
 GPU_RUNS = 10
 REPEATS = 5
 CACHE_FILE = "bandwidth.json"
+# A shared machine's bandwidth moves with its neighbours (two threads of a 2-core VM read 37 to 79 GB/s
+# within one hour): a measurement older than this is taken again rather than trusted.
+MAX_AGE_S = 600.0
 METHOD = "read, all threads, vector sum"  # part of the cache key: values measured another way are not reused
 
 
@@ -76,18 +79,29 @@ def _best(read: Callable[[], object]) -> float:
     return best
 
 
+def _fresh(entry: object) -> float | None:
+    """A cache entry's bytes/s if it was measured less than MAX_AGE_S ago, else None."""
+    if not isinstance(entry, dict):
+        return None  # absent, or written before entries carried their time
+    value, measured = entry.get("bytes_per_s"), entry.get("measured")
+    if not isinstance(value, (int, float)) or not isinstance(measured, (int, float)):
+        return None
+    return float(value) if 0 <= time.time() - measured < MAX_AGE_S else None
+
+
 def host_bandwidth() -> float:
-    """Cached per host in cache_root()/bandwidth.json."""
+    """Cached per host in cache_root()/bandwidth.json for MAX_AGE_S seconds."""
     path, key = cache_root() / CACHE_FILE, _host_key()
     try:
         cached = json.loads(path.read_text())
     except (OSError, ValueError):
         cached = {}
-    if isinstance(cached, dict) and isinstance(cached.get(key), (int, float)):
-        return float(cached[key])
-    value = measure_bandwidth()
     cached = cached if isinstance(cached, dict) else {}
-    cached[key] = value
+    fresh = _fresh(cached.get(key))
+    if fresh is not None:
+        return fresh
+    value = measure_bandwidth()
+    cached[key] = {"bytes_per_s": value, "measured": time.time()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
