@@ -5,6 +5,7 @@
   cli_child.py plain ARGS...   qwdeploy ARGS
 """
 
+import signal
 import sys
 import time
 
@@ -32,6 +33,9 @@ def slow_export(checkpoint: str, out: str) -> None:
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "slow":
+        # As in a terminal's foreground, where Ctrl-C reaches it: a test run started in the background
+        # (`pytest &` from a script) starts every child with SIGINT ignored, and Python keeps it so.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         slow_export(*args)
     else:
         sys.argv = ["qwdeploy", *args]
