@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -80,15 +81,23 @@ def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _cpuinfo(field: str) -> str:
-    """The first CPU's `field` in /proc/cpuinfo, or ''."""
+@functools.cache
+def _first_cpu() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo (read once: it repeats them for every CPU), or {}."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":", 1)[0].strip() == field:
-                return line.split(":", 1)[1].strip()
+            name, _, value = line.partition(":")
+            if not name.strip():
+                break  # the blank line after the first CPU
+            fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
-    return ""
+    return fields
+
+
+def _cpuinfo(field: str) -> str:
+    return _first_cpu().get(field, "")
 
 
 def cpu_model() -> str:

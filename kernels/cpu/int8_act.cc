@@ -50,16 +50,17 @@ int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __rest
   return static_cast<int32_t>(sum);
 }
 
-// Token xt's blocks: codes in column order, 0 past the last column up to nb * bs; each block's scale and
-// the sum of its codes.
+// Token xt's blocks: codes in column order, 0 past the last column up to nb * bs; each block's scale, the
+// sum of its codes, and block_sum = scale * sum (Int8Activations::block_sum's row).
 void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_t* codes, float* scale,
-                    int32_t* sum) {
+                    int32_t* sum, float* block_sum) {
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
     const float amax = max_abs(xt + begin, n);
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     scale[b] = amax / 127.0f;
     sum[b] = to_codes(xt + begin, n, inv, codes + begin);
+    block_sum[b] = scale[b] * static_cast<float>(sum[b]);
   }
   std::fill(codes + cols, codes + nb * bs, 0);
 }
@@ -98,8 +99,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       for (int64_t i = 0; i < kLaneTokens; ++i) {
         const int64_t t = tile * kLaneTokens + i;
         if (t < tokens) {
-          quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data());
-          for (int64_t b = 0; b < nb; ++b) block_sum[t * nb + b] = scale[b] * static_cast<float>(sum[b]);
+          quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data(), block_sum.data() + t * nb);
         } else {
           std::fill(codes.begin(), codes.end(), 0);
           std::fill(scale.begin(), scale.end(), 0.0f);
@@ -130,8 +130,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     scale.resize(nb);
     sum.resize(nb);
     codes.assign(positions, 0);  // column order, 0 past the last column
-    quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data());
-    for (int64_t b = 0; b < nb; ++b) block_sum[t * nb + b] = scale[b] * static_cast<float>(sum[b]);
+    quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data(), block_sum.data() + t * nb);
     int8_t* __restrict qt = q.data() + t * positions;
     if (w.bits == 8) {
       std::memcpy(qt, codes.data(), codes.size());
