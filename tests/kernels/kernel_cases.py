@@ -29,11 +29,27 @@ class Case:
     def expected(self, tiles: bool = False) -> list[np.ndarray]:
         """tiles: the outputs of a build that prefills on AMX tiles (kernels/cpu/amx.h), for the cases it
         takes there: int8 weights at accuracy_level 4 and 16 tokens or more."""
+        return _listed(REFERENCES[self.op](**self._arguments(tiles)))
+
+    def bounds(self, tiles: bool = False) -> list[np.ndarray]:
+        """How far from expected(tiles) each output element may land: atol + rtol * |want|. QuantSwiGLU's gate
+        and up sums are held to that bound and it is carried through silu(gate) * up, because a product near
+        zero from one small factor still carries the other's rounding: this bound where it is the larger."""
+        bounds = [self.atol + self.rtol * np.abs(want.astype(np.float64)) for want in self.expected(tiles)]
+        if self.op == "QuantSwiGLU":
+            sums = _listed(REFERENCES["QuantLinear"](**self._arguments(tiles)))[0].astype(np.float64)
+            gate, up = np.split(sums, 2, axis=-1)  # [..., I] each
+            sig = 1.0 / (1.0 + np.exp(-gate))
+            carried = (np.abs(sig * (1.0 + gate * (1.0 - sig)) * up) * (self.atol + self.rtol * np.abs(gate))
+                       + np.abs(gate * sig) * (self.atol + self.rtol * np.abs(up)))
+            bounds[0] = np.maximum(bounds[0], carried)
+        return bounds
+
+    def _arguments(self, tiles: bool) -> dict:
         extra = {}
         if tiles and self.op in TILE_OPS and self.attributes["accuracy_level"] == 4 and self.sizes["tokens"] >= 16:
             extra = {"prefill_tiles": True}
-        out = REFERENCES[self.op](**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes, **extra)
-        return list(out) if isinstance(out, tuple) else [out]
+        return {**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes, **extra}
 
     @property
     def outputs(self) -> list[str]:
@@ -42,6 +58,19 @@ class Case:
 
 
 TILE_OPS = ("QuantLinear", "QuantSwiGLU")
+
+
+def _listed(out: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+def assert_within(got: np.ndarray, want: np.ndarray, bound: np.ndarray, message: str = "") -> None:
+    """Every element of got within its bound of want (Case.bounds), no NaN."""
+    assert got.shape == want.shape, f"{message}: shape {got.shape}, want {want.shape}"
+    excess = np.where(np.isnan(got), np.inf, np.abs(got.astype(np.float64) - want) - bound)
+    worst = int(np.argmax(excess))
+    assert excess.flat[worst] <= 0, (f"{message}: element {np.unravel_index(worst, got.shape)} is "
+                                     f"{got.flat[worst]}, want {want.flat[worst]} within {bound.flat[worst]:.3g}")
 
 
 def tiles_here(env: Mapping[str, str] = os.environ) -> bool:
@@ -294,15 +323,15 @@ def all_cases(seed: int = 0) -> list[Case]:
 
 def write_case(case: Case, folder: Path, tiles: bool = False) -> Path:
     """meta.txt + raw little-endian arrays, the format kernels/tests/kernel_test.cc reads; the outputs of
-    Case.expected(tiles)."""
+    Case.expected(tiles) and, as <output>.bound.bin, Case.bounds(tiles)."""
     folder.mkdir(parents=True, exist_ok=True)
     outputs = case.outputs
     for name, value in case.inputs.items():
         if value is not None:
             np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tofile(folder / f"{name}.bin")
-    for name, value in zip(outputs, case.expected(tiles)):
+    for name, value, bound in zip(outputs, case.expected(tiles), case.bounds(tiles), strict=True):
         value.astype("<f4").tofile(folder / f"{name}.bin")
-    meta = {"op": case.op, "outputs": ",".join(outputs), "atol": case.atol, "rtol": case.rtol,
-            **case.sizes, **case.attributes}
+        bound.astype("<f4").tofile(folder / f"{name}.bound.bin")
+    meta = {"op": case.op, "outputs": ",".join(outputs), **case.sizes, **case.attributes}
     (folder / "meta.txt").write_text("".join(f"{k} {v}\n" for k, v in meta.items()))
     return folder
