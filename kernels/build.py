@@ -25,6 +25,7 @@ SOURCE_DIR = Path(__file__).resolve().parent
 SOURCE_SUFFIXES = (".h", ".cc", ".cu", ".cuh", ".txt", ".cmake")
 LIBRARY = "libqwdeploy_kernels.so"
 TEST_DRIVER = "kernel_test"
+AMX_EMULATED_DRIVER = "kernel_test_amx_emulated"  # x86 builds: the driver with amx.cc on emulated tiles
 MANIFEST = "build.json"
 
 
@@ -40,6 +41,10 @@ class Build:
     @property
     def test_driver(self) -> Path:
         return self.directory / TEST_DRIVER
+
+    @property
+    def amx_emulated_driver(self) -> Path:
+        return self.directory / AMX_EMULATED_DRIVER
 
     def libraries(self) -> list[Path]:
         """Every file the library is: itself, and for a portable build each ISA variant it loads."""

@@ -11,6 +11,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #define QWD_AMX 1
+#if defined(QWD_AMX_EMULATE)
+#include "amx_emulation.h"
+#endif
 #endif
 
 namespace qwd::amx {
@@ -51,8 +54,12 @@ struct alignas(64) TileConfig {  // ldtilecfg's 64-byte memory operand, palette 
 
 bool cpu_has_amx_bf16() {
   unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !((d >> 22) & 1) || !((d >> 24) & 1)) return false;  // AMX-BF16, -TILE
-  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);  // AVX512-BF16: the weights' conversion
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> 22) & 1) && ((d >> 24) & 1);  // AMX-BF16, -TILE
+}
+
+bool cpu_has_avx512_bf16() {  // the weights' conversion
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);
 }
 
 // Linux hands a process the 8 KB of tile registers only when asked (ARCH_REQ_XCOMP_PERM for XTILEDATA);
@@ -113,7 +120,11 @@ bool usable() {
   static const bool ok = [] {
     const char* asked = std::getenv("QWDEPLOY_AMX");
     if (asked != nullptr && std::strcmp(asked, "0") == 0) return false;
-    return cpu_has_amx_bf16() && tile_state_granted();
+#if defined(QWD_AMX_EMULATE)
+    return cpu_has_avx512_bf16();
+#else
+    return cpu_has_amx_bf16() && cpu_has_avx512_bf16() && tile_state_granted();
+#endif
   }();
   return ok;
 }

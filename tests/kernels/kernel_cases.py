@@ -258,7 +258,10 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      # last 32-column group is half full (13 blocks)
                                                      ((18,), 208, 21, 4, 16, False, True),
                                                      # tasks of 38 rows: two row tiles, then a partial pair
-                                                     ((20,), 96, 300, 4, 32, True, False))),
+                                                     ((20,), 96, 300, 4, 32, True, False),
+                                                     # and of 18+ rows over two K slices: four C tiles
+                                                     # carried from one slice to the next
+                                                     ((20,), 300, 600, 4, 32, False, False))),
         # float16 scales: decode (one run of rows; gate and up runs), batch tiles, blocked and AMX prefill,
         # zero points, the float path.
         *(quant_matmul(rng, op, lead, K, N, bits, block, sym, level, half=True)

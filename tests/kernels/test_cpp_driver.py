@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel_cases import all_cases, tiles_here, write_case
+from kernel_cases import all_cases, cpu_flags, tiles_here, write_case
 from qwdeploy.kernels.build import Build, build
 from qwdeploy.kernels.targets import resolve_target
 
@@ -119,3 +119,16 @@ def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Buil
     _check(run.stdout, run.returncode, isa, len(dirs))
     tiles = isa == "avx512" and tiles_here(env)
     assert run.stdout.splitlines()[1].endswith("amx bf16 prefill") == tiles, run.stdout.splitlines()[1]
+
+
+def test_amx_prefill_meets_its_reference_on_emulated_tiles(host_build: Build, tile_case_dirs: list[str]):
+    """amx.cc's tile path (layouts, partial tiles, K slices, both threads) with the tile instructions run in C++
+    (kernels/cpu/amx_emulation.h): checked on every CPU with AVX512-BF16, not only on those with AMX."""
+    probe = subprocess.run([str(host_build.test_driver)], capture_output=True, text=True, timeout=60)
+    if probe.stdout.splitlines()[0] != "isa avx512" or "avx512_bf16" not in cpu_flags():
+        pytest.skip("the AMX path's weight conversion needs an AVX-512 build on a CPU with AVX512-BF16")
+    env = {**os.environ, "QWDEPLOY_AMX": "1"}
+    run = subprocess.run([str(host_build.amx_emulated_driver), *tile_case_dirs], capture_output=True, text=True,
+                         timeout=300, env=env)
+    _check(run.stdout, run.returncode, "avx512", len(tile_case_dirs))
+    assert run.stdout.splitlines()[1].endswith("amx bf16 prefill"), run.stdout.splitlines()[1]
