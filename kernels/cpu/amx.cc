@@ -43,6 +43,7 @@ void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pair
 namespace {
 
 constexpr int64_t kTile = 16;  // weight rows and tokens per tile; a tile row is 32 bf16 of K
+static_assert(kPassRows == 2 * kTile, "a pass is two row tiles");
 
 struct alignas(64) TileConfig {  // ldtilecfg's 64-byte memory operand, palette 1
   uint8_t palette = 1;
@@ -139,17 +140,17 @@ __attribute__((QWD_AMX_TARGET)) void dot_rows(
   const int64_t tiles = (a.tokens + kTile - 1) / kTile, tile_pairs = (tiles + 1) / 2;
   thread_local std::vector<uint16_t> panel;  // A tiles: 32 weight rows of one slice, [32, width]
   thread_local std::vector<float> sums;      // C tiles of every token pair: [tile_pairs, 4, 16 rows, 16 tokens]
-  panel.resize(2 * kTile * kSlice);
+  panel.resize(kPassRows * kSlice);
   sums.resize(tile_pairs * 4 * kTile * kTile);
   TileConfig config;
   for (int i = 0; i < 8; ++i) config.rows[i] = kTile, config.colsb[i] = 64;
   _tile_loadconfig(&config);
-  int64_t pick[2 * kTile];
+  int64_t pick[kPassRows];
   const uint16_t* x = reinterpret_cast<const uint16_t*>(a.amx_x.data());  // [tiles, pairs, 16 tokens, 2]
-  for (int64_t r0 = 0; r0 < count; r0 += 2 * kTile) {
-    const int64_t n = std::min(2 * kTile, count - r0);
+  for (int64_t r0 = 0; r0 < count; r0 += kPassRows) {
+    const int64_t n = std::min(kPassRows, count - r0);
     const bool two_rows = n > kTile;
-    for (int64_t r = 0; r < 2 * kTile; ++r) pick[r] = rows[r0 + std::min(r, n - 1)];  // a short tile repeats its last row
+    for (int64_t r = 0; r < kPassRows; ++r) pick[r] = rows[r0 + std::min(r, n - 1)];  // a short tile repeats its last row
     for (int64_t p0 = 0; p0 < kp; p0 += kSlice) {
       const int64_t width = std::min(kSlice, kp - p0), chunks = width / 32;
       bf16_rows(w, pick, (two_rows ? 2 : 1) * kTile, p0, width, panel.data());

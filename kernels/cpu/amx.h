@@ -20,6 +20,10 @@ bool usable();
 // The tiles' own int4 position order: int8_act.h's, in groups of 32 columns whatever the decode step.
 inline constexpr int64_t kAmxGroup = 32;
 
+// Weight rows per pass of dot_rows (two row tiles): a call whose count is not a multiple computes the
+// padding of its last pass too, so callers cut their tasks in multiples of it.
+inline constexpr int64_t kPassRows = 32;
+
 // Token t of x ([cols] floats) into the B-tile layout of Int8Activations::amx_x: `pairs` pairs of
 // positions (int8_act.h's order for `bits`-bit weights, groups of kAmxGroup), zeros past cols.
 void pack_token(const float* xt, int64_t cols, int bits, int64_t t, int64_t pairs, uint32_t* amx_x);

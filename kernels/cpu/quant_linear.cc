@@ -329,7 +329,9 @@ int64_t int8_grain(const Int8Activations& a, const Weights& w, int64_t rows, int
 
 int64_t int8_align([[maybe_unused]] const Int8Activations& a) {
 #if defined(QWD_INT8_AVX512)
-  static_assert(kPanelRows % Weights::kRowTile == 0, "a panel holds whole row tiles");
+  static_assert(kPanelRows % Weights::kRowTile == 0 && amx::kPassRows % Weights::kRowTile == 0,
+                "a panel and a tile pass hold whole row tiles");
+  if (!a.amx_x.empty()) return amx::kPassRows;
   if (!a.blocked_q.empty()) return kPanelRows;
 #endif
   return Weights::kRowTile;
