@@ -1,9 +1,13 @@
 // CPU execution provider adapters: read tensors and attributes, check shapes, call the core.
+#include <memory>
+#include <mutex>
+
 #include "../cpu/linear.h"
 #include "../cpu/moe.h"
 #include "../cpu/quant_gather.h"
 #include "../cpu/quant_linear.h"
 #include "../cpu/quant_swiglu.h"
+#include "../cpu/resident.h"
 #include "../cpu/rms_norm.h"
 #include "../cpu/swiglu.h"
 #include "adapter.h"
@@ -30,25 +34,73 @@ struct SwiGLUKernel : Kernel<SwiGLUKernel>, SwiGLUOp {
   }
 };
 
+// A quantized op's codes and scales where they are initializers, as copies in huge pages (resident.h),
+// which the op then reads instead; none where they are not constant or there is nothing to gain.
+class ResidentWeights {
+ public:
+  ResidentWeights() = default;
+  // Copies made at kernel creation from the constant inputs `packed` and `scales`.
+  ResidentWeights(const Ort::ConstKernelInfo& info, size_t packed, size_t scales)
+      : packed_(resident_copy(constant(info, packed))), scales_(resident_copy(constant(info, scales))) {}
+
+  // Copies another kernel made of these tensors, looked up once: QuantGather reads a row per token, so
+  // it shares the LM head's copy of a tied table rather than copying a table of its own.
+  void adopt(const Ort::ConstValue& packed, const Ort::ConstValue& scales) {
+    std::call_once(adopted_, [&] {
+      packed_ = resident_held(packed.GetTensorRawData(), bytes(packed));
+      scales_ = resident_held(scales.GetTensorRawData(), bytes(scales));
+    });
+  }
+
+  Weights over(Weights w) const {
+    if (packed_) w.packed = static_cast<const uint8_t*>(packed_.get());
+    if (scales_ && w.scales_f16) w.scales_f16 = static_cast<const uint16_t*>(scales_.get());
+    if (scales_ && w.scales) w.scales = static_cast<const float*>(scales_.get());
+    return w;
+  }
+
+ private:
+  static size_t bytes(const Ort::ConstValue& value) {
+    const auto type = value.GetTensorTypeAndShapeInfo();
+    const size_t element = type.GetElementType() == kUint8 ? 1 : type.GetElementType() == kFloat16 ? 2 : 4;
+    return type.GetElementCount() * element;
+  }
+  static std::shared_ptr<const void> resident_copy(const Ort::ConstValue& value) {
+    return value ? qwd::resident_copy(value.GetTensorRawData(), bytes(value)) : nullptr;
+  }
+  static Ort::ConstValue constant(const Ort::ConstKernelInfo& info, size_t input) {
+    int is_constant = 0;
+    const Ort::ConstValue value = info.GetTensorConstantInput(input, &is_constant);
+    return is_constant ? value : Ort::ConstValue{nullptr};
+  }
+
+  std::shared_ptr<const void> packed_, scales_;
+  std::once_flag adopted_;
+};
+
 struct QuantSwiGLUKernel : Kernel<QuantSwiGLUKernel>, QuantSwiGLUOp {
   static constexpr const char* kProvider = kCpu;
-  using QuantSwiGLUOp::QuantSwiGLUOp;
+  ResidentWeights resident;
+  explicit QuantSwiGLUKernel(const Ort::ConstKernelInfo& info) : QuantSwiGLUOp(info), resident(info, 1, 2) {}
 
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
     const PoolParallel par(ctx);
-    quant_swiglu(normed_input(a.x, a.tokens, a.w.cols, a.norm, normed, par), a.tokens, a.w, a.y, static_cast<int>(accuracy_level), par);
+    quant_swiglu(normed_input(a.x, a.tokens, a.w.cols, a.norm, normed, par), a.tokens, resident.over(a.w), a.y,
+                 static_cast<int>(accuracy_level), par);
   }
 };
 
 struct QuantLinearKernel : Kernel<QuantLinearKernel>, QuantLinearOp {
   static constexpr const char* kProvider = kCpu;
-  using QuantLinearOp::QuantLinearOp;
+  ResidentWeights resident;
+  explicit QuantLinearKernel(const Ort::ConstKernelInfo& info) : QuantLinearOp(info), resident(info, 1, 2) {}
 
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
     const PoolParallel par(ctx);
-    quant_linear(normed_input(a.x, a.tokens, a.w.cols, a.norm, normed, par), a.tokens, a.w, a.bias, a.y, static_cast<int>(accuracy_level), par);
+    quant_linear(normed_input(a.x, a.tokens, a.w.cols, a.norm, normed, par), a.tokens, resident.over(a.w), a.bias,
+                 a.y, static_cast<int>(accuracy_level), par);
   }
 };
 
@@ -65,10 +117,12 @@ struct LinearKernel : Kernel<LinearKernel>, LinearOp {
 struct QuantGatherKernel : Kernel<QuantGatherKernel>, QuantGatherOp {
   static constexpr const char* kProvider = kCpu;
   using QuantGatherOp::QuantGatherOp;
+  ResidentWeights resident;
 
   void Compute(Ort::KernelContext& ctx) {
     const auto a = read(ctx);
-    quant_gather(a.indices, a.count, a.table, a.y, PoolParallel(ctx));
+    resident.adopt(ctx.GetInput(0), ctx.GetInput(2));
+    quant_gather(a.indices, a.count, resident.over(a.table), a.y, PoolParallel(ctx));
   }
 };
 

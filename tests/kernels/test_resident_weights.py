@@ -1,0 +1,130 @@
+"""QuantLinear and QuantSwiGLU with their weights as initializers in external data, as exports write them:
+the kernels copy codes and scales into huge pages at creation (kernels/cpu/resident.h) and compute from
+the copies, and the data file's pages they copied leave the process."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+from kernel_cases import assert_within, quant_matmul, tiles_here
+from qwdeploy.kernels.build import Build
+from qwdeploy.kernels.graphs import node_model
+from qwdeploy.kernels.reference import REFERENCES
+from qwdeploy.kernels.schemas import DOMAIN, DOMAIN_VERSION
+
+WEIGHTS = ("B", "scales", "zero_points")
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def _save(model: onnx.ModelProto, folder: Path, external: bool = True) -> Path:
+    path = folder / "model.onnx"
+    onnx.save(model, path, save_as_external_data=external, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=0)
+    return path
+
+
+def _with_initializers(case: Case, folder: Path, external: bool = True) -> Path:
+    """The case's node with B, scales and zero points as initializers, in model.onnx.data or in the model."""
+    model = onnx.load_from_string(node_model(case.op, case.inputs, case.attributes, outputs=case.outputs))
+    graph = model.graph
+    for name in WEIGHTS:
+        graph.initializer.append(numpy_helper.from_array(case.inputs[name], name))
+    kept = [i for i in graph.input if i.name not in WEIGHTS]
+    del graph.input[:]
+    graph.input.extend(kept)
+    return _save(model, folder, external)
+
+
+def _huge_pages_or_skip() -> None:
+    if not THP.is_file() or "[never]" in THP.read_text() or os.environ.get("QWDEPLOY_HUGE_PAGES") == "0":
+        pytest.skip("huge pages are off here: the kernels compute from the mapped weights")
+
+
+def _session(path: Path, library: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(str(library))
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _mapped_kib(name: str, field: str) -> int:
+    """smaps' `field` (Size, Rss) summed over this process's mappings of files called `name`."""
+    total, current = 0, ""
+    for line in Path(f"/proc/{os.getpid()}/smaps").read_text().splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            current = line.split()[-1]
+        elif line.startswith(f"{field}:") and current.endswith(name):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.parametrize(("op", "lead", "K", "N", "external"), [
+    ("QuantLinear", (1,), 900, 37, True), ("QuantLinear", (20,), 300, 600, True), ("QuantSwiGLU", (1,), 160, 300, True),
+    ("QuantSwiGLU", (19,), 160, 300, True), ("QuantLinear", (3,), 300, 600, False)])
+def test_initializer_weights_meet_the_reference_from_their_copies(op: str, lead: tuple[int, ...], K: int, N: int,
+                                                                 external: bool, host_build: Build, tmp_path: Path):
+    """Decode and prefill, zero points, float16 scales; two sessions of one file, each with its copies, the
+    second still right after the first is gone. Weights inside the model (no file to drop them to) are
+    read where ONNX Runtime holds them."""
+    case = quant_matmul(np.random.default_rng(K + N), op, lead, K, N, 4, 32, False, 4, half=True)
+    path = _with_initializers(case, tmp_path, external)
+    feeds = {n: v for n, v in case.inputs.items() if v is not None and n not in WEIGHTS}
+    tiles = tiles_here()
+    first, second = _session(path, host_build.library), _session(path, host_build.library)
+    for sess in (first, second, first):
+        for got, want, bound in zip(sess.run(None, feeds), case.expected(tiles), case.bounds(tiles), strict=True):
+            assert_within(got, want, bound, case.name)
+    del first
+    for got, want, bound in zip(second.run(None, feeds), case.expected(tiles), case.bounds(tiles), strict=True):
+        assert_within(got, want, bound, case.name)
+
+
+def test_copied_weights_leave_the_mapped_file(host_build: Build, tmp_path: Path):
+    """With huge pages on, the data file's pages the kernels copied are dropped: resident memory holds
+    the weights once, not the mapping and the copy."""
+    _huge_pages_or_skip()
+    case = quant_matmul(np.random.default_rng(0), "QuantLinear", (4,), 900, 2048, 4, 32, False, 4)
+    path = _with_initializers(case, tmp_path)
+    data_kib = (tmp_path / "model.onnx.data").stat().st_size // 1024
+    assert data_kib > 900  # mostly whole pages of codes
+    sess = _session(path, host_build.library)
+    feeds = {n: v for n, v in case.inputs.items() if v is not None and n not in WEIGHTS}
+    for got, want, bound in zip(sess.run(None, feeds), case.expected(), case.bounds(), strict=True):
+        assert_within(got, want, bound, case.name)
+    # ONNX Runtime maps the file; the run read the copies, or the pages would be back.
+    assert _mapped_kib("model.onnx.data", "Size") >= data_kib
+    assert _mapped_kib("model.onnx.data", "Rss") < data_kib // 8, "the mapped weights stayed beside the copies"
+
+
+def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(host_build: Build, tmp_path: Path):
+    """The LM head (QuantLinear) and the embedding lookup (QuantGather) read one table: the lookup takes the
+    head's copy, so its rows never fault the mapped table back in."""
+    _huge_pages_or_skip()
+    rng = np.random.default_rng(1)
+    head = quant_matmul(rng, "QuantLinear", (2,), 896, 1024, 4, 32, True, 4, half=True)
+    indices = rng.integers(0, 1024, size=(5,)).astype(np.int64)
+    attrs = {k: head.attributes[k] for k in ("K", "N", "bits", "block_size", "row_tile")}
+    nodes = [helper.make_node("QuantLinear", ["X", "B", "scales"], ["Y"], domain=DOMAIN, **head.attributes),
+             helper.make_node("QuantGather", ["B", "indices", "scales"], ["rows"], domain=DOMAIN, **attrs)]
+    graph = helper.make_graph(
+        nodes, "tied", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [2, 896]),
+                        helper.make_tensor_value_info("indices", onnx.TensorProto.INT64, [5])],
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("Y", "rows")],
+        [numpy_helper.from_array(head.inputs[n], n) for n in ("B", "scales")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
+    model.ir_version = 8
+    path = _save(model, tmp_path)
+    data_kib = (tmp_path / "model.onnx.data").stat().st_size // 1024
+    sess = _session(path, host_build.library)
+    y, rows = sess.run(None, {"X": head.inputs["X"], "indices": indices})
+    assert_within(y, head.expected()[0], head.bounds()[0], head.name)
+    table = REFERENCES["QuantGather"](head.inputs["B"], indices, head.inputs["scales"], **attrs)
+    np.testing.assert_array_equal(rows, table)
+    assert _mapped_kib("model.onnx.data", "Rss") < data_kib // 8, "the lookup read the mapped table"
