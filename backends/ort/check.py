@@ -13,6 +13,8 @@ Returns a one-line description of what was checked; raises QwdeployError on a fa
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import numpy as np
@@ -129,8 +131,15 @@ def check_artifact(path: Path, providers: list[str], custom_library: Path | None
     else:  # our kernel library is native code: a fault in it must not take the export down
         run_isolated("ONNX Runtime with the qwdeploy kernel library", path, f"opening {path.name}",
                      "rebuild the kernels (qwdeploy kernels build --force) or export with -O custom_ops=off",
-                     open_session, path, providers, custom_library)
+                     open_session_apart, path, providers, custom_library)
     return f"{done}, ONNX Runtime session on {', '.join(providers)}"
+
+
+def open_session_apart(path: Path, providers: list[str], custom_library: Path) -> None:
+    """open_session in a process of its own (run_isolated), without the kernels' copies of their weights into
+    huge pages (kernels/cpu/resident.h): like prepacking, they prove nothing in a load check and cost memory."""
+    os.environ["QWDEPLOY_HUGE_PAGES"] = "0"
+    open_session(path, providers, custom_library)
 
 
 def open_session(path: Path, providers: list[str], custom_library: Path | None) -> None:

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
@@ -124,7 +125,8 @@ std::shared_ptr<const void> resident_copy(const void* data, size_t bytes) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   const auto key = std::make_pair(data, bytes);
-  if (auto held = r.copies[key].lock()) return held;
+  if (const auto it = r.copies.find(key); it != r.copies.end())
+    if (auto held = it->second.lock()) return held;
   if (!droppable(data, bytes)) return nullptr;
   const size_t need = round_up(bytes, kAlign);
   std::shared_ptr<Arena> arena = r.open.lock();
@@ -142,6 +144,8 @@ std::shared_ptr<const void> resident_copy(const void* data, size_t bytes) {
     drop(static_cast<const char*>(data) + done, n);
   }
   std::shared_ptr<const void> copy(arena, at);  // shares the arena's lifetime
+  for (auto it = r.copies.begin(); it != r.copies.end();)  // the copies of sessions since closed
+    it = it->second.expired() ? r.copies.erase(it) : std::next(it);
   r.copies[key] = copy;
   return copy;
 }
