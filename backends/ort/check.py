@@ -14,7 +14,6 @@ Returns a one-line description of what was checked; raises QwdeployError on a fa
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import numpy as np
