@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from kernel_cases import assert_within, quant_matmul, tiles_here
+from kernel_cases import Case, assert_within, quant_matmul, tiles_here
 from qwdeploy.kernels.build import Build
 from qwdeploy.kernels.graphs import node_model
 from qwdeploy.kernels.reference import REFERENCES
@@ -118,7 +118,8 @@ def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(host_build: Buil
                         helper.make_tensor_value_info("indices", onnx.TensorProto.INT64, [5])],
         [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("Y", "rows")],
         [numpy_helper.from_array(head.inputs[n], n) for n in ("B", "scales")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
     model.ir_version = 8
     path = _save(model, tmp_path)
     data_kib = (tmp_path / "model.onnx.data").stat().st_size // 1024
