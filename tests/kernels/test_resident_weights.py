@@ -5,7 +5,8 @@ the copies, and the data file's pages they copied leave the process."""
 from __future__ import annotations
 
 import os
-import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ from qwdeploy.kernels.reference import REFERENCES
 from qwdeploy.kernels.schemas import DOMAIN, DOMAIN_VERSION
 
 WEIGHTS = ("B", "scales", "zero_points")
+CHILD = Path(__file__).with_name("resident_child.py")
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+THP_ON = THP.is_file() and "[never]" not in THP.read_text()  # what the kernels check (kernels/cpu/resident.cc)
 
 
 def _save(model: onnx.ModelProto, folder: Path, external: bool = True) -> Path:
@@ -43,26 +46,23 @@ def _with_initializers(case: Case, folder: Path, external: bool = True) -> Path:
     return _save(model, folder, external)
 
 
-def _huge_pages_or_skip() -> None:
-    if not THP.is_file() or "[never]" in THP.read_text() or os.environ.get("QWDEPLOY_HUGE_PAGES") == "0":
-        pytest.skip("huge pages are off here: the kernels compute from the mapped weights")
-
-
 def _session(path: Path, library: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.register_custom_ops_library(str(library))
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _mapped_kib(name: str, field: str) -> int:
-    """smaps' `field` (Size, Rss) summed over this process's mappings of files called `name`."""
-    total, current = 0, ""
-    for line in Path(f"/proc/{os.getpid()}/smaps").read_text().splitlines():
-        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-            current = line.split()[-1]
-        elif line.startswith(f"{field}:") and current.endswith(name):
-            total += int(line.split()[1])
-    return total
+def _run_apart(path: Path, library: Path, feeds: dict[str, np.ndarray], huge_pages: bool) -> tuple[list, int, int]:
+    """One run in a fresh process with huge pages allowed or declined: the outputs, and the KiB of the data
+    file mapped and resident there."""
+    np.savez(path.parent / "feeds.npz", **feeds)
+    env = {**os.environ, "QWDEPLOY_HUGE_PAGES": "1" if huge_pages else "0"}
+    run = subprocess.run([sys.executable, str(CHILD), str(path), str(library), str(path.parent / "feeds.npz"),
+                          str(path.parent / "out.npz")], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    size, rss = map(int, run.stdout.split())
+    with np.load(path.parent / "out.npz") as out:
+        return [out[f"arr_{i}"] for i in range(len(out.files))], size, rss
 
 
 @pytest.mark.parametrize(("op", "lead", "K", "N", "external"), [
@@ -86,27 +86,30 @@ def test_initializer_weights_meet_the_reference_from_their_copies(op: str, lead:
         assert_within(got, want, bound, case.name)
 
 
-def test_copied_weights_leave_the_mapped_file(host_build: Build, tmp_path: Path):
-    """With huge pages on, the data file's pages the kernels copied are dropped: resident memory holds
-    the weights once, not the mapping and the copy."""
-    _huge_pages_or_skip()
+@pytest.mark.parametrize("huge_pages", [True, False], ids=["allowed", "declined"])
+def test_copied_weights_leave_the_mapped_file(huge_pages: bool, host_build: Build, tmp_path: Path):
+    """Where huge pages are on, the data file's pages the kernels copied are dropped: resident memory holds the
+    weights once, not the mapping and the copy. Declined (QWDEPLOY_HUGE_PAGES=0) or off (`never`), the kernels
+    read the mapping, whose pages then stay."""
     case = quant_matmul(np.random.default_rng(0), "QuantLinear", (4,), 900, 2048, 4, 32, False, 4)
     path = _with_initializers(case, tmp_path)
     data_kib = (tmp_path / "model.onnx.data").stat().st_size // 1024
     assert data_kib > 900  # mostly whole pages of codes
-    sess = _session(path, host_build.library)
     feeds = {n: v for n, v in case.inputs.items() if v is not None and n not in WEIGHTS}
-    for got, want, bound in zip(sess.run(None, feeds), case.expected(), case.bounds(), strict=True):
+    outputs, size, rss = _run_apart(path, host_build.library, feeds, huge_pages)
+    for got, want, bound in zip(outputs, case.expected(), case.bounds(), strict=True):
         assert_within(got, want, bound, case.name)
-    # ONNX Runtime maps the file; the run read the copies, or the pages would be back.
-    assert _mapped_kib("model.onnx.data", "Size") >= data_kib
-    assert _mapped_kib("model.onnx.data", "Rss") < data_kib // 8, "the mapped weights stayed beside the copies"
+    assert size >= data_kib  # ONNX Runtime maps the file
+    if huge_pages and THP_ON:  # the run read the copies, or the pages would be back
+        assert rss < data_kib // 8, "the mapped weights stayed beside the copies"
+    else:
+        assert rss > data_kib // 2, "the kernels copied their weights with huge pages declined or off"
 
 
-def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(host_build: Build, tmp_path: Path):
+@pytest.mark.parametrize("huge_pages", [True, False], ids=["allowed", "declined"])
+def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(huge_pages: bool, host_build: Build, tmp_path: Path):
     """The LM head (QuantLinear) and the embedding lookup (QuantGather) read one table: the lookup takes the
     head's copy, so its rows never fault the mapped table back in."""
-    _huge_pages_or_skip()
     rng = np.random.default_rng(1)
     head = quant_matmul(rng, "QuantLinear", (2,), 896, 1024, 4, 32, True, 4, half=True)
     indices = rng.integers(0, 1024, size=(5,)).astype(np.int64)
@@ -123,9 +126,11 @@ def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(host_build: Buil
     model.ir_version = 8
     path = _save(model, tmp_path)
     data_kib = (tmp_path / "model.onnx.data").stat().st_size // 1024
-    sess = _session(path, host_build.library)
-    y, rows = sess.run(None, {"X": head.inputs["X"], "indices": indices})
+    (y, rows), _, rss = _run_apart(path, host_build.library, {"X": head.inputs["X"], "indices": indices}, huge_pages)
     assert_within(y, head.expected()[0], head.bounds()[0], head.name)
     table = REFERENCES["QuantGather"](head.inputs["B"], indices, head.inputs["scales"], **attrs)
     np.testing.assert_array_equal(rows, table)
-    assert _mapped_kib("model.onnx.data", "Rss") < data_kib // 8, "the lookup read the mapped table"
+    if huge_pages and THP_ON:
+        assert rss < data_kib // 8, "the lookup read the mapped table"
+    else:
+        assert rss > data_kib // 2
