@@ -65,6 +65,15 @@ void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_
   std::fill(codes + cols, codes + nb * bs, 0);
 }
 
+// Codes in column order → the blocked int4 order (int8_act.h): each 8 columns' even ones, then odd ones.
+void lane_order(int8_t* codes, int64_t n) {
+  for (int64_t g = 0; g < n; g += 8) {
+    int8_t c[8];
+    for (int k = 0; k < 4; ++k) c[k] = codes[g + 2 * k], c[4 + k] = codes[g + 2 * k + 1];
+    std::memcpy(codes + g, c, 8);
+  }
+}
+
 }  // namespace
 
 Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights& w, bool blocked, const Parallel& par)
@@ -109,6 +118,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
           init[b * kLaneTokens + i] = -zero * sum[b];
           tile_scale[b * kLaneTokens + i] = scale[b];
         }
+        if (w.bits == 4) lane_order(codes.data(), nb * bs);
         const int8_t* __restrict from = codes.data();
         for (int64_t s = 0; s < steps; ++s) std::memcpy(q + (s * kLaneTokens + i) * 4, from + 4 * s, 4);
       }

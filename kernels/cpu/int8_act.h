@@ -49,10 +49,11 @@ struct Int8Activations {
   std::vector<float> block_sum;   // [tokens, blocks]: scale * sum of q over the block (zero-point correction)
 
   // With `blocked` (prefill on AVX-512 VNNI, rows in the vector lanes) the codes are instead interleaved
-  // kLaneTokens tokens at a time, 4 columns (one int32 lane's bytes) per token, so a kernel broadcasts
+  // kLaneTokens tokens at a time, 4 positions (one int32 lane's bytes) per token, so a kernel broadcasts
   // every token's 4 codes of a step from one pointer; tokens are padded to whole tiles with zeros, and
   // each block's zero-point term and scale come interleaved the same way. q, init and lane_scale are then
-  // empty.
+  // empty. Int8 weights' positions are their columns; int4 weights' go 8 columns at a time, the even ones
+  // then the odd ones, the order of a packed dword's low nibbles, then its high ones.
   int64_t blocked_steps = 0;          // per token: blocks * block_size / 4
   std::vector<int8_t> blocked_q;      // [token tiles, blocked_steps, kLaneTokens, 4]
   std::vector<int32_t> blocked_init;  // [token tiles, blocks, kLaneTokens]: -zero * sum of the block's q
