@@ -65,14 +65,26 @@ void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_
   std::fill(codes + cols, codes + nb * bs, 0);
 }
 
-// Codes in column order → the blocked int4 order (int8_act.h): each 8 columns' even ones, then odd ones.
-void lane_order(int8_t* codes, int64_t n) {
-  for (int64_t g = 0; g < n; g += 8) {
-    int8_t c[8];
-    for (int k = 0; k < 4; ++k) c[k] = codes[g + 2 * k], c[4 + k] = codes[g + 2 * k + 1];
-    std::memcpy(codes + g, c, 8);
+#if defined(QWD_INT8_AVX512)
+// A token tile's codes, [kLaneTokens, 4 * steps] in column order, into the blocked layout [steps,
+// kLaneTokens, 4] (int8_act.h), 16 steps at a time: for int4 each 8 columns' even ones go first.
+void interleave(const int8_t* codes, int64_t steps, int bits, int8_t* q) {
+  static_assert(kLaneTokens <= 16, "a tile's tokens are rows of one 16x16 transpose");
+  const __m512i lane_order = _mm512_set4_epi32(0x0F0D0B09, 0x0E0C0A08, 0x07050301, 0x06040200);
+  const __mmask16 tokens = static_cast<__mmask16>((1U << kLaneTokens) - 1);
+  for (int64_t s0 = 0; s0 < steps; s0 += 16) {
+    const int64_t n = std::min<int64_t>(16, steps - s0);
+    const __mmask16 valid = static_cast<__mmask16>((1U << n) - 1);
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      r[i] = i < kLaneTokens ? _mm512_maskz_loadu_epi32(valid, codes + i * steps * 4 + s0 * 4) : _mm512_setzero_si512();
+      if (bits == 4) r[i] = _mm512_shuffle_epi8(r[i], lane_order);
+    }
+    simd::transpose16(r);
+    for (int64_t d = 0; d < n; ++d) _mm512_mask_storeu_epi32(q + (s0 + d) * kLaneTokens * 4, tokens, r[d]);
   }
 }
+#endif
 
 }  // namespace
 
@@ -88,6 +100,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     return;
   }
   block_sum.resize(tokens * nb);
+#if defined(QWD_INT8_AVX512)
   if (blocked) {
     const int64_t tiles = (tokens + kLaneTokens - 1) / kLaneTokens, steps = nb * bs / 4;
     blocked_steps = steps;
@@ -96,21 +109,21 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     blocked_scale.resize(tiles * nb * kLaneTokens);
     // A task per tile writes the tile's every byte, padding tokens' zeros included.
     par.run(tiles, [&](int64_t tile) {
-      thread_local std::vector<int8_t> codes;
+      thread_local std::vector<int8_t> codes;  // [kLaneTokens, nb * bs]
       thread_local std::vector<float> scale;
       thread_local std::vector<int32_t> sum;
-      codes.resize(nb * bs);
+      codes.resize(kLaneTokens * nb * bs);
       scale.resize(nb);
       sum.resize(nb);
-      int8_t* __restrict q = blocked_q.data() + tile * steps * kLaneTokens * 4;  // [steps, kLaneTokens, 4]
       int32_t* __restrict init = blocked_init.data() + tile * nb * kLaneTokens;  // [nb, kLaneTokens]
       float* __restrict tile_scale = blocked_scale.data() + tile * nb * kLaneTokens;
       for (int64_t i = 0; i < kLaneTokens; ++i) {
         const int64_t t = tile * kLaneTokens + i;
+        int8_t* token_codes = codes.data() + i * nb * bs;
         if (t < tokens) {
-          quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data(), block_sum.data() + t * nb);
+          quantize_token(x + t * cols, cols, nb, bs, token_codes, scale.data(), sum.data(), block_sum.data() + t * nb);
         } else {
-          std::fill(codes.begin(), codes.end(), 0);
+          std::fill(token_codes, token_codes + nb * bs, 0);
           std::fill(scale.begin(), scale.end(), 0.0f);
           std::fill(sum.begin(), sum.end(), 0);
         }
@@ -118,13 +131,12 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
           init[b * kLaneTokens + i] = -zero * sum[b];
           tile_scale[b * kLaneTokens + i] = scale[b];
         }
-        if (w.bits == 4) lane_order(codes.data(), nb * bs);
-        const int8_t* __restrict from = codes.data();
-        for (int64_t s = 0; s < steps; ++s) std::memcpy(q + (s * kLaneTokens + i) * 4, from + 4 * s, 4);
       }
+      interleave(codes.data(), steps, w.bits, blocked_q.data() + tile * steps * kLaneTokens * 4);
     });
     return;
   }
+#endif
   positions = (nb * bs + kStepCols - 1) / kStepCols * kStepCols;
   lanes = positions / cols_of(w.bits) * kLanes;
   q.assign(tokens * positions, 0);

@@ -48,7 +48,8 @@ struct Int8Activations {
   std::vector<float> lane_scale;  // [tokens, lanes]: scale of the block the lane's columns are in
   std::vector<float> block_sum;   // [tokens, blocks]: scale * sum of q over the block (zero-point correction)
 
-  // With `blocked` (prefill on AVX-512 VNNI, rows in the vector lanes) the codes are instead interleaved
+  // With `blocked` (prefill on AVX-512 VNNI, rows in the vector lanes; other builds ignore it: see
+  // int8_blocked) the codes are instead interleaved
   // kLaneTokens tokens at a time, 4 positions (one int32 lane's bytes) per token, so a kernel broadcasts
   // every token's 4 codes of a step from one pointer; tokens are padded to whole tiles with zeros, and
   // each block's zero-point term and scale come interleaved the same way. q, init and lane_scale are then

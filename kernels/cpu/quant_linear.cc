@@ -89,33 +89,6 @@ constexpr int kPanelVecs = 2, kPanelRows = kPanelVecs * kLaneRows;
 constexpr int kSubTokens = 6;  // tokens of a token tile (kLaneTokens) per pass over the panel
 static_assert(kLaneTokens % kSubTokens == 0, "passes split a token tile evenly");
 
-// 16x16 dword transpose: r[i] = row i in, r[j] = column j out.
-inline void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0x88);
-    t[i + 4] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0xDD);
-    t[i + 8] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0xDD);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
-    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
-  }
-}
-
 // 16 rows of w (rows[0..16)) as vector v of a panel: packed bytes [dwords, kPanelVecs, 16, 4] and scales
 // [blocks, kPanelVecs, 16] as floats.
 void build_panel(const Weights& w, const int64_t* rows, int v, uint8_t* codes, float* scales) {
@@ -128,7 +101,7 @@ void build_panel(const Weights& w, const int64_t* rows, int v, uint8_t* codes, f
     const __mmask16 valid = static_cast<__mmask16>((1U << n) - 1);
     __m512i r[kLaneRows];
     for (int i = 0; i < kLaneRows; ++i) r[i] = _mm512_maskz_loadu_epi32(valid, bytes[i].at(c * Weights::kTileChunk));
-    transpose16(r);
+    simd::transpose16(r);
     for (int64_t d = 0; d < n; ++d) _mm512_storeu_si512(codes + ((c * 16 + d) * kPanelVecs + v) * 64, r[d]);
   }
   // Scales: 16 blocks of the 16 rows at a time (float16 ones widened), transposed the same way.
@@ -141,7 +114,7 @@ void build_panel(const Weights& w, const int64_t* rows, int v, uint8_t* codes, f
       r[i] = w.scales_f16 ? _mm512_castps_si512(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, w.scales_f16 + at)))
                           : _mm512_maskz_loadu_epi32(valid, w.scales + at);
     }
-    transpose16(r);
+    simd::transpose16(r);
     for (int64_t d = 0; d < n; ++d) _mm512_storeu_si512(scales + ((b0 + d) * kPanelVecs + v) * kLaneRows, r[d]);
   }
 }
@@ -217,16 +190,23 @@ void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, 
   codes.resize(a.blocked_steps * kBits / 2 * kPanelRows);
   scales.resize(nb * kPanelRows);
   const int64_t tiles = (a.tokens + kLaneTokens - 1) / kLaneTokens, lines = (w.row_bytes() + 63) / 64;
-  int64_t pick[kPanelRows];
+  int64_t pick[kPanelRows], next_row[kPanelRows];
   Weights::RowBytes next[kPanelRows];
   const int64_t per_tile = (kPanelRows * lines + tiles - 1) / tiles;
   for (int64_t p0 = 0; p0 < count; p0 += kPanelRows) {
     const int64_t n = std::min<int64_t>(kPanelRows, count - p0);
     for (int i = 0; i < kPanelRows; ++i) {
       pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
-      next[i] = w.row_at(rows[std::min(p0 + kPanelRows + i, count - 1)]);
+      next_row[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
+      next[i] = w.row_at(next_row[i]);
     }
     for (int v = 0; v < kPanelVecs; ++v) build_panel(w, pick + v * kLaneRows, v, codes.data(), scales.data());
+    // The next panel's scales, a few lines a row, at once.
+    for (int i = 0; i < kPanelRows; ++i) {
+      const char* s = w.scales_f16 ? reinterpret_cast<const char*>(w.scales_f16 + next_row[i] * nb)
+                                   : reinterpret_cast<const char*>(w.scales + next_row[i] * nb);
+      for (int64_t at = 0; at < nb * w.scale_bytes(); at += 64) __builtin_prefetch(s + at, 0, 2);
+    }
     // The next panel's codes go to L2 a share per tile, so its build reads cache instead of waiting on DRAM.
     int64_t row = 0, line = 0;
     for (int64_t tile = 0; tile < tiles; ++tile) {

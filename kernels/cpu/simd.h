@@ -54,6 +54,32 @@ inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
   lo = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(0xF)));
   hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
 }
+// 16x16 dword transpose: r[i] = row i in, r[j] = column j out.
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(u[i], u[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(u[i + 8], u[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
 #elif defined(QWD_SIMD_AVX2)
 inline constexpr const char* kIsa = "avx2";
 inline constexpr int kWidth = 8;
