@@ -81,21 +81,29 @@ __attribute__((QWD_AMX_TARGET)) void bf16_rows(const Weights& w, const int64_t* 
   const int64_t nb = w.blocks(), bb = w.block_bytes(), bytes = nb * bb;
   const int64_t begin = p0 * w.bits / 8, end = std::min(bytes, (p0 + n) * w.bits / 8);
   const int shift = __builtin_ctzll(bb);  // block sizes are powers of 2
+  const bool two_blocks = bb < 16;          // int4 blocks of 16 columns: 16 bytes hold two, 8 lanes each
+  const __m512 implicit_zero = _mm512_set1_ps(static_cast<float>(1 << (w.bits - 1)));
   for (int64_t r = 0; r < count; ++r) {
     const int64_t row = rows[r];
     const Weights::RowBytes q = w.row_at(row);
     const float* s = w.scales + row * nb;
     uint16_t* o = out + r * n;
     int64_t at = -1;  // the step's first block, whose scale and zero are loaded
-    __m512 scale = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+    __m512 scale = _mm512_setzero_ps(), zero = implicit_zero;
     for (int64_t i = begin; i < end; i += 16) {
-      const __mmask16 valid = static_cast<__mmask16>((1U << std::min<int64_t>(16, end - i)) - 1);
+      const __mmask16 valid = end - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1U << (end - i)) - 1);
       if ((i >> shift) != at) {
-        const int64_t b0 = at = i >> shift, b1 = std::min((i + 15) >> shift, nb - 1);
-        const __mmask16 second = static_cast<__mmask16>(b1 == b0 ? 0 : 0xFF00);  // lanes of the next block
-        scale = _mm512_mask_blend_ps(second, _mm512_set1_ps(s[b0]), _mm512_set1_ps(s[b1]));
-        zero = _mm512_mask_blend_ps(second, _mm512_set1_ps(static_cast<float>(w.zero_point(row, b0))),
-                                    _mm512_set1_ps(static_cast<float>(w.zero_point(row, b1))));
+        const int64_t b0 = at = i >> shift;
+        if (two_blocks) {
+          const int64_t b1 = std::min(b0 + 1, nb - 1);
+          scale = _mm512_mask_broadcastss_ps(_mm512_set1_ps(s[b0]), 0xFF00, _mm_load_ss(s + b1));
+          if (w.zero_points)
+            zero = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(static_cast<float>(w.zero_point(row, b0))),
+                                        _mm512_set1_ps(static_cast<float>(w.zero_point(row, b1))));
+        } else {
+          scale = _mm512_set1_ps(s[b0]);
+          if (w.zero_points) zero = _mm512_set1_ps(static_cast<float>(w.zero_point(row, b0)));
+        }
       }
       const __m512i v = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, q.at(i)));
       if (w.bits == 4) {  // low nibbles: the group's even columns, positions 0..15; high nibbles: 16..31
