@@ -190,33 +190,32 @@ void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, 
   codes.resize(a.blocked_steps * kBits / 2 * kPanelRows);
   scales.resize(nb * kPanelRows);
   const int64_t tiles = (a.tokens + kLaneTokens - 1) / kLaneTokens, lines = (w.row_bytes() + 63) / 64;
-  int64_t pick[kPanelRows], next_row[kPanelRows];
-  Weights::RowBytes next[kPanelRows];
+  int64_t pick[kPanelRows], next[kPanelRows];
+  const char* scale_base = w.scales_f16 ? reinterpret_cast<const char*>(w.scales_f16)
+                                        : reinterpret_cast<const char*>(w.scales);
+  const int64_t scale_row = nb * w.scale_bytes();
   const int64_t per_tile = (kPanelRows * lines + tiles - 1) / tiles;
   for (int64_t p0 = 0; p0 < count; p0 += kPanelRows) {
     const int64_t n = std::min<int64_t>(kPanelRows, count - p0);
     for (int i = 0; i < kPanelRows; ++i) {
       pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
-      next_row[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
-      next[i] = w.row_at(next_row[i]);
+      next[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
     }
     for (int v = 0; v < kPanelVecs; ++v) build_panel(w, pick + v * kLaneRows, v, codes.data(), scales.data());
     // The next panel's scales, a few lines a row, at once.
-    for (int i = 0; i < kPanelRows; ++i) {
-      const char* s = w.scales_f16 ? reinterpret_cast<const char*>(w.scales_f16 + next_row[i] * nb)
-                                   : reinterpret_cast<const char*>(w.scales + next_row[i] * nb);
-      for (int64_t at = 0; at < nb * w.scale_bytes(); at += 64) __builtin_prefetch(s + at, 0, 2);
-    }
+    for (int i = 0; i < kPanelRows; ++i)
+      for (int64_t at = 0; at < scale_row; at += 64) __builtin_prefetch(scale_base + next[i] * scale_row + at, 0, 2);
     // The next panel's codes go to L2 a share per tile, so its build reads cache instead of waiting on DRAM.
     int64_t row = 0, line = 0;
     for (int64_t tile = 0; tile < tiles; ++tile) {
       for (int64_t i = 0; i < per_tile && row < kPanelRows; ++i) {
-        __builtin_prefetch(next[row].at(line * 64), 0, 2);
+        __builtin_prefetch(w.row_at(next[row]).at(line * 64), 0, 2);
         if (++line == lines) line = 0, ++row;
       }
       for (int64_t sub = 0; sub < std::min(kLaneTokens, a.tokens - tile * kLaneTokens); sub += kSubTokens)
         lane_tile<kBits, kSteps>(a, nb, block_steps, codes.data(), scales.data(), tile, sub,
-                          out + (tile * kLaneTokens + sub) * ld + p0, ld, n, a.tokens - tile * kLaneTokens - sub);
+                                 out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
+                                 a.tokens - tile * kLaneTokens - sub);
     }
   }
 }

@@ -65,6 +65,15 @@ def _run_apart(path: Path, library: Path, feeds: dict[str, np.ndarray], huge_pag
         return [out[f"arr_{i}"] for i in range(len(out.files))], size, rss
 
 
+def _assert_resident(rss: int, data_kib: int, huge_pages: bool, copied: str) -> None:
+    """Where huge pages are allowed and on, the copied weights' mapped pages left (`copied` says which read
+    would have brought them back); declined or off, the kernels read the mapping and its pages stayed."""
+    if huge_pages and THP_ON:
+        assert rss < data_kib // 8, copied
+    else:
+        assert rss > data_kib // 2, "the kernels copied their weights with huge pages declined or off"
+
+
 @pytest.mark.parametrize(("op", "lead", "K", "N", "external"), [
     ("QuantLinear", (1,), 900, 37, True), ("QuantLinear", (20,), 300, 600, True), ("QuantSwiGLU", (1,), 160, 300, True),
     ("QuantSwiGLU", (19,), 160, 300, True), ("QuantLinear", (3,), 300, 600, False)])
@@ -100,10 +109,7 @@ def test_copied_weights_leave_the_mapped_file(huge_pages: bool, host_build: Buil
     for got, want, bound in zip(outputs, case.expected(), case.bounds(), strict=True):
         assert_within(got, want, bound, case.name)
     assert size >= data_kib  # ONNX Runtime maps the file
-    if huge_pages and THP_ON:  # the run read the copies, or the pages would be back
-        assert rss < data_kib // 8, "the mapped weights stayed beside the copies"
-    else:
-        assert rss > data_kib // 2, "the kernels copied their weights with huge pages declined or off"
+    _assert_resident(rss, data_kib, huge_pages, "the mapped weights stayed beside the copies")
 
 
 @pytest.mark.parametrize("huge_pages", [True, False], ids=["allowed", "declined"])
@@ -130,7 +136,4 @@ def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(huge_pages: bool
     assert_within(y, head.expected()[0], head.bounds()[0], head.name)
     table = REFERENCES["QuantGather"](head.inputs["B"], indices, head.inputs["scales"], **attrs)
     np.testing.assert_array_equal(rows, table)
-    if huge_pages and THP_ON:
-        assert rss < data_kib // 8, "the lookup read the mapped table"
-    else:
-        assert rss > data_kib // 2
+    _assert_resident(rss, data_kib, huge_pages, "the lookup read the mapped table")
