@@ -20,7 +20,12 @@ def slow_export(checkpoint: str, out: str) -> None:
         def slow_chunks(tensor):
             if tensor is tensors[1]:
                 print("writing", flush=True)
-                time.sleep(60)
+                # Short sleeps: the kernel may hand a process-wide signal to another thread (the hashing
+                # or progress thread), which does not cut the main thread's sleep short; Python runs the
+                # handler at the main thread's next wake-up.
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    time.sleep(0.05)
             yield from chunks(tensor)
 
         real_write(path, arch, metadata, tensors, slow_chunks, progress)
