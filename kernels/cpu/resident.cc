@@ -9,8 +9,9 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <utility>
+#include <tuple>
 #include <vector>
 
 #if defined(__linux__)
@@ -62,9 +63,12 @@ struct Arena {
   Arena& operator=(const Arena&) = delete;
 };
 
-// Whether every present page of [begin, end) is still the file's own (pagemap bit 61), none a private
-// copy someone wrote: only then may they be dropped and read again from the file.
-bool pages_unmodified(uintptr_t begin, uintptr_t end, size_t page) {
+// Whether every present page of [data, data + bytes) is still the file's own (pagemap bit 61), none a
+// private copy someone wrote: only then may they be dropped and read again from the file.
+bool pages_unmodified(const void* data, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = round_up(reinterpret_cast<uintptr_t>(data) + bytes, page);
   const int fd = open("/proc/self/pagemap", O_RDONLY);
   if (fd < 0) return false;
   std::vector<uint64_t> entries((end - begin) / page);
@@ -77,27 +81,31 @@ bool pages_unmodified(uintptr_t begin, uintptr_t end, size_t page) {
   return true;
 }
 
-// Whether [data, data + bytes) lies in one private mapping of a file with every page still the file's, as
-// ONNX Runtime's external-data tensors do: only then can the source be dropped once copied (read again,
-// it comes back from the file), so the copy does not hold the weights in memory a second time.
-bool droppable(const void* data, size_t bytes) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+// The file bytes behind [data, data + bytes): device, inode and offset in the file.
+using Source = std::tuple<unsigned long long, unsigned long long, unsigned long long, unsigned long long>;
+
+// [data, data + bytes)'s source where it lies in one private mapping of a file, as ONNX Runtime's
+// external-data tensors do; none otherwise (a copy could not drop what it copied, and would hold the
+// weights in memory a second time).
+std::optional<Source> source_of(const void* data, size_t bytes) {
   const uintptr_t first = reinterpret_cast<uintptr_t>(data), last = first + bytes;
   std::ifstream maps("/proc/self/maps");
   std::string line;
   while (std::getline(maps, line)) {
-    // start-end perms offset dev inode [path]
-    unsigned long long start = 0, stop = 0, offset = 0, inode = 0;
-    char perms[8] = {}, dev[32] = {};
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %31s %llu", &start, &stop, perms, &offset, dev, &inode) != 6)
+    // start-end perms offset major:minor inode [path]
+    unsigned long long start = 0, stop = 0, offset = 0, major = 0, minor = 0, inode = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %llx:%llx %llu", &start, &stop, perms, &offset, &major, &minor,
+                    &inode) != 7)
       continue;
     if (first < start || last > stop) continue;
-    return perms[3] == 'p' && inode != 0 && pages_unmodified(first / page * page, round_up(last, page), page);
+    if (perms[3] != 'p' || inode == 0) return std::nullopt;
+    return Source{major, minor, inode, offset + (first - start)};
   }
-  return false;
+  return std::nullopt;
 }
 
-// Drops [data, data + bytes)'s whole pages from this process (droppable() said they come back from the file).
+// Drops [data, data + bytes)'s whole pages from this process (pages_unmodified() said they come back from the file).
 void drop(const void* data, size_t bytes) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = round_up(reinterpret_cast<uintptr_t>(data), page);
@@ -105,11 +113,15 @@ void drop(const void* data, size_t bytes) {
   if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
+// A copy is found by the address and size it was made from and the file bytes behind them, so a model
+// mapped later where a closed session's was never gets that session's copy.
+using Key = std::tuple<const void*, size_t, Source>;
+
 struct Registry {
   std::mutex mu;
   std::weak_ptr<Arena> open;  // the arena being filled; freed with its last copy
   size_t used = 0;
-  std::map<std::pair<const void*, size_t>, std::weak_ptr<const void>> copies;
+  std::map<Key, std::weak_ptr<const void>> copies;
 };
 
 Registry& registry() {
@@ -122,12 +134,13 @@ Registry& registry() {
 std::shared_ptr<const void> resident_copy(const void* data, size_t bytes) {
   static const bool wanted = huge_pages_wanted();
   if (!wanted || data == nullptr || bytes == 0) return nullptr;
+  const std::optional<Source> source = source_of(data, bytes);
+  if (!source || !pages_unmodified(data, bytes)) return nullptr;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
-  const auto key = std::make_pair(data, bytes);
+  const Key key{data, bytes, *source};
   if (const auto it = r.copies.find(key); it != r.copies.end())
     if (auto held = it->second.lock()) return held;
-  if (!droppable(data, bytes)) return nullptr;
   const size_t need = round_up(bytes, kAlign);
   std::shared_ptr<Arena> arena = r.open.lock();
   if (!arena || r.used + need > arena->size) {
@@ -143,7 +156,9 @@ std::shared_ptr<const void> resident_copy(const void* data, size_t bytes) {
     std::memcpy(at + done, static_cast<const char*>(data) + done, n);
     drop(static_cast<const char*>(data) + done, n);
   }
-  std::shared_ptr<const void> copy(arena, at);  // shares the arena's lifetime
+  // Its own count, keeping the arena alive: the registry's entry expires with this copy's last holder,
+  // not with the arena's, which other sessions' copies may keep.
+  std::shared_ptr<const void> copy(at, [arena](const void*) {});
   for (auto it = r.copies.begin(); it != r.copies.end();)  // the copies of sessions since closed
     it = it->second.expired() ? r.copies.erase(it) : std::next(it);
   r.copies[key] = copy;
@@ -151,9 +166,11 @@ std::shared_ptr<const void> resident_copy(const void* data, size_t bytes) {
 }
 
 std::shared_ptr<const void> resident_held(const void* data, size_t bytes) {
+  const std::optional<Source> source = source_of(data, bytes);
+  if (!source) return nullptr;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
-  const auto at = r.copies.find(std::make_pair(data, bytes));
+  const auto at = r.copies.find(Key{data, bytes, *source});
   return at == r.copies.end() ? nullptr : at->second.lock();
 }
 

@@ -137,3 +137,24 @@ def test_a_tied_table_is_copied_once_and_gathered_from_the_copy(huge_pages: bool
     table = REFERENCES["QuantGather"](head.inputs["B"], indices, head.inputs["scales"], **attrs)
     np.testing.assert_array_equal(rows, table)
     _assert_resident(rss, data_kib, huge_pages, "the lookup read the mapped table")
+
+
+def test_a_closed_sessions_copies_are_not_handed_to_a_later_model(host_build: Build, tmp_path: Path):
+    """Copies of several sessions share an arena, which lives while any of them is held. Models opened one
+    after another, each mapped where the closed one was with tensors of the same sizes, each get their own
+    weights, not a closed session's copies."""
+    keeper = tmp_path / "keeper"
+    keeper.mkdir()
+    kept = _session(_with_initializers(quant_matmul(np.random.default_rng(7), "QuantLinear", (1,), 160, 64, 4, 32,
+                                                    False, 4), keeper), host_build.library)
+    for seed in range(4):
+        case = quant_matmul(np.random.default_rng(100 + seed), "QuantLinear", (2,), 300, 600, 4, 32, False, 4,
+                            half=True)
+        folder = tmp_path / f"model{seed}"
+        folder.mkdir()
+        sess = _session(_with_initializers(case, folder), host_build.library)
+        feeds = {n: v for n, v in case.inputs.items() if v is not None and n not in WEIGHTS}
+        for got, want, bound in zip(sess.run(None, feeds), case.expected(), case.bounds(), strict=True):
+            assert_within(got, want, bound, f"{case.name}, model {seed}")
+        del sess
+    del kept
