@@ -21,8 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..toolkit.atomic import build_once
 from ..toolkit.errors import MissingDependencyError, QwdeployError
-from .build import build_once, tool_version
+from .build import tool_version
 from .targets import MACHINE_TARGETS
 from ..toolkit.layout import cache_root
 from ..toolkit.profiles import DeviceProfile, load_profile

@@ -3,18 +3,16 @@ the target and the compilers' versions, so a second build of the same thing is a
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
+from ..toolkit.atomic import build_once
 from ..toolkit.errors import MissingDependencyError, QwdeployError
 from ..toolkit.layout import cache_root
 from .ort_headers import ort_include
@@ -136,26 +134,6 @@ def build(target: BuildTarget, ort_include_dir: str | Path | None = None, jobs: 
 
     build_once(result.directory, result.exists, force, make)
     return result
-
-
-def build_once(directory: Path, complete: Callable[[], bool], force: bool, make: Callable[[Path], None]) -> None:
-    """`make(staging)` into a temporary folder beside `directory`, renamed into place when it returns. A lock
-    lets one process build a given key at a time (parallel test workers, two exports); a process that waited
-    finds it `complete()` and builds nothing."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if complete() and not force:
-            return
-        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".building-"))
-        try:
-            make(staging)
-            if directory.exists():
-                shutil.rmtree(directory)
-            staging.rename(directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
 
 
 def _configure_args(target: BuildTarget, tools: dict[str, str], include: Path, build_dir: Path) -> list[str]:

@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..toolkit.atomic import build_once
 from ..toolkit.errors import MissingDependencyError
 from ..toolkit.layout import cache_root
 
@@ -70,21 +71,22 @@ def _fetch_debian_headers() -> Path:
     if not shutil.which("apt-get") or not shutil.which("dpkg"):
         raise MissingDependencyError(f"no ONNX Runtime headers and no apt-get to fetch them; {HOW}")
     target = _cache_dir()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as work:
-        work_dir = Path(work)
-        (work_dir / "lists" / "partial").mkdir(parents=True)
-        sources = work_dir / "sources.list"
-        sources.write_text(f"deb {_debian_mirror()} {DEBIAN_SUITE} main\n")
-        # A private sources list and state dir: the system's apt configuration stays untouched.
-        apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
-               "-o", f"Dir::State::Lists={work_dir / 'lists'}", "-o", "APT::Sandbox::User=root"]
-        for step in (["update"], ["download", "libonnxruntime-dev"]):
-            _step(apt + step, work_dir)
-        (deb,) = work_dir.glob("libonnxruntime-dev_*.deb")
-        unpacked = work_dir / "unpacked"
-        _step(["dpkg", "-x", str(deb), str(unpacked)], work_dir)
-        if target.exists():
-            shutil.rmtree(target)
-        unpacked.rename(target)
-    return target / "usr" / "include" / "onnxruntime"
+    headers = target / "usr" / "include" / "onnxruntime"
+
+    def fetch(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(dir=target.parent) as work:
+            work_dir = Path(work)
+            (work_dir / "lists" / "partial").mkdir(parents=True)
+            sources = work_dir / "sources.list"
+            sources.write_text(f"deb {_debian_mirror()} {DEBIAN_SUITE} main\n")
+            # A private sources list and state dir: the system's apt configuration stays untouched.
+            apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+                   "-o", f"Dir::State::Lists={work_dir / 'lists'}", "-o", "APT::Sandbox::User=root"]
+            for step in (["update"], ["download", "libonnxruntime-dev"]):
+                _step(apt + step, work_dir)
+            (deb,) = work_dir.glob("libonnxruntime-dev_*.deb")
+            _step(["dpkg", "-x", str(deb), str(staging)], work_dir)
+
+    # Parallel builds (test workers, two exports) fetch once: the others wait and find the headers there.
+    build_once(target, lambda: (headers / HEADER).is_file(), False, fetch)
+    return headers

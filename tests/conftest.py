@@ -146,7 +146,7 @@ def _training_sources_digest() -> str:
 def trained_checkpoint() -> CheckpointFactory:
     """trained_checkpoint(arch="qwen2") → the trained demo checkpoint (read-only), trained on first use (minutes)
     and kept in the user's cache under the hash of the code that trains it; parallel workers wait for one another."""
-    from qwdeploy.kernels.build import build_once
+    from qwdeploy.toolkit.atomic import build_once
     from qwdeploy.toolkit.training import build_trained_checkpoint
 
     digest = _training_sources_digest()

@@ -10,6 +10,7 @@ gone) are removed by the next run that writes the same output.
 from __future__ import annotations
 
 import errno
+import fcntl
 import glob
 import os
 import shutil
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .errors import OutputError
 
@@ -209,3 +210,23 @@ def atomic_file(out: Path, force: bool = True, inputs: Iterable[Path] = ()) -> I
         raise _os_error(exc, out) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def build_once(directory: Path, complete: Callable[[], bool], force: bool, make: Callable[[Path], None]) -> None:
+    """`make(staging)` into a temporary folder beside `directory`, renamed into place when it returns. A lock
+    lets one process build a given key at a time (parallel test workers, two exports); a process that waited
+    finds it `complete()` and builds nothing."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.parent / f".{directory.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete() and not force:
+            return
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".building-"))
+        try:
+            make(staging)
+            if directory.exists():
+                shutil.rmtree(directory)
+            staging.rename(directory)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qwdeploy.kernels.build import build_once
+from qwdeploy.toolkit.atomic import build_once
 
 from sweep_cases import ARCHS, Swept, run_sweep, write_plan
 
