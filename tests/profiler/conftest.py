@@ -17,9 +17,10 @@ FAKE_BANDWIDTH = 10e9  # bytes/s: tests read the cache instead of streaming 512 
 BACKEND_ARTIFACTS = {"onnx_cpu_fused": ("cpu", "fp32", {"custom_ops": "on"})}
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def profiler_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The measured bandwidth comes from a temporary cache; built kernels stay in the shared one."""
+    """The measured bandwidth comes from a temporary cache; built kernels stay in the shared one. Per module,
+    so the patch ends with the profiler's tests and never reaches other tests run later by the same worker."""
     from qwdeploy.toolkit.profiler import bandwidth
 
     cache = tmp_path_factory.mktemp("qwdeploy-cache")

@@ -30,7 +30,10 @@ from qwdeploy.toolkit.safetensors_io import DTYPES, SafetensorsFile, TensorPlan,
 from qwdeploy.toolkit.spec import load_config, spec_from_config
 from qwdeploy.toolkit.tensors import parameter_count
 
-QUICK = settings(max_examples=150, deadline=5000, database=None, suppress_health_check=[HealthCheck.too_slow])
+# The default suite's budget runs the same examples every time (a red CI run is repeatable); the long
+# one draws new examples on every run.
+QUICK = settings(max_examples=150, deadline=5000, database=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.too_slow])
 LONG = settings(max_examples=5000, deadline=5000, database=None, suppress_health_check=[HealthCheck.too_slow])
 # Each reader runs a short budget in the default suite and a long one behind the fuzz marker (-m fuzz).
 BUDGETS = [pytest.param(QUICK, id="quick"), pytest.param(LONG, id="long", marks=pytest.mark.fuzz)]

@@ -143,9 +143,12 @@ def test_a_terminating_signal_mid_write_leaves_nothing(checkpoint, tmp_path, sig
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     process = _start_slow_export(checkpoint, out_dir / "m.gguf")
-    assert any(p.name.startswith(".m.gguf.partial-") for p in out_dir.iterdir())
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        assert any(p.name.startswith(".m.gguf.partial-") for p in out_dir.iterdir())
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
     assert process.returncode == 128 + signum, stderr
     assert stderr.strip().splitlines()[-1].endswith("nothing was left behind"), stderr
     assert "Traceback" not in stderr

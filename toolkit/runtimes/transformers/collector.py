@@ -43,6 +43,7 @@ class HfSession:
             raise QwdeployError(f"unknown checkpoint collector option(s) {', '.join(sorted(options))}")
         torch, transformers = _torch()
         self.torch, self.transformers, self.device = torch, transformers, device
+        self._threads_before = torch.get_num_threads()  # torch's count is the process's: restored on close
         if threads:
             torch.set_num_threads(threads)
         self.model = load_pretrained(folder, DTYPE[device]).to(device)
@@ -121,6 +122,7 @@ class HfSession:
 
     def close(self) -> None:
         self.model = None
+        self.torch.set_num_threads(self._threads_before)
 
 
 def _kernels(events) -> list:
