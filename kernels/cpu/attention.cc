@@ -121,6 +121,66 @@ struct Scratch {
   std::vector<uint32_t> q2, p2;  // bf16 products: qt and st as pairs of rows
 };
 
+// kt [D, ldt] = K [n, D] transposed; keys n .. ldt are zeros.
+void transpose_keys(const float* K, int64_t n, int64_t D, int64_t ldt, float* kt) {
+#if defined(QWD_SIMD_AVX512)
+  if (D % 16 == 0) {
+    for (int64_t j0 = 0; j0 < ldt; j0 += 16)
+      for (int64_t d0 = 0; d0 < D; d0 += 16) {
+        __m512i r[16];  // 16 keys' 16 dims, then 16 dims' 16 keys
+        for (int i = 0; i < 16; ++i)
+          r[i] = j0 + i < n ? _mm512_loadu_si512(K + (j0 + i) * D + d0) : _mm512_setzero_si512();
+        simd::transpose16(r);
+        for (int i = 0; i < 16; ++i) _mm512_storeu_si512(kt + (d0 + i) * ldt + j0, r[i]);
+      }
+    return;
+  }
+#endif
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t j = 0; j < ldt; ++j) kt[d * ldt + j] = j < n ? K[j * D + d] : 0.0f;
+}
+
+// One new token (decode): a task's rows are its G query heads, too few to fill vectors across rows (a
+// Qwen3 task has 2, padded to 16), so scores run with keys across the vector (a block of keys transposed)
+// and values with head_dim across it: the same micro-kernel, no padded rows. q [G, D] rotated and scaled;
+// K, V [keys, D]; out [G, D], normalized. D is a multiple of the vector width.
+void decode_heads(const float* q, int64_t G, int64_t D, const float* K, const float* V, int64_t keys, Scratch& w,
+                  float* out) {
+  w.qt.resize(D * kKeys);  // [D, kKeys] a block of keys, transposed
+  w.st.resize(G * kKeys);  // [G, kKeys] scores, then exp(score - max)
+  w.ot.assign(G * D, 0.0f);  // [G, D] unnormalized outputs
+  w.max.assign(G, -std::numeric_limits<float>::infinity());
+  w.sum.assign(G, 0.0f);
+  for (int64_t j0 = 0; j0 < keys; j0 += kKeys) {
+    const int64_t n = std::min(kKeys, keys - j0), lanes = (n + kW - 1) / kW * kW;
+    transpose_keys(K + j0 * D, n, D, lanes, w.qt.data());
+    product(q, D, 1, G, w.qt.data(), D, lanes, w.st.data(), false);  // scores [G, lanes]
+    for (int64_t g = 0; g < G; ++g) {
+      float* s = w.st.data() + g * lanes;
+      std::fill(s + n, s + lanes, -std::numeric_limits<float>::infinity());
+      Vec block_max = simd::load(s);
+      for (int64_t j = kW; j < lanes; j += kW) block_max = simd::max(block_max, simd::load(s + j));
+      const float m = std::max(w.max[g], simd::hmax(block_max));
+      const float corr = std::exp(w.max[g] - m);  // 0 on the first block (max = -inf)
+      for (int64_t j = 0; j < lanes; j += kW)
+        simd::store(s + j, simd::exp(simd::sub(simd::load(s + j), simd::set1(m))));
+      std::fill(s + n, s + lanes, 0.0f);  // exactly: the vector exp stops at e^-87
+      Vec sum = simd::set1(0.0f);
+      for (int64_t j = 0; j < lanes; j += kW) sum = simd::add(sum, simd::load(s + j));
+      w.max[g] = m;
+      w.sum[g] = w.sum[g] * corr + simd::hsum(sum);
+      if (j0 > 0)
+        for (int64_t d = 0; d < D; d += kW)
+          simd::store(w.ot.data() + g * D + d, simd::mul(simd::load(w.ot.data() + g * D + d), simd::set1(corr)));
+    }
+    product(w.st.data(), lanes, 1, G, V + j0 * D, n, D, w.ot.data(), true);  // out += p . values
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    const float inv = 1.0f / w.sum[g];
+    for (int64_t d = 0; d < D; ++d) out[g * D + d] = w.ot[g * D + d] * inv;
+  }
+}
+
 bool bf16_products(const AttentionProblem& p) {
   return p.bf16_products && p.seq >= kTokens && p.head_dim % kW == 0 && bf16::usable();
 }
@@ -202,6 +262,15 @@ void attention(const AttentionProblem& p, const Parallel& par) {
     const int64_t tokens = std::min(per_task, S - s0), rows = tokens * G;  // row = token * G + head in group
     const int64_t padded = (rows + kW - 1) / kW * kW;  // padding rows: zero queries, never written out
     thread_local Scratch w;
+    const float* K = p.present_k + bh * T * D;  // [T, D]
+    const float* V = p.present_v + bh * T * D;
+    if (S == 1 && D % kW == 0) {
+      w.row.resize(G * D);  // [G, D] rotated, scaled queries
+      for (int64_t g = 0; g < G; ++g)
+        rotate(p.q + b * p.q_stride + (h * G + g) * D, cos_at(b, 0), sin_at(b, 0), D, scale, w.row.data() + g * D);
+      decode_heads(w.row.data(), G, D, K, V, pasts[b] + 1, w, p.out + b * H * D + h * G * D);  // out [G, D]
+      return;
+    }
     w.qt.assign(D * padded, 0.0f);  // [D, padded] rotated, scaled queries
     w.ot.assign(D * padded, 0.0f);  // [D, padded] unnormalized outputs
     w.st.resize(kKeys * padded);    // [kKeys, padded] scores, then probabilities
@@ -214,8 +283,6 @@ void attention(const AttentionProblem& p, const Parallel& par) {
              scale, w.row.data());
       for (int64_t d = 0; d < D; ++d) w.qt[d * padded + r] = w.row[d];
     }
-    const float* K = p.present_k + bh * T * D;  // [T, D]
-    const float* V = p.present_v + bh * T * D;
     const int64_t first = pasts[b] + s0;  // key of the task's first token: every row sees keys 0 ..= first
     const int64_t end = first + tokens;   // keys any row sees
     const uint32_t* K2 = k2.data() + bh * keys * half;  // [keys, D/2]
