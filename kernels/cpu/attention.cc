@@ -233,7 +233,8 @@ void attention(const AttentionProblem& p, const Parallel& par) {
   const int64_t keys = *std::max_element(pasts.begin(), pasts.end()) + S, key_pairs = (keys + 1) / 2;
   std::vector<uint32_t> k2(bf16 ? B * KV * keys * half : 0);       // [B*KV, keys, D/2]
   std::vector<uint32_t> v2(bf16 ? B * KV * key_pairs * D : 0);     // [B*KV, keys/2, D]
-  par.run(B * KV, [&](int64_t task) {
+  // One new token into a shared buffer is a few hundred floats a task: cheaper here than waking the pool.
+  (S == 1 && shared ? serial() : par).run(B * KV, [&](int64_t task) {
     const int64_t b = task / KV, h = task % KV, past = pasts[b];
     float* pk = p.present_k + task * T * D;  // [T, D]
     float* pv = p.present_v + task * T * D;
