@@ -4,7 +4,8 @@ Every output is written beside its target under a hidden name that carries our p
 renamed into place only when complete. Before anything is written the target is checked: it may
 not be (or contain, or sit inside) an input, the current directory, a link, a device or a kernel
 filesystem, whatever --force says. Hidden leftovers of runs that were killed (their process id is
-gone) are removed by the next run that writes the same output.
+gone) are removed by the next run that writes the same output. Cache entries (kernel builds, fetched
+headers, test fixtures) appear the same way, made by one process at a time (build_once).
 """
 
 from __future__ import annotations
