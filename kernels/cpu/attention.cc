@@ -18,12 +18,14 @@ using simd::Vec;
 constexpr int kW = simd::kWidth;
 constexpr int64_t kKeys = 64;   // keys per block
 constexpr int64_t kTokens = 8;  // query tokens per task at least, each with every q head of one kv head
+constexpr int64_t kRows = 4 * kW;  // rows per task at least: the products' broadcasts each feed four vectors
 
-// Query tokens per task: from kTokens up to twice that, the first whose rows (tokens x G heads) fill whole
-// vectors (Qwen2.5-0.5B's G = 7: 16 tokens, 112 rows, where 8 would pad 56 rows to 64).
+// Query tokens per task: from kTokens up, the first whose rows (tokens x G heads) fill whole vectors, at
+// least kRows of them (Qwen2.5-0.5B's G = 7: 16 tokens, 112 rows, where 8 would pad 56 rows to 64;
+// Qwen3-0.6B's G = 2: 32 tokens, 64 rows, where 8 gave one vector and a broadcast per multiply-add).
 int64_t task_tokens(int64_t G) {
-  for (int64_t t = kTokens; t <= 2 * kTokens; ++t)
-    if (t * G % kW == 0) return t;
+  for (int64_t t = kTokens; t <= 8 * kTokens; ++t)
+    if (t * G % kW == 0 && t * G >= kRows) return t;
   return kTokens;
 }
 

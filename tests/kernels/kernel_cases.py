@@ -321,8 +321,10 @@ def all_cases(seed: int = 0) -> list[Case]:
         attention(rng, 14, 2, 64, 77, bf16=True), attention(rng, 4, 2, 16, 21, lengths=(21, 12), bf16=True),
         attention(rng, 8, 8, 128, 19, past=46, bf16=True), attention(rng, 6, 2, 34, 20, packed=False, bf16=True),
         attention(rng, 14, 2, 64, 1, past=130, bf16=True),
-        # A decode step of Qwen3's shape (2 query heads per kv head) over four key blocks, the last partial.
-        attention(rng, 16, 8, 128, 1, past=200),
+        # Qwen3's shape (2 query heads per kv head): a decode step over four key blocks, the last partial; a
+        # prompt in query tasks of 32 tokens (64 rows), the last partial, in float32 and bf16.
+        attention(rng, 16, 8, 128, 1, past=200), attention(rng, 16, 8, 128, 70),
+        attention(rng, 16, 8, 128, 70, bf16=True),
     ]
 
 
