@@ -32,7 +32,9 @@ int64_t task_tokens(int64_t G) {
 // y = rotate_half(x) at one position, times scale; without cos, a scaled copy.
 void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float scale, float* y) {
   if (cos == nullptr) {
-    for (int64_t i = 0; i < dim; ++i) y[i] = x[i] * scale;
+    int64_t i = 0;
+    for (; i + kW <= dim; i += kW) simd::store(y + i, simd::mul(simd::load(x + i), simd::set1(scale)));
+    for (; i < dim; ++i) y[i] = x[i] * scale;
     return;
   }
   const int64_t half = dim / 2;
@@ -123,23 +125,24 @@ struct Scratch {
   std::vector<uint32_t> q2, p2;  // bf16 products: qt and st as pairs of rows
 };
 
-// kt [D, ldt] = K [n, D] transposed; keys n .. ldt are zeros.
-void transpose_keys(const float* K, int64_t n, int64_t D, int64_t ldt, float* kt) {
+// dst [cols, ldt] = src [n, cols] transposed, src's rows `stride` floats apart; dst's columns n .. ldt are
+// zeros.
+void transpose(const float* src, int64_t n, int64_t cols, int64_t stride, int64_t ldt, float* dst) {
 #if defined(QWD_SIMD_AVX512)
-  if (D % 16 == 0) {
+  if (cols % 16 == 0 && ldt % 16 == 0) {
     for (int64_t j0 = 0; j0 < ldt; j0 += 16)
-      for (int64_t d0 = 0; d0 < D; d0 += 16) {
-        __m512i r[16];  // 16 keys' 16 dims, then 16 dims' 16 keys
+      for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+        __m512i r[16];  // 16 rows' 16 columns, then 16 columns' 16 rows
         for (int i = 0; i < 16; ++i)
-          r[i] = j0 + i < n ? _mm512_loadu_si512(K + (j0 + i) * D + d0) : _mm512_setzero_si512();
+          r[i] = j0 + i < n ? _mm512_loadu_si512(src + (j0 + i) * stride + c0) : _mm512_setzero_si512();
         simd::transpose16(r);
-        for (int i = 0; i < 16; ++i) _mm512_storeu_si512(kt + (d0 + i) * ldt + j0, r[i]);
+        for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + (c0 + i) * ldt + j0, r[i]);
       }
     return;
   }
 #endif
-  for (int64_t d = 0; d < D; ++d)
-    for (int64_t j = 0; j < ldt; ++j) kt[d * ldt + j] = j < n ? K[j * D + d] : 0.0f;
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t j = 0; j < ldt; ++j) dst[c * ldt + j] = j < n ? src[j * stride + c] : 0.0f;
 }
 
 // One new token (decode): a task's rows are its G query heads, too few to fill vectors across rows (a
@@ -155,7 +158,7 @@ void decode_heads(const float* q, int64_t G, int64_t D, const float* K, const fl
   w.sum.assign(G, 0.0f);
   for (int64_t j0 = 0; j0 < keys; j0 += kKeys) {
     const int64_t n = std::min(kKeys, keys - j0), lanes = (n + kW - 1) / kW * kW;
-    transpose_keys(K + j0 * D, n, D, lanes, w.qt.data());
+    transpose(K + j0 * D, n, D, D, lanes, w.qt.data());  // [D, lanes]
     product(q, D, 1, G, w.qt.data(), D, lanes, w.st.data(), false);  // scores [G, lanes]
     for (int64_t g = 0; g < G; ++g) {
       float* s = w.st.data() + g * lanes;
@@ -274,18 +277,18 @@ void attention(const AttentionProblem& p, const Parallel& par) {
       decode_heads(w.row.data(), G, D, K, V, pasts[b] + 1, w, p.out + b * H * D + h * G * D);  // out [G, D]
       return;
     }
-    w.qt.assign(D * padded, 0.0f);  // [D, padded] rotated, scaled queries
+    w.qt.resize(D * padded);        // [D, padded] rotated, scaled queries; padding rows zero
     w.ot.assign(D * padded, 0.0f);  // [D, padded] unnormalized outputs
     w.st.resize(kKeys * padded);    // [kKeys, padded] scores, then probabilities
     w.max.assign(padded, -std::numeric_limits<float>::infinity());
     w.sum.assign(padded, 0.0f);
-    w.row.resize(D);
+    w.row.resize(padded * D);  // [rows, D] the queries, then [padded, D] the outputs
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = r / G;
       rotate(p.q + (b * S + s0 + i) * p.q_stride + (h * G + r % G) * D, cos_at(b, s0 + i), sin_at(b, s0 + i), D,
-             scale, w.row.data());
-      for (int64_t d = 0; d < D; ++d) w.qt[d * padded + r] = w.row[d];
+             scale, w.row.data() + r * D);
     }
+    transpose(w.row.data(), rows, D, D, padded, w.qt.data());
     const int64_t first = pasts[b] + s0;  // key of the task's first token: every row sees keys 0 ..= first
     const int64_t end = first + tokens;   // keys any row sees
     const uint32_t* K2 = k2.data() + bh * keys * half;  // [keys, D/2]
@@ -316,10 +319,14 @@ void attention(const AttentionProblem& p, const Parallel& par) {
         product(V + j0 * D, 1, D, D, w.st.data(), n, padded, w.ot.data(), true);  // ot += values^T . probabilities
       }
     }
+    transpose(w.ot.data(), D, padded, padded, D, w.row.data());  // [padded, D]
     for (int64_t r = 0; r < rows; ++r) {
       const float inv = 1.0f / w.sum[r];
+      const float* o = w.row.data() + r * D;
       float* y = p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D;
-      for (int64_t d = 0; d < D; ++d) y[d] = w.ot[d * padded + r] * inv;
+      int64_t d = 0;
+      for (; d + kW <= D; d += kW) simd::store(y + d, simd::mul(simd::load(o + d), simd::set1(inv)));
+      for (; d < D; ++d) y[d] = o[d] * inv;
     }
   });
 }
