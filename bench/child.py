@@ -108,16 +108,14 @@ class Ort:
 
         start = time.perf_counter()
         # The prompt runs the concatenating way: logits_to_keep (its last logits only) is an overridable
-        # initializer, which IO binding cannot feed.
-        logits, cache = self.forward(ids, {n: np.zeros((ids.shape[0], self.kv[0], 0, self.kv[1]), self.dtype)
+        # initializer, which IO binding cannot feed. Its past is as long as the whole generation (zeros,
+        # never read), so each present comes back that long and becomes the buffer: no second copy.
+        capacity = ids.shape[1] + gen
+        logits, cache = self.forward(ids, {n: np.zeros((ids.shape[0], self.kv[0], capacity, self.kv[1]), self.dtype)
                                            for n in self.past}, 0, last_only=True)
         length, ids = ids.shape[1], logits[:, -1:].argmax(-1).astype(np.int64)  # [B, 1]
         first = time.perf_counter()
-        buffers = {}
-        for name, present in cache.items():
-            array = np.zeros((*present.shape[:2], length + gen, present.shape[3]), self.dtype)  # [B, kv, cap, D]
-            array[:, :, :length] = present
-            buffers[name] = ort.OrtValue.ortvalue_from_numpy(array)
+        buffers = {name: ort.OrtValue.ortvalue_from_numpy(present) for name, present in cache.items()}
         binding = self.session.io_binding()  # the buffers are bound once; each step rebinds its own inputs
         binding.bind_output("logits")
         for name, buffer in buffers.items():

@@ -1,6 +1,7 @@
 """SharedCache (toolkit/runtimes/ort/cache.py): past and present bound to one buffer per layer give the logits
-the concatenating cache gives, through a prompt, a multi-token chunk and single steps, across the buffers'
-growth; graphs whose cache does not feed GroupQueryAttention alone keep the concatenating cache."""
+the concatenating cache gives, through prompts (whose presents become the buffers), a multi-token chunk and
+single steps, across the buffers' growth; graphs whose cache does not feed GroupQueryAttention alone keep the
+concatenating cache."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import pytest
 from qwdeploy.toolkit.runtimes.ort.cache import GrowingCache, SharedCache
 from qwdeploy.toolkit.runtimes.ort.session import OrtSession
 
-CALLS = [(9, True), (3, False), (1, True), *[(1, False)] * 5]  # (tokens, last_only): prompt, chunk, steps
+# (tokens, last_only): a prompt, a chunk, a second prompt after them (a chat's next turn), steps
+CALLS = [(9, True), (3, False), (4, True), (1, True), *[(1, False)] * 5]
 
 
 @pytest.mark.parametrize("arch_quant", [("qwen2", "int4"), ("qwen3", "fp32")], ids="-".join)
@@ -16,7 +18,7 @@ def test_shared_buffers_give_the_concatenating_logits(exported, arch_quant):
     session = OrtSession(exported(arch_quant[0], "cpu", arch_quant[1]), "CPUExecutionProvider", 1, {})
     assert session.facts.kv_in_place and isinstance(session.new_cache(2), SharedCache)
     growing = GrowingCache(session.facts, 2, np.float32)
-    shared = SharedCache(session.facts, 2, np.float32, capacity=4)  # grows twice on the way
+    shared = SharedCache(session.facts, 2, np.float32, capacity=4)  # grows three times on the way
     rng = np.random.default_rng(0)
     for tokens, last_only in CALLS:
         ids = rng.integers(0, session.facts.vocab_size, size=(2, tokens), dtype=np.int64)  # [batch, tokens]

@@ -99,13 +99,14 @@ class SharedCache(GrowingCache):
 
     def _run_copying(self, session, ids: np.ndarray) -> np.ndarray:
         # logits_to_keep is an overridable initializer, which IO binding cannot feed: a prompt that wants its
-        # last logits only runs the concatenating way and copies its present into the buffers.
-        end = self.length + ids.shape[1]
-        past = {name: np.ascontiguousarray(array[:, :, :self.length]) for name, array in self.values.items()}
-        logits, *present = session.run([LOGITS, *map(present_name, past)], {**self.feeds(ids, True), **past})
-        for array, new in zip(self.values.values(), present, strict=True):
-            array[:, :, :end] = new
-        self.length = end
+        # last logits only runs the concatenating way. Its past is the whole buffers (what lies after the
+        # cached tokens is never read), so each present comes back as long and becomes the buffer: the cache
+        # is never held twice, as it would be in a present copied into the buffers.
+        logits, *present = session.run([LOGITS, *map(present_name, self.values)],
+                                       {**self.feeds(ids, True), **self.values})
+        self.values = dict(zip(self.values, present, strict=True))
+        self.binding = None
+        self.length += ids.shape[1]
         return logits
 
 
