@@ -29,14 +29,16 @@ int64_t task_tokens(int64_t G) {
   return kTokens;
 }
 
+// y = x * scale.
+void scaled(const float* x, int64_t n, float scale, float* y) {
+  int64_t i = 0;
+  for (; i + kW <= n; i += kW) simd::store(y + i, simd::mul(simd::load(x + i), simd::set1(scale)));
+  for (; i < n; ++i) y[i] = x[i] * scale;
+}
+
 // y = rotate_half(x) at one position, times scale; without cos, a scaled copy.
 void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float scale, float* y) {
-  if (cos == nullptr) {
-    int64_t i = 0;
-    for (; i + kW <= dim; i += kW) simd::store(y + i, simd::mul(simd::load(x + i), simd::set1(scale)));
-    for (; i < dim; ++i) y[i] = x[i] * scale;
-    return;
-  }
+  if (cos == nullptr) return scaled(x, dim, scale, y);
   const int64_t half = dim / 2;
   int64_t i = 0;
   if constexpr (kW > 1) {
@@ -180,10 +182,7 @@ void decode_heads(const float* q, int64_t G, int64_t D, const float* K, const fl
     }
     product(w.st.data(), lanes, 1, G, V + j0 * D, n, D, w.ot.data(), true);  // out += p . values
   }
-  for (int64_t g = 0; g < G; ++g) {
-    const float inv = 1.0f / w.sum[g];
-    for (int64_t d = 0; d < D; ++d) out[g * D + d] = w.ot[g * D + d] * inv;
-  }
+  for (int64_t g = 0; g < G; ++g) scaled(w.ot.data() + g * D, D, 1.0f / w.sum[g], out + g * D);
 }
 
 bool bf16_products(const AttentionProblem& p) {
@@ -320,14 +319,8 @@ void attention(const AttentionProblem& p, const Parallel& par) {
       }
     }
     transpose(w.ot.data(), D, padded, padded, D, w.row.data());  // [padded, D]
-    for (int64_t r = 0; r < rows; ++r) {
-      const float inv = 1.0f / w.sum[r];
-      const float* o = w.row.data() + r * D;
-      float* y = p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D;
-      int64_t d = 0;
-      for (; d + kW <= D; d += kW) simd::store(y + d, simd::mul(simd::load(o + d), simd::set1(inv)));
-      for (; d < D; ++d) y[d] = o[d] * inv;
-    }
+    for (int64_t r = 0; r < rows; ++r)
+      scaled(w.row.data() + r * D, D, 1.0f / w.sum[r], p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D);
   });
 }
 

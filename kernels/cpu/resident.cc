@@ -135,12 +135,13 @@ std::shared_ptr<const void> resident_copy(const void* data, size_t bytes) {
   static const bool wanted = huge_pages_wanted();
   if (!wanted || data == nullptr || bytes == 0) return nullptr;
   const std::optional<Source> source = source_of(data, bytes);
-  if (!source || !pages_unmodified(data, bytes)) return nullptr;
+  if (!source) return nullptr;
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   const Key key{data, bytes, *source};
   if (const auto it = r.copies.find(key); it != r.copies.end())
     if (auto held = it->second.lock()) return held;
+  if (!pages_unmodified(data, bytes)) return nullptr;
   const size_t need = round_up(bytes, kAlign);
   std::shared_ptr<Arena> arena = r.open.lock();
   if (!arena || r.used + need > arena->size) {

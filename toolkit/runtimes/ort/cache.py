@@ -88,7 +88,7 @@ class SharedCache(GrowingCache):
         n = ids.shape[1]
         self.reserve(self.length + n)
         if last_only and self.slices_logits and n > 1:
-            return self._run_copying(session, ids)
+            return self._run_prompt(session, ids)
         binding = self._bind(session)
         binding.bind_output(LOGITS)  # unallocated: a call's logits need not have the last call's shape
         for name, value in self.feeds(ids).items():  # one token's logits are its last anyway
@@ -97,7 +97,7 @@ class SharedCache(GrowingCache):
         self.length += n
         return binding.get_outputs()[0].numpy()  # logits alone: copy_outputs_to_cpu would copy the whole cache too
 
-    def _run_copying(self, session, ids: np.ndarray) -> np.ndarray:
+    def _run_prompt(self, session, ids: np.ndarray) -> np.ndarray:
         # logits_to_keep is an overridable initializer, which IO binding cannot feed: a prompt that wants its
         # last logits only runs the concatenating way. Its past is the whole buffers (what lies after the
         # cached tokens is never read), so each present comes back as long and becomes the buffer: the cache
