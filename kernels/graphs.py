@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .schemas import DOMAIN, DOMAIN_VERSION, SCHEMAS
+from .schemas import DOMAIN, DOMAIN_VERSION, SCHEMAS, Arg, OpSchema
 
 
 def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Mapping[str, int | float],
@@ -32,8 +32,8 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
     returned = [o for o in schema.outputs if (o.name in outputs if outputs is not None else not o.optional)]
     if outputs is not None and len(returned) != len(outputs):
         raise ValueError(f"{op} has no output(s) {sorted(set(outputs) - {o.name for o in returned})}")
-    graph_outputs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(np.dtype(o.dtype)), None)
-                     for o in returned]
+    graph_outputs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(_dtype(o, schema, inputs)),
+                                                   None) for o in returned]
     slots = _trimmed([o.name if o in returned else "" for o in schema.outputs])  # outputs are positional
     node = helper.make_node(op, names, slots, domain=DOMAIN, **dict(attributes))
     graph = helper.make_graph([node], f"qwdeploy_{op}", graph_inputs, graph_outputs)
@@ -41,6 +41,15 @@ def node_model(op: str, inputs: Mapping[str, np.ndarray | None], attributes: Map
                                                     helper.make_opsetid(DOMAIN, DOMAIN_VERSION)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def _dtype(output: Arg, schema: OpSchema, inputs: Mapping[str, np.ndarray | None]) -> np.dtype:
+    """An output's element type; one of several types is that of the inputs allowed the same ones (as ONNX
+    Runtime infers a custom op's): GroupQueryAttention's present is its past's."""
+    if len(output.dtypes) == 1:
+        return np.dtype(output.dtype)
+    given = [a for a in schema.inputs if inputs.get(a.name) is not None]
+    return next(inputs[a.name].dtype for a in given if a.dtype == output.dtype)
 
 
 def _trimmed(slots: list[str]) -> list[str]:

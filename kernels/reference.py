@@ -213,7 +213,8 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
     """(output, present_key, present_value), with ONNX Runtime's rules for a concatenated cache: a call whose
     seq equals total_sequence_length is a first prompt (no past); otherwise row b's past is
     seqlens_k[b] + 1 - seq tokens; new token s sits at position past + s, right-padding too. In float32
-    whatever bf16_products asks: the exact answer a bf16 kernel is held against."""
+    whatever bf16_products asks: the exact answer a bf16 kernel is held against. A float16 cache (past_key's
+    dtype) holds the new keys and values rounded, and the products read them so."""
     B, S, _ = query.shape
     KV, D = past_key.shape[1], past_key.shape[3]
     H, G, T = num_heads, num_heads // kv_num_heads, int(total_sequence_length.reshape(-1)[0])
@@ -225,8 +226,8 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
     v = value.reshape(B, S, KV, D)
     alpha = scale or D ** -0.5
     out = np.zeros((B, S, H, D), np.float64)
-    present_k = np.zeros((B, KV, T, D), np.float32)
-    present_v = np.zeros((B, KV, T, D), np.float32)
+    present_k = np.zeros((B, KV, T, D), past_key.dtype)  # a float16 cache rounds what it stores
+    present_v = np.zeros((B, KV, T, D), past_value.dtype)
     for b in range(B):
         total = int(seqlens_k[b]) + 1
         past = 0 if S == T else total - S

@@ -33,12 +33,25 @@ namespace qwd::ort::schema {{
 CLOSING = "\n}  // namespace qwd::ort::schema\n"
 
 
-def _cpp_type(op: str, arg: Arg) -> str:
+def _cpp_type(op: str, arg: Arg, varying: str | None) -> str:
     unknown = [d for d in arg.dtypes if d not in CPP_TYPES]
     if unknown:
         raise QwdeployError(f"kernels/schemas.py: {op}.{arg.name} is {arg.dtype}; the kernels know "
                             f"{', '.join(CPP_TYPES)}")
-    return CPP_TYPES[arg.dtype] if len(arg.dtypes) == 1 else "kAnyType"  # the adapter checks which it got
+    if len(arg.dtypes) == 1:
+        return CPP_TYPES[arg.dtype]
+    return "kT" if arg.dtype == varying else "kAnyType"  # kAnyType: the adapter checks which it got
+
+
+def _varying(op: str) -> str | None:
+    """The choice of types an output has, if any: ONNX Runtime infers an output's type from one dynamically
+    typed input at most, so such an op is registered once per type, and every argument of exactly that
+    choice takes the registration's type (GroupQueryAttention's past and present alike)."""
+    choices = {o.dtype for o in SCHEMAS[op].outputs if len(o.dtypes) > 1}
+    if len(choices) > 1:
+        raise QwdeployError(f"kernels/schemas.py: {op}'s outputs vary over {len(choices)} choices of types; "
+                            "the header renders one")
+    return choices.pop() if choices else None
 
 
 def _table(element: str, rows: list[tuple[str, str]]) -> list[str]:
@@ -46,15 +59,19 @@ def _table(element: str, rows: list[tuple[str, str]]) -> list[str]:
     return [f"  static constexpr {element}[] = {{", *(f"      {value},  // {name}" for value, name in rows), "  };"]
 
 
-def _ports(op: str, args: tuple[Arg, ...]) -> list[tuple[str, str]]:
-    return [(f"{{{_cpp_type(op, a)}, {str(a.optional).lower()}}}", a.name) for a in args]
+def _ports(op: str, args: tuple[Arg, ...], varying: str | None) -> list[tuple[str, str]]:
+    return [(f"{{{_cpp_type(op, a, varying)}, {str(a.optional).lower()}}}", a.name) for a in args]
 
 
 def _op(name: str) -> str:
-    schema = SCHEMAS[name]
-    lines = [f"struct {name} {{", f'  static constexpr const char* kName = "{name}";',
-             *_table("Port kInputs", _ports(name, schema.inputs)),
-             *_table("Port kOutputs", _ports(name, schema.outputs)), "};"]
+    schema, varying = SCHEMAS[name], _varying(name)
+    head = [f"struct {name} {{"]
+    if varying:
+        types = " and ".join(CPP_TYPES[d] for d in varying.split("|"))
+        head = [f"// Registered once with kT = each of {types}.", "template <ONNXTensorElementDataType kT>", *head]
+    lines = [*head, f'  static constexpr const char* kName = "{name}";',
+             *_table("Port kInputs", _ports(name, schema.inputs, varying)),
+             *_table("Port kOutputs", _ports(name, schema.outputs, varying)), "};"]
     return "\n".join(lines) + "\n"
 
 

@@ -6,9 +6,9 @@ are rendered from this file by kernels/schema_header.py); the numpy references i
 define their meaning. Optional inputs may be passed as "" (ONNX convention).
 
 Every floating-point input and output is float32, except the block scales of QuantLinear, QuantSwiGLU and
-QuantGather (float32 or float16, read as stored: decode streams half the scale bytes); no kernel computes in float16, so a
-float16 graph (the cuda backend's) cannot use this domain. backends/ort/check.py refuses a node whose graph
-says otherwise.
+QuantGather (float32 or float16, read as stored: decode streams half the scale bytes) and GroupQueryAttention's
+KV cache (float32 or float16, stored as such); no kernel computes in float16, so a float16 graph (the cuda
+backend's) cannot use this domain. backends/ort/check.py refuses a node whose graph says otherwise.
 """
 
 from __future__ import annotations
@@ -208,16 +208,16 @@ SCHEMAS = {
                     "2*kv_num_heads)*head_dim] without key and value", "float32"),
                 Arg("key", "[batch, seq, kv_num_heads*head_dim]", "float32", optional=True),
                 Arg("value", "[batch, seq, kv_num_heads*head_dim]", "float32", optional=True),
-                Arg("past_key", "[batch, kv_num_heads, past, head_dim]", "float32"),
-                Arg("past_value", "[batch, kv_num_heads, past, head_dim]", "float32"),
+                Arg("past_key", "[batch, kv_num_heads, past, head_dim]", "float32|float16"),
+                Arg("past_value", "[batch, kv_num_heads, past, head_dim]", "float32|float16"),
                 Arg("seqlens_k", "[batch]", "int32"),
                 Arg("total_sequence_length", "[1]", "int32"),
                 Arg("cos_cache", "[max_positions, head_dim/2]", "float32", optional=True),
                 Arg("sin_cache", "[max_positions, head_dim/2]", "float32", optional=True),
             ),
             outputs=(Arg("output", "[batch, seq, num_heads*head_dim]", "float32"),
-                     Arg("present_key", "[batch, kv_num_heads, max(past, total), head_dim]", "float32"),
-                     Arg("present_value", "[batch, kv_num_heads, max(past, total), head_dim]", "float32")),
+                     Arg("present_key", "[batch, kv_num_heads, max(past, total), head_dim]", "float32|float16"),
+                     Arg("present_value", "[batch, kv_num_heads, max(past, total), head_dim]", "float32|float16")),
             attributes={"num_heads": "int", "kv_num_heads": "int", "scale": "float", "do_rotary": "int",
                         "bf16_products": "int"},
             doc="ONNX Runtime's com.microsoft GroupQueryAttention on CPU in float32 (same inputs, outputs and "
@@ -226,7 +226,9 @@ SCHEMAS = {
             "score matrix, so a long prefill costs what its causal half does. Bound to past's own buffers "
             "(past_present_share_buffer), present is written only at the new tokens. bf16_products=1: a prompt's "
             "score and value products take bf16 operands with float32 sums where the CPU has AVX512-BF16 (twice "
-            "the products per instruction); softmax, outputs and cache stay float32.",
+            "the products per instruction); softmax and outputs stay float32. The cache (past and present alike) may "
+            "be float16: half the memory and the bytes each decode step reads; new keys (rotated) and values are "
+            "rounded to it as written and widened to float32 for the products.",
         ),
     )
 }

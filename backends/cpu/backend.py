@@ -31,8 +31,10 @@ class CpuBackend(OrtBackend):
     # scale_dtype f16: block scales rounded to float16, which our ops then read as float16 (half the scale bytes
     # per decode step; ONNX Runtime's MatMulNBits keeps them in float32 tensors).
     # mixed: the first layer and the early attention projections in int8, which halves int4's KL (quant/config.py).
-    # attention_bf16: the int8 activations already trade that much precision; a float build keeps float32.
-    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16", mixed=True, attention_bf16=True)
+    # attention_bf16 and kv_dtype f16: the int8 activations already trade that much precision; a float build keeps
+    # float32.
+    defaults = OrtOptions(accuracy_level=4, custom_ops="auto", scale_dtype="f16", mixed=True, attention_bf16=True,
+                          kv_dtype="f16")
     kernel_target = PORTABLE
     pipeline_of = staticmethod(cpu_pipeline)
 
@@ -40,9 +42,12 @@ class CpuBackend(OrtBackend):
         """Our ops read float16 block scales (half_scales.py): 2 bytes per block fewer on every matrix but the
         embedding table, whose lookup keeps float32 ones; a tied table's LM head adds its float16 copy, unless
         its rows fit row tiles, when QuantGather reads the table with the head's float16 scales alone
-        (tied_table.py). A mixed int4 build keeps some projections int8 (quant/config.py)."""
+        (tied_table.py). A mixed int4 build keeps some projections int8 (quant/config.py), and its KV cache
+        float16 (half_cache.py)."""
         weights, kv_per_token = super().estimate(spec, quant)
         config = self.defaults.quant_config(quant)
+        if config is not None and self.defaults.kv_dtype == "f16":
+            kv_per_token //= 2
         if config is None or self.defaults.scale_dtype != "f16":
             return weights, kv_per_token
         block = self.defaults.block_size

@@ -9,7 +9,8 @@ take their block scales in float16 (half_scales.py) and their codes in row tiles
 table too, its lookup then QuantGather (tied_table.py), and each takes the RMSNorm in front of it
 (fusions/norm_in_front.py); GroupQueryAttention runs as ours (fusions/attention.py), a tied float head
 as Linear on the table (fusions/float_head.py), and a tied head of either kind on the hidden states as they
-are, not flattened for a Gemm (fusions/flat_head.py).
+are, not flattened for a Gemm (fusions/flat_head.py). Our attention keeps an int4/int8 build's KV cache in
+float16 (half_cache.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..ort.quant import embedding
 from ..passes import Fusion, GraphPass, Phase
 from .fusions import attention as fused_attention
 from .fusions import flat_head, float_head, norm_in_front, quant_linear
+from .half_cache import half_cache
 from .half_scales import half_scales
 from .row_tiles import row_tiles
 from .tied_table import tied_table
@@ -29,7 +31,8 @@ from .tied_table import tied_table
 
 def attention(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     name, passes = shared.attention(plan, custom_ops)
-    return name, [*passes, Fusion(fused_attention)] if custom_ops and plan.options.attention else passes
+    ours = [Fusion(fused_attention), GraphPass("half_cache", half_cache)]
+    return name, [*passes, *ours] if custom_ops and plan.options.attention else passes
 
 
 def mlp(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:

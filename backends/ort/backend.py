@@ -75,7 +75,8 @@ class OrtBackend(Backend[OrtOptions]):
                           moe=plan.spec.moe, quant=plan.options.quant_config(plan.quant),
                           swiglu_domain=DOMAIN if emit else self.swiglu_domain,
                           qk_norm="qwdeploy" if emit else self.qk_norm,
-                          attention_bf16=plan.options.attention_bf16 and plan.quant in BITS)
+                          attention_bf16=plan.options.attention_bf16 and plan.quant in BITS,
+                          half_cache=plan.options.kv_dtype == "f16" and plan.quant in BITS)
 
     def build(self, request: BuildRequest[OrtOptions]) -> BuildResult:
         plan = request.plan

@@ -19,6 +19,7 @@ class OrtContext(Context):
     swiglu_domain: str = DOMAIN  # whose SwiGLU the mlp fusion emits: ours or ONNX Runtime's
     qk_norm: QKNorm = "gqa"
     attention_bf16: bool = False  # our attention's prompt products on bf16 operands (options.py)
+    half_cache: bool = False  # our attention's KV cache in float16 (options.py kv_dtype)
     # Made by the first rewrite that needs them and shared by every later one:
     rotary: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)  # (table, dtype) → (cos, sin)
     lengths: tuple[str, str] | None = None  # (seqlens_k, total_sequence_length)

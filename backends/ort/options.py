@@ -37,6 +37,9 @@ class OrtOptions:
         False, parse_bool, "int4/int8 with our attention: a prompt's score and value products on bf16 operands "
         "with float32 sums where the CPU has AVX512-BF16 (attention 1.8x faster, outputs within ~1% of float32)",
         INTEGER)
+    kv_dtype: str = option(
+        "f32", choice("f32", "f16"), "int4/int8 with our attention: the KV cache's element type (f16: half its memory "
+        "and of the bytes each decode step reads from it; attention still computes in float32)", INTEGER)
     block_size: int = option(32, int, "int4/int8 block size along K (power of two, 16-256)", INTEGER)
     symmetric: bool = option(True, parse_bool, "no zero points (true) or a zero point per block (false)", INTEGER)
     scale_dtype: str = option("f32", choice("f32", "f16"), "precision of the block scales", INTEGER)

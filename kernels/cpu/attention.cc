@@ -63,9 +63,10 @@ void rotate(const float* x, const float* cos, const float* sin, int64_t dim, flo
 //   scores: st [n, rows] = keys [n, dim] . qt [dim, rows]         (a = keys,   i = key, k = dim)
 //   values: ot [dim, rows] += values [n, dim]^T . pt [n, rows]    (a = values, i = dim, k = key)
 
-// c[i, :] (+)= sum_k a[i * ai + k * ak] * b[k, :] for kI rows of c, over kV row vectors: b [K, rows], c [kI, rows].
-template <int kI, int kV>
-void product_step(const float* a, int64_t ai, int64_t ak, const float* b, int64_t K, int64_t rows, float* c,
+// c[i, :] (+)= sum_k a[i * ai + k * ak] * b[k, :] for kI rows of c, over kV row vectors: b [K, rows], c [kI, rows];
+// b float or float16 (a decode step's values, read from the cache).
+template <int kI, int kV, class B>
+void product_step(const float* a, int64_t ai, int64_t ak, const B* b, int64_t K, int64_t rows, float* c,
                   bool accumulate) {
   Vec acc[kI][kV];
   for (int i = 0; i < kI; ++i)
@@ -82,8 +83,8 @@ void product_step(const float* a, int64_t ai, int64_t ak, const float* b, int64_
     for (int v = 0; v < kV; ++v) simd::store(c + i * rows + v * kW, acc[i][v]);
 }
 
-template <int kI>
-void product_rows(const float* a, int64_t ai, int64_t ak, const float* b, int64_t K, int64_t rows, float* c,
+template <int kI, class B>
+void product_rows(const float* a, int64_t ai, int64_t ak, const B* b, int64_t K, int64_t rows, float* c,
                   bool accumulate) {
   int64_t r = 0;
   for (; r + 4 * kW <= rows; r += 4 * kW) product_step<kI, 4>(a, ai, ak, b + r, K, rows, c + r, accumulate);
@@ -96,7 +97,8 @@ void product_rows(const float* a, int64_t ai, int64_t ak, const float* b, int64_
 }
 
 // c [I, rows] (+)= A . b with A[i, k] = a[i * ai + k * ak] ([I, K]) and b [K, rows].
-void product(const float* a, int64_t ai, int64_t ak, int64_t I, const float* b, int64_t K, int64_t rows, float* c,
+template <class B>
+void product(const float* a, int64_t ai, int64_t ak, int64_t I, const B* b, int64_t K, int64_t rows, float* c,
              bool accumulate) {
   int64_t i = 0;
   for (; i + 4 <= I; i += 4) product_rows<4>(a + i * ai, ai, ak, b, K, rows, c + i * rows, accumulate);
@@ -124,19 +126,36 @@ void softmax_block(float* st, int64_t n, int64_t rows, float* max, float* sum, f
 
 struct Scratch {
   std::vector<float> qt, ot, st, max, sum, row;
+  std::vector<float> keys, values;  // a float16 cache's block of keys and values, widened
   std::vector<uint32_t> q2, p2;  // bf16 products: qt and st as pairs of rows
 };
 
-// dst [cols, ldt] = src [n, cols] transposed, src's rows `stride` floats apart; dst's columns n .. ldt are
-// zeros.
-void transpose(const float* src, int64_t n, int64_t cols, int64_t stride, int64_t ldt, float* dst) {
+inline float as_float(float x) { return x; }
+inline float as_float(uint16_t h) { return half_to_float(h); }
+
+// x [n] as floats: x itself, or a float16 cache's widened into scratch.
+const float* as_floats(const float* x, int64_t, std::vector<float>&) { return x; }
+const float* as_floats(const uint16_t* x, int64_t n, std::vector<float>& scratch) {
+  scratch.resize(n);
+  halves_to_floats(x, n, scratch.data());
+  return scratch.data();
+}
+
+// y [n] = x in the cache's element type.
+void put(const float* x, int64_t n, float* y) { std::copy(x, x + n, y); }
+void put(const float* x, int64_t n, uint16_t* y) { floats_to_halves(x, n, y); }
+
+// dst [cols, ldt] = src [n, cols] transposed as floats, src's rows `stride` elements apart; dst's columns
+// n .. ldt are zeros.
+template <class T>
+void transpose(const T* src, int64_t n, int64_t cols, int64_t stride, int64_t ldt, float* dst) {
 #if defined(QWD_SIMD_AVX512)
   if (cols % 16 == 0 && ldt % 16 == 0) {
     for (int64_t j0 = 0; j0 < ldt; j0 += 16)
       for (int64_t c0 = 0; c0 < cols; c0 += 16) {
         __m512i r[16];  // 16 rows' 16 columns, then 16 columns' 16 rows
         for (int i = 0; i < 16; ++i)
-          r[i] = j0 + i < n ? _mm512_loadu_si512(src + (j0 + i) * stride + c0) : _mm512_setzero_si512();
+          r[i] = j0 + i < n ? _mm512_castps_si512(simd::load(src + (j0 + i) * stride + c0)) : _mm512_setzero_si512();
         simd::transpose16(r);
         for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + (c0 + i) * ldt + j0, r[i]);
       }
@@ -144,14 +163,16 @@ void transpose(const float* src, int64_t n, int64_t cols, int64_t stride, int64_
   }
 #endif
   for (int64_t c = 0; c < cols; ++c)
-    for (int64_t j = 0; j < ldt; ++j) dst[c * ldt + j] = j < n ? src[j * stride + c] : 0.0f;
+    for (int64_t j = 0; j < ldt; ++j) dst[c * ldt + j] = j < n ? as_float(src[j * stride + c]) : 0.0f;
 }
 
 // One new token (decode): a task's rows are its G query heads, too few to fill vectors across rows (a
 // Qwen3 task has 2, padded to 16), so scores run with keys across the vector (a block of keys transposed)
-// and values with head_dim across it: the same micro-kernel, no padded rows. q [G, D] rotated and scaled;
-// K, V [keys, D]; out [G, D], normalized. D is a multiple of the vector width.
-void decode_heads(const float* q, int64_t G, int64_t D, const float* K, const float* V, int64_t keys, Scratch& w,
+// and values with head_dim across it: the same micro-kernel, no padded rows, a float16 cache widened as
+// it is read. q [G, D] rotated and scaled; K, V [keys, D]; out [G, D], normalized. D is a multiple of the
+// vector width.
+template <class C>
+void decode_heads(const float* q, int64_t G, int64_t D, const C* K, const C* V, int64_t keys, Scratch& w,
                   float* out) {
   w.qt.resize(D * kKeys);  // [D, kKeys] a block of keys, transposed
   w.st.resize(G * kKeys);  // [G, kKeys] scores, then exp(score - max)
@@ -189,25 +210,9 @@ bool bf16_products(const AttentionProblem& p) {
   return p.bf16_products && p.seq >= kTokens && p.head_dim % kW == 0 && bf16::usable();
 }
 
-}  // namespace
-
-void packed_qkv(AttentionProblem& p, const float* qkv) {
-  const int64_t q_width = p.num_heads * p.head_dim, kv_width = p.kv_num_heads * p.head_dim;
-  p.q_stride = p.kv_stride = q_width + 2 * kv_width;
-  p.q = qkv;
-  p.k = qkv + q_width;
-  p.v = qkv + q_width + kv_width;
-}
-
-void separate_qkv(AttentionProblem& p, const float* q, const float* k, const float* v) {
-  p.q_stride = p.num_heads * p.head_dim;
-  p.kv_stride = p.kv_num_heads * p.head_dim;
-  p.q = q;
-  p.k = k;
-  p.v = v;
-}
-
-void attention(const AttentionProblem& p, const Parallel& par) {
+// attention() on a cache of element type C: float, or uint16_t for IEEE float16.
+template <class C>
+void attend(const AttentionProblem& p, const Parallel& par) {
   const int64_t B = p.batch, S = p.seq, H = p.num_heads, KV = p.kv_num_heads, D = p.head_dim;
   const int64_t T = p.present_len, half = D / 2, G = H / KV;
   const bool first_prompt = S == p.total_len;
@@ -232,7 +237,11 @@ void attention(const AttentionProblem& p, const Parallel& par) {
   // present = past, the new keys (rotated) and values, zeros: one task per (batch, kv head). A shared buffer
   // already holds the past, and what lies after the new tokens is never read. With bf16 products the task
   // also pairs its keys (neighbouring dims) and values (neighbouring keys) once for every query task.
-  const bool shared = p.present_k == p.past_k && p.present_v == p.past_v;
+  const C* past_k = static_cast<const C*>(p.past_k);
+  const C* past_v = static_cast<const C*>(p.past_v);
+  C* present_k = static_cast<C*>(p.present_k);
+  C* present_v = static_cast<C*>(p.present_v);
+  const bool shared = present_k == past_k && present_v == past_v;
   const bool bf16 = bf16_products(p);
   const int64_t keys = *std::max_element(pasts.begin(), pasts.end()) + S, key_pairs = (keys + 1) / 2;
   std::vector<uint32_t> k2(bf16 ? B * KV * keys * half : 0);       // [B*KV, keys, D/2]
@@ -240,22 +249,25 @@ void attention(const AttentionProblem& p, const Parallel& par) {
   // One new token into a shared buffer is a few hundred floats a task: cheaper here than waking the pool.
   (S == 1 && shared ? serial() : par).run(B * KV, [&](int64_t task) {
     const int64_t b = task / KV, h = task % KV, past = pasts[b];
-    float* pk = p.present_k + task * T * D;  // [T, D]
-    float* pv = p.present_v + task * T * D;
+    C* pk = present_k + task * T * D;  // [T, D]
+    C* pv = present_v + task * T * D;
     if (!shared) {
-      std::copy(p.past_k + task * p.past_len * D, p.past_k + (task * p.past_len + past) * D, pk);
-      std::copy(p.past_v + task * p.past_len * D, p.past_v + (task * p.past_len + past) * D, pv);
-      std::fill(pk + (past + S) * D, pk + T * D, 0.0f);
-      std::fill(pv + (past + S) * D, pv + T * D, 0.0f);
+      std::copy(past_k + task * p.past_len * D, past_k + (task * p.past_len + past) * D, pk);
+      std::copy(past_v + task * p.past_len * D, past_v + (task * p.past_len + past) * D, pv);
+      std::fill(pk + (past + S) * D, pk + T * D, C{0});
+      std::fill(pv + (past + S) * D, pv + T * D, C{0});
     }
+    thread_local Scratch w;
+    w.row.resize(D);
     for (int64_t s = 0; s < S; ++s) {
       const int64_t token = b * S + s;
-      rotate(p.k + token * p.kv_stride + h * D, cos_at(b, s), sin_at(b, s), D, 1.0f, pk + (past + s) * D);
-      std::copy(p.v + token * p.kv_stride + h * D, p.v + token * p.kv_stride + (h + 1) * D, pv + (past + s) * D);
+      rotate(p.k + token * p.kv_stride + h * D, cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
+      put(w.row.data(), D, pk + (past + s) * D);
+      put(p.v + token * p.kv_stride + h * D, D, pv + (past + s) * D);
     }
     if (bf16) {
-      bf16::pair_neighbours(pk, (past + S) * D, k2.data() + task * keys * half);
-      bf16::pair_rows(pv, past + S, D, v2.data() + task * key_pairs * D);
+      bf16::pair_neighbours(as_floats(pk, (past + S) * D, w.keys), (past + S) * D, k2.data() + task * keys * half);
+      bf16::pair_rows(as_floats(pv, (past + S) * D, w.values), past + S, D, v2.data() + task * key_pairs * D);
     }
   });
 
@@ -267,8 +279,8 @@ void attention(const AttentionProblem& p, const Parallel& par) {
     const int64_t tokens = std::min(per_task, S - s0), rows = tokens * G;  // row = token * G + head in group
     const int64_t padded = (rows + kW - 1) / kW * kW;  // padding rows: zero queries, never written out
     thread_local Scratch w;
-    const float* K = p.present_k + bh * T * D;  // [T, D]
-    const float* V = p.present_v + bh * T * D;
+    const C* K = present_k + bh * T * D;  // [T, D]
+    const C* V = present_v + bh * T * D;
     if (S == 1 && D % kW == 0) {
       w.row.resize(G * D);  // [G, D] rotated, scaled queries
       for (int64_t g = 0; g < G; ++g)
@@ -306,8 +318,8 @@ void attention(const AttentionProblem& p, const Parallel& par) {
       };
       if (bf16)
         bf16::product(K2 + j0 * half, half, 1, n, w.q2.data(), half, padded, w.st.data(), false);
-      else
-        product(K + j0 * D, D, 1, n, w.qt.data(), D, padded, w.st.data(), false);  // scores [n, padded]
+      else  // scores [n, padded]
+        product(as_floats(K + j0 * D, n * D, w.keys), D, 1, n, w.qt.data(), D, padded, w.st.data(), false);
       hide(-std::numeric_limits<float>::infinity());
       softmax_block(w.st.data(), n, padded, w.max.data(), w.sum.data(), w.ot.data(), D);
       hide(0.0f);  // exactly: the vector exp stops at e^-87, and its products with values would be denormal
@@ -315,13 +327,37 @@ void attention(const AttentionProblem& p, const Parallel& par) {
         bf16::pair_rows(w.st.data(), n, padded, w.p2.data());
         bf16::product(V2 + j0 / 2 * D, 1, D, D, w.p2.data(), (n + 1) / 2, padded, w.ot.data(), true);
       } else {
-        product(V + j0 * D, 1, D, D, w.st.data(), n, padded, w.ot.data(), true);  // ot += values^T . probabilities
+        // ot += values^T . probabilities
+        product(as_floats(V + j0 * D, n * D, w.values), 1, D, D, w.st.data(), n, padded, w.ot.data(), true);
       }
     }
     transpose(w.ot.data(), D, padded, padded, D, w.row.data());  // [padded, D]
     for (int64_t r = 0; r < rows; ++r)
       scaled(w.row.data() + r * D, D, 1.0f / w.sum[r], p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D);
   });
+}
+
+}  // namespace
+
+void packed_qkv(AttentionProblem& p, const float* qkv) {
+  const int64_t q_width = p.num_heads * p.head_dim, kv_width = p.kv_num_heads * p.head_dim;
+  p.q_stride = p.kv_stride = q_width + 2 * kv_width;
+  p.q = qkv;
+  p.k = qkv + q_width;
+  p.v = qkv + q_width + kv_width;
+}
+
+void separate_qkv(AttentionProblem& p, const float* q, const float* k, const float* v) {
+  p.q_stride = p.num_heads * p.head_dim;
+  p.kv_stride = p.kv_num_heads * p.head_dim;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+}
+
+void attention(const AttentionProblem& p, const Parallel& par) {
+  if (p.cache == CacheType::kFloat16) return attend<uint16_t>(p, par);
+  attend<float>(p, par);
 }
 
 }  // namespace qwd

@@ -1,6 +1,8 @@
 // Causal attention over a KV cache that grows by concatenation: ONNX Runtime's GroupQueryAttention
 // contract (float32, rotate-half rotary or none, no local window, softcap or smooth softmax), computed
 // flash-style: scores for a block of keys at a time with an online softmax, never the [seq, total] matrix.
+// The cache may hold IEEE float16 instead (half its memory, and of the bytes a decode step reads): new keys
+// (rotated) and values are rounded to it as they are written, and every product reads them widened back.
 //
 // Per batch row b, with total_b = seqlens_k[b] + 1 tokens after this call:
 //   past_b = 0 when seq == total_len (a first prompt), else total_b - seq;
@@ -17,6 +19,8 @@
 
 namespace qwd {
 
+enum class CacheType { kFloat32, kFloat16 };
+
 struct AttentionProblem {
   int64_t batch = 0, seq = 0, num_heads = 0, kv_num_heads = 0, head_dim = 0;
   int64_t past_len = 0;       // past_key's sequence axis
@@ -25,7 +29,7 @@ struct AttentionProblem {
   int64_t max_positions = 0;  // cos/sin rows; unused without rotary
   float scale = 0.0f;         // 0: 1/sqrt(head_dim)
   // A prompt's (kTokens new tokens or more) score and value products on bf16 operands with float32 sums,
-  // where the build and CPU allow it (attention_bf16.h); softmax and the cache stay float32.
+  // where the build and CPU allow it (attention_bf16.h); the softmax stays float32, the cache as it is.
   bool bf16_products = false;
   // Floats from one token to the next in q and in k/v: the packed row (num_heads + 2*kv_num_heads)*head_dim
   // for a packed QKV tensor, else num_heads*head_dim and kv_num_heads*head_dim.
@@ -33,14 +37,15 @@ struct AttentionProblem {
   const float* q = nullptr;       // [batch*seq, q_stride], num_heads*head_dim used per token
   const float* k = nullptr;       // [batch*seq, kv_stride], kv_num_heads*head_dim used per token
   const float* v = nullptr;       // laid out as k
-  const float* past_k = nullptr;  // [batch, kv_num_heads, past_len, head_dim]
-  const float* past_v = nullptr;
+  CacheType cache = CacheType::kFloat32;  // the element type of past_* and present_*
+  const void* past_k = nullptr;           // [batch, kv_num_heads, past_len, head_dim]
+  const void* past_v = nullptr;
   const int32_t* seqlens_k = nullptr;  // [batch]
   const float* cos = nullptr;          // [max_positions, head_dim/2], or null: no rotary
   const float* sin = nullptr;
   float* out = nullptr;        // [batch*seq, num_heads*head_dim]
-  float* present_k = nullptr;  // [batch, kv_num_heads, present_len, head_dim]
-  float* present_v = nullptr;
+  void* present_k = nullptr;   // [batch, kv_num_heads, present_len, head_dim]
+  void* present_v = nullptr;
 };
 
 // Point q, k, v and their strides at one packed QKV tensor [batch*seq, (num_heads + 2*kv_num_heads)*head_dim]

@@ -1,12 +1,15 @@
 // One float vector type per ISA, chosen at compile time; every kernel is written once against it.
 // Tails (sizes not a multiple of kWidth) are finished with the scalar lane, so odd sizes are exact.
-// load_u8 widens kWidth bytes to floats; load_u4 widens kWidth bytes of packed int4 to their low
-// nibbles (even columns) and high nibbles (odd columns), so the caller orders x to match.
+// load(const uint16_t*) widens kWidth IEEE halves; load_u8 widens kWidth bytes to floats; load_u4 widens
+// kWidth bytes of packed int4 to their low nibbles (even columns) and high nibbles (odd columns), so the
+// caller orders x to match.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "half.h"
 
 #if defined(QWD_FORCE_SCALAR)
 #define QWD_SIMD_SCALAR 1
@@ -30,6 +33,7 @@ inline constexpr const char* kIsa = "avx512";
 inline constexpr int kWidth = 16;
 using Vec = __m512;
 inline Vec load(const float* p) { return _mm512_loadu_ps(p); }
+inline Vec load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 inline void store(float* p, Vec v) { _mm512_storeu_ps(p, v); }
 inline Vec set1(float x) { return _mm512_set1_ps(x); }
 inline Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
@@ -85,6 +89,15 @@ inline constexpr const char* kIsa = "avx2";
 inline constexpr int kWidth = 8;
 using Vec = __m256;
 inline Vec load(const float* p) { return _mm256_loadu_ps(p); }
+#if defined(__F16C__)
+inline Vec load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+#else
+inline Vec load(const uint16_t* p) {
+  alignas(32) float f[8];
+  for (int i = 0; i < 8; ++i) f[i] = half_to_float(p[i]);
+  return _mm256_load_ps(f);
+}
+#endif
 inline void store(float* p, Vec v) { _mm256_storeu_ps(p, v); }
 inline Vec set1(float x) { return _mm256_set1_ps(x); }
 inline Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
@@ -126,6 +139,7 @@ inline constexpr const char* kIsa = "neon";
 inline constexpr int kWidth = 4;
 using Vec = float32x4_t;
 inline Vec load(const float* p) { return vld1q_f32(p); }
+inline Vec load(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 inline void store(float* p, Vec v) { vst1q_f32(p, v); }
 inline Vec set1(float x) { return vdupq_n_f32(x); }
 inline Vec add(Vec a, Vec b) { return vaddq_f32(a, b); }
@@ -162,6 +176,7 @@ inline constexpr const char* kIsa = "scalar";
 inline constexpr int kWidth = 1;
 using Vec = float;
 inline Vec load(const float* p) { return *p; }
+inline Vec load(const uint16_t* p) { return half_to_float(*p); }
 inline void store(float* p, Vec v) { *p = v; }
 inline Vec set1(float x) { return x; }
 inline Vec add(Vec a, Vec b) { return a + b; }

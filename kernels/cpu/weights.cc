@@ -1,26 +1,6 @@
 #include "weights.h"
 
-#include <cstring>
-
-#if defined(__F16C__)
-#include <immintrin.h>
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#endif
-
 namespace qwd {
-
-// F16C / NEON conversions where the build has them.
-void halves_to_floats(const uint16_t* in, int64_t n, float* out) {
-  int64_t i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
-#elif defined(__aarch64__)
-  for (; i + 4 <= n; i += 4) vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(in + i))));
-#endif
-  for (; i < n; ++i) out[i] = half_to_float(in[i]);
-}
 
 Weights Weights::fp32(const float* w, int64_t rows, int64_t cols) {
   Weights m;
@@ -58,25 +38,6 @@ Weights Weights::with_float_scales(std::vector<float>& scratch) const {
   m.scales = scratch.data();
   m.scales_f16 = nullptr;
   return m;
-}
-
-float half_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
-  uint32_t bits;
-  if (exponent == 0x1F) {
-    bits = sign | 0x7F800000 | (mantissa << 13);  // inf, nan
-  } else if (exponent != 0) {
-    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  } else if (mantissa == 0) {
-    bits = sign;
-  } else {  // subnormal half: value mantissa * 2^-24, normal as a float
-    const float value = static_cast<float>(mantissa) * 5.9604644775390625e-8f;
-    std::memcpy(&bits, &value, 4);
-    bits |= sign;
-  }
-  float out;
-  std::memcpy(&out, &bits, 4);
-  return out;
 }
 
 Weights Weights::slice(int64_t first, int64_t count) const {

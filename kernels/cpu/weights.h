@@ -10,10 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace qwd {
+#include "half.h"
 
-float half_to_float(uint16_t h);
-void halves_to_floats(const uint16_t* in, int64_t n, float* out);  // out[i] = half_to_float(in[i]), i < n
+namespace qwd {
 
 struct Weights {
   int64_t rows = 0;

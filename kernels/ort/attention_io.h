@@ -10,7 +10,9 @@
 
 namespace qwd::ort {
 
-struct AttentionOp : schema::GroupQueryAttention {
+// kCache: the element type of past and present, kFloat or kFloat16 (one registration each).
+template <ONNXTensorElementDataType kCache>
+struct AttentionOp : schema::GroupQueryAttention<kCache> {
   int64_t num_heads, kv_num_heads, do_rotary, bf16_products;
   float scale;
 
@@ -51,14 +53,15 @@ struct AttentionOp : schema::GroupQueryAttention {
       packed_qkv(p, query.GetTensorData<float>());
     else
       separate_qkv(p, query.GetTensorData<float>(), key.GetTensorData<float>(), value.GetTensorData<float>());
-    p.past_k = past_k.GetTensorData<float>();
-    p.past_v = past_v.GetTensorData<float>();
+    p.cache = kCache == kFloat16 ? CacheType::kFloat16 : CacheType::kFloat32;
+    p.past_k = past_k.GetTensorRawData();
+    p.past_v = past_v.GetTensorRawData();
     p.seqlens_k = seqlens.GetTensorData<int32_t>();
     p.cos = data_or_null<float>(cos);
     p.sin = data_or_null<float>(sin);
     p.out = ctx.GetOutput(0, s.out).GetTensorMutableData<float>();
-    p.present_k = ctx.GetOutput(1, s.present).GetTensorMutableData<float>();
-    p.present_v = ctx.GetOutput(2, s.present).GetTensorMutableData<float>();
+    p.present_k = ctx.GetOutput(1, s.present).GetTensorMutableRawData();
+    p.present_v = ctx.GetOutput(2, s.present).GetTensorMutableRawData();
     return p;
   }
 };

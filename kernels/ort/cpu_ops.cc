@@ -163,11 +163,12 @@ struct QKNormRotaryKernel : Kernel<QKNormRotaryKernel<kPacked>>, QKNormRotaryOp<
   }
 };
 
-struct AttentionKernel : Kernel<AttentionKernel>, AttentionOp {
+template <ONNXTensorElementDataType kCache>
+struct AttentionKernel : Kernel<AttentionKernel<kCache>>, AttentionOp<kCache> {
   static constexpr const char* kProvider = kCpu;
-  using AttentionOp::AttentionOp;
+  using AttentionOp<kCache>::AttentionOp;
 
-  void Compute(Ort::KernelContext& ctx) { attention(read(ctx), PoolParallel(ctx)); }
+  void Compute(Ort::KernelContext& ctx) { attention(this->read(ctx), PoolParallel(ctx)); }
 };
 
 }  // namespace
@@ -182,9 +183,10 @@ std::vector<OrtCustomOp*> cpu_ops() {
   static Op<MoEKernel<true>> qmoe_op;
   static Op<QKNormRotaryKernel<false>> qk_op;
   static Op<QKNormRotaryKernel<true>> qk_packed_op;
-  static Op<AttentionKernel> attention_op;
+  static Op<AttentionKernel<kFloat>> attention_op;
+  static Op<AttentionKernel<kFloat16>> attention_f16_op;
   return {&swiglu_op, &quant_swiglu_op, &quant_linear_op, &linear_op,    &quant_gather_op, &moe_op,
-          &qmoe_op,   &qk_op,           &qk_packed_op,    &attention_op};
+          &qmoe_op,   &qk_op,           &qk_packed_op,    &attention_op, &attention_f16_op};
 }
 
 }  // namespace qwd::ort

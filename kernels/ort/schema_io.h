@@ -141,14 +141,16 @@ struct QKNormRotaryPacked {
   };
 };
 
+// Registered once with kT = each of kFloat and kFloat16.
+template <ONNXTensorElementDataType kT>
 struct GroupQueryAttention {
   static constexpr const char* kName = "GroupQueryAttention";
   static constexpr Port kInputs[] = {
       {kFloat, false},  // query
       {kFloat, true},  // key
       {kFloat, true},  // value
-      {kFloat, false},  // past_key
-      {kFloat, false},  // past_value
+      {kT, false},  // past_key
+      {kT, false},  // past_value
       {kInt32, false},  // seqlens_k
       {kInt32, false},  // total_sequence_length
       {kFloat, true},  // cos_cache
@@ -156,8 +158,8 @@ struct GroupQueryAttention {
   };
   static constexpr Port kOutputs[] = {
       {kFloat, false},  // output
-      {kFloat, false},  // present_key
-      {kFloat, false},  // present_value
+      {kT, false},  // present_key
+      {kT, false},  // present_value
   };
 };
 

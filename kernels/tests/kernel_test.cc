@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "../cpu/attention.h"
+#include "../cpu/half.h"
 #include "../cpu/linear.h"
 #include "../cpu/moe.h"
 #include "../cpu/qk_norm_rotary.h"
@@ -254,8 +256,10 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
   if (op == "GroupQueryAttention") {
     const int64_t B = c.i("batch"), S = c.i("seq"), H = c.i("num_heads"), KV = c.i("kv_num_heads"),
                   D = c.i("head_dim"), T = c.i("total");
-    const auto query = c.array<float>("query"), past_k = c.array<float>("past_key"),
-               past_v = c.array<float>("past_value");
+    const auto query = c.array<float>("query");
+    // A float16 cache is read and written as halves; its present comes back widened, as the reference's.
+    const bool half = c.meta.count("half_cache") && c.i("half_cache");
+    const auto past_k = c.array<uint8_t>("past_key"), past_v = c.array<uint8_t>("past_value");
     const auto key = c.has("key") ? c.array<float>("key") : std::vector<float>{};
     const auto value = c.has("value") ? c.array<float>("value") : std::vector<float>{};
     const auto cos = c.has("cos_cache") ? c.array<float>("cos_cache") : std::vector<float>{};
@@ -276,17 +280,28 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
       qwd::packed_qkv(p, query.data());
     else
       qwd::separate_qkv(p, query.data(), key.data(), value.data());
+    p.cache = half ? qwd::CacheType::kFloat16 : qwd::CacheType::kFloat32;
     p.past_k = past_k.data();
     p.past_v = past_v.data();
     p.seqlens_k = seqlens.data();
     p.cos = cos.empty() ? nullptr : cos.data();
     p.sin = sin.empty() ? nullptr : sin.data();
-    std::vector<float> out(B * S * H * D), present_k(B * KV * T * D), present_v(present_k.size());
+    const size_t cache = B * KV * T * D, element = half ? 2 : 4;
+    std::vector<float> out(B * S * H * D);
+    std::vector<uint8_t> present_k(cache * element), present_v(cache * element);
     p.out = out.data();
     p.present_k = present_k.data();
     p.present_v = present_v.data();
     qwd::attention(p, par);
-    return {out, present_k, present_v};
+    auto floats = [&](const std::vector<uint8_t>& bytes) {
+      std::vector<float> f(cache);
+      if (half)
+        qwd::halves_to_floats(reinterpret_cast<const uint16_t*>(bytes.data()), cache, f.data());
+      else
+        std::memcpy(f.data(), bytes.data(), bytes.size());
+      return f;
+    };
+    return {out, floats(present_k), floats(present_v)};
   }
   throw std::runtime_error("unknown op " + op);
 }

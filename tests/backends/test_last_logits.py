@@ -18,7 +18,7 @@ def _feeds(session: ort.InferenceSession, ids: np.ndarray) -> dict[str, np.ndarr
     for i in session.get_inputs():
         if i.name.startswith("past_key_values"):
             shape = [ids.shape[0] if d == "batch_size" else 0 if isinstance(d, str) else d for d in i.shape]
-            feeds[i.name] = np.zeros(shape, np.float32)
+            feeds[i.name] = np.zeros(shape, np.float16 if "float16" in i.type else np.float32)
     return feeds
 
 

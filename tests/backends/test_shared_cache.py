@@ -17,8 +17,8 @@ CALLS = [(9, True), (3, False), (4, True), (1, True), *[(1, False)] * 5]
 def test_shared_buffers_give_the_concatenating_logits(exported, arch_quant):
     session = OrtSession(exported(arch_quant[0], "cpu", arch_quant[1]), "CPUExecutionProvider", 1, {})
     assert session.facts.kv_in_place and isinstance(session.new_cache(2), SharedCache)
-    growing = GrowingCache(session.facts, 2, np.float32)
-    shared = SharedCache(session.facts, 2, np.float32, capacity=4)  # grows three times on the way
+    growing = GrowingCache(session.facts, 2, session.kv_dtype)  # int4: a float16 cache, fp32: float32
+    shared = SharedCache(session.facts, 2, session.kv_dtype, capacity=4)  # grows three times on the way
     rng = np.random.default_rng(0)
     for tokens, last_only in CALLS:
         ids = rng.integers(0, session.facts.vocab_size, size=(2, tokens), dtype=np.int64)  # [batch, tokens]
@@ -29,6 +29,7 @@ def test_shared_buffers_give_the_concatenating_logits(exported, arch_quant):
     total = sum(tokens for tokens, _ in CALLS)
     assert shared.length == total and shared.capacity >= total
     for name, values in growing.values.items():
+        assert shared.values[name].dtype == values.dtype
         np.testing.assert_allclose(shared.values[name][:, :, :total], values, atol=1e-6)
 
 

@@ -43,6 +43,8 @@ class Case:
             carried = (np.abs(sig * (1.0 + gate * (1.0 - sig)) * up) * (self.atol + self.rtol * np.abs(gate))
                        + np.abs(gate * sig) * (self.atol + self.rtol * np.abs(up)))
             bounds[0] = np.maximum(bounds[0], carried)
+        if self.sizes.get("half_cache"):  # a key rotated in float32, not float64, may round to the next half;
+            bounds[1] = np.maximum(bounds[1], np.spacing(np.abs(self.expected(tiles)[1])))  # values are as rounded
         return bounds
 
     def _arguments(self, tiles: bool) -> dict:
@@ -191,12 +193,13 @@ def qk_norm_rotary(rng: np.random.Generator, batch: int, seq: int, heads: int, k
 
 def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int, seq: int, past: int = 0,
               lengths: tuple[int, ...] = (), packed: bool = True, rotary: bool = True, scale: float = 0.125,
-              bf16: bool = False) -> Case:
+              bf16: bool = False, half: bool = False) -> Case:
     """GroupQueryAttention on a cache of `past` tokens. lengths: each row's tokens after the call (right-padded
     rows, ONNX Runtime's batching); default one full row. past = 0 is a first prompt (total = seq). bf16: the
     bf16_products attribute, and a tolerance for bf16's 8-bit significands (their rounding moves a product by
-    up to 2^-8 of itself) against the float32 reference."""
-    total = past + seq
+    up to 2^-8 of itself) against the float32 reference. half: a float16 cache, which the reference rounds
+    the same way, so the float32 tolerance holds (present_key's within one float16 step, Case.bounds)."""
+    total, cache = past + seq, np.float16 if half else np.float32
     lengths = lengths or (total,)
     batch, max_positions = len(lengths), total + 3
     inv_freq = 1.0 / 1e4 ** (np.arange(head_dim // 2) / (head_dim // 2))
@@ -208,8 +211,8 @@ def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int
                        "key": _normal(rng, batch, seq, kv_heads * head_dim),
                        "value": _normal(rng, batch, seq, kv_heads * head_dim)}
     inputs = {**activations,
-              "past_key": _normal(rng, batch, kv_heads, past, head_dim),
-              "past_value": _normal(rng, batch, kv_heads, past, head_dim),
+              "past_key": _normal(rng, batch, kv_heads, past, head_dim).astype(cache),
+              "past_value": _normal(rng, batch, kv_heads, past, head_dim).astype(cache),
               "seqlens_k": np.array(lengths, np.int32) - 1,
               "total_sequence_length": np.array([total], np.int32),
               "cos_cache": np.cos(angles).astype(np.float32) if rotary else None,
@@ -217,9 +220,10 @@ def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int
     attrs = {"num_heads": heads, "kv_num_heads": kv_heads, "scale": scale, "do_rotary": int(rotary),
              **({"bf16_products": 1} if bf16 else {})}
     sizes = {"batch": batch, "seq": seq, "head_dim": head_dim, "past": past, "total": total,
-             "max_positions": max_positions if rotary else 0, "packed": int(packed)}
+             "max_positions": max_positions if rotary else 0, "packed": int(packed), "half_cache": int(half)}
     name = (f"gqa-h{heads}-kv{kv_heads}-D{head_dim}-S{seq}-past{past}-len{'.'.join(map(str, lengths))}"
-            f"{'-packed' if packed else ''}{'-rotary' if rotary else ''}{'-bf16' if bf16 else ''}")
+            f"{'-packed' if packed else ''}{'-rotary' if rotary else ''}{'-bf16' if bf16 else ''}"
+            f"{'-f16cache' if half else ''}")
     tolerance = {"atol": 2e-2, "rtol": 2e-2} if bf16 else {}
     return Case("GroupQueryAttention", name, inputs, attrs, sizes, **tolerance)
 
@@ -325,6 +329,13 @@ def all_cases(seed: int = 0) -> list[Case]:
         # prompt in query tasks of 32 tokens (64 rows), the last partial, in float32 and bf16.
         attention(rng, 16, 8, 128, 1, past=200), attention(rng, 16, 8, 128, 70),
         attention(rng, 16, 8, 128, 70, bf16=True),
+        # A float16 cache: decode steps (Qwen3's shape over four key blocks; a padded batch with a head size
+        # off the vector width), prompts after a past in float32 and bf16 products, a first prompt.
+        attention(rng, 16, 8, 128, 1, past=200, half=True),
+        attention(rng, 6, 2, 34, 1, past=67, lengths=(68, 20), half=True),
+        attention(rng, 14, 2, 64, 21, past=46, half=True),
+        attention(rng, 16, 8, 128, 19, past=46, bf16=True, half=True),
+        attention(rng, 4, 1, 32, 12, packed=False, rotary=False, half=True),
     ]
 
 
