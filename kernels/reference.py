@@ -208,13 +208,16 @@ def qk_norm_rotary_packed(QKV: np.ndarray, q_norm_weight: np.ndarray, k_norm_wei
 def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: np.ndarray, seqlens_k: np.ndarray,
                           total_sequence_length: np.ndarray, key: np.ndarray | None = None,
                           value: np.ndarray | None = None, cos_cache: np.ndarray | None = None,
-                          sin_cache: np.ndarray | None = None, *, num_heads: int, kv_num_heads: int, scale: float,
-                          do_rotary: int, bf16_products: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          sin_cache: np.ndarray | None = None, q_norm_weight: np.ndarray | None = None,
+                          k_norm_weight: np.ndarray | None = None, *, num_heads: int, kv_num_heads: int, scale: float,
+                          do_rotary: int, bf16_products: int = 0,
+                          epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(output, present_key, present_value), with ONNX Runtime's rules for a concatenated cache: a call whose
     seq equals total_sequence_length is a first prompt (no past); otherwise row b's past is
     seqlens_k[b] + 1 - seq tokens; new token s sits at position past + s, right-padding too. In float32
     whatever bf16_products asks: the exact answer a bf16 kernel is held against. A float16 cache (past_key's
-    dtype) holds the new keys and values rounded, and the products read them so."""
+    dtype) holds the new keys and values rounded, and the products read them so. With the norm weights, q and k
+    heads are RMS-normalized before rotary, as qk_norm_rotary does."""
     B, S, _ = query.shape
     KV, D = past_key.shape[1], past_key.shape[3]
     H, G, T = num_heads, num_heads // kv_num_heads, int(total_sequence_length.reshape(-1)[0])
@@ -223,6 +226,9 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
         query = query[..., :H * D]
     q = query.astype(np.float64).reshape(B, S, H, D)
     k = key.astype(np.float64).reshape(B, S, KV, D)
+    if q_norm_weight is not None:
+        q = q / np.sqrt((q * q).mean(-1, keepdims=True) + epsilon) * q_norm_weight.astype(np.float64)
+        k = k / np.sqrt((k * k).mean(-1, keepdims=True) + epsilon) * k_norm_weight.astype(np.float64)
     v = value.reshape(B, S, KV, D)
     alpha = scale or D ** -0.5
     out = np.zeros((B, S, H, D), np.float64)

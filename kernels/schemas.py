@@ -214,12 +214,15 @@ SCHEMAS = {
                 Arg("total_sequence_length", "[1]", "int32"),
                 Arg("cos_cache", "[max_positions, head_dim/2]", "float32", optional=True),
                 Arg("sin_cache", "[max_positions, head_dim/2]", "float32", optional=True),
+                Arg("q_norm_weight", "[head_dim]", "float32", optional=True),
+                Arg("k_norm_weight", "[head_dim]", "float32", optional=True),
             ),
             outputs=(Arg("output", "[batch, seq, num_heads*head_dim]", "float32"),
                      Arg("present_key", "[batch, kv_num_heads, max(past, total), head_dim]", "float32|float16"),
                      Arg("present_value", "[batch, kv_num_heads, max(past, total), head_dim]", "float32|float16")),
             attributes={"num_heads": "int", "kv_num_heads": "int", "scale": "float", "do_rotary": "int",
                         "bf16_products": "int"},
+            optional_attributes={"epsilon": "float"},
             doc="ONNX Runtime's com.microsoft GroupQueryAttention on CPU in float32 (same inputs, outputs and "
             "cache semantics; rotate-half rotary when do_rotary, no local window, softcap or smooth softmax), "
             "computed flash-style: a block of keys at a time with an online softmax, never the [seq, total] "
@@ -228,7 +231,9 @@ SCHEMAS = {
             "score and value products take bf16 operands with float32 sums where the CPU has AVX512-BF16 (twice "
             "the products per instruction); softmax and outputs stay float32. The cache (past and present alike) may "
             "be float16: half the memory and the bytes each decode step reads; new keys (rotated) and values are "
-            "rounded to it as written and widened to float32 for the products.",
+            "rounded to it as written and widened to float32 for the products. With q_norm_weight and k_norm_weight "
+            "(both or neither) each q and k head is first RMS-normalized over head_dim as QKNormRotary does "
+            "(epsilon defaults to 1e-6), so Qwen3's norms need no node of their own.",
         ),
     )
 }

@@ -7,7 +7,8 @@ QuantSwiGLU and every other MatMulNBits becomes QuantLinear: both read the expor
 place with int8 activations, where ONNX Runtime would keep a prepacked second copy of every weight, and
 take their block scales in float16 (half_scales.py) and their codes in row tiles (row_tiles.py), a tied
 table too, its lookup then QuantGather (tied_table.py), and each takes the RMSNorm in front of it
-(fusions/norm_in_front.py); GroupQueryAttention runs as ours (fusions/attention.py), a tied float head
+(fusions/norm_in_front.py); GroupQueryAttention runs as ours (fusions/attention.py), with Qwen3's q/k
+norms inside it (fusions/qk_norm_attention.py), a tied float head
 as Linear on the table (fusions/float_head.py), and a tied head of either kind on the hidden states as they
 are, not flattened for a Gemm (fusions/flat_head.py). Our attention keeps an int4/int8 build's KV cache in
 float16 (half_cache.py).
@@ -22,7 +23,7 @@ from ..ort.options import OrtOptions
 from ..ort.quant import embedding
 from ..passes import Fusion, GraphPass, Phase
 from .fusions import attention as fused_attention
-from .fusions import flat_head, float_head, norm_in_front, quant_linear
+from .fusions import flat_head, float_head, norm_in_front, qk_norm_attention, quant_linear
 from .half_cache import half_cache
 from .half_scales import half_scales
 from .row_tiles import row_tiles
@@ -31,7 +32,7 @@ from .tied_table import tied_table
 
 def attention(plan: Plan[OrtOptions], custom_ops: bool) -> Phase:
     name, passes = shared.attention(plan, custom_ops)
-    ours = [Fusion(fused_attention), GraphPass("half_cache", half_cache)]
+    ours = [Fusion(fused_attention), Fusion(qk_norm_attention), GraphPass("half_cache", half_cache)]
     return name, [*passes, *ours] if custom_ops and plan.options.attention else passes
 
 

@@ -36,6 +36,17 @@ void scaled(const float* x, int64_t n, float scale, float* y) {
   for (; i < n; ++i) y[i] = x[i] * scale;
 }
 
+// x RMS-normalized over dim into y, as kernels/cpu/qk_norm_rotary.cc normalizes a head; without weight, x.
+const float* normed(const float* x, const float* weight, float eps, int64_t dim, float* y) {
+  if (weight == nullptr) return x;
+  const float inv_rms = 1.0f / std::sqrt(simd::dot(x, x, dim) / static_cast<float>(dim) + eps);
+  int64_t i = 0;
+  for (; i + kW <= dim; i += kW)
+    simd::store(y + i, simd::mul(simd::mul(simd::load(x + i), simd::set1(inv_rms)), simd::load(weight + i)));
+  for (; i < dim; ++i) y[i] = x[i] * inv_rms * weight[i];
+  return y;
+}
+
 // y = rotate_half(x) at one position, times scale; without cos, a scaled copy.
 void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float scale, float* y) {
   if (cos == nullptr) return scaled(x, dim, scale, y);
@@ -126,6 +137,7 @@ void softmax_block(float* st, int64_t n, int64_t rows, float* max, float* sum, f
 
 struct Scratch {
   std::vector<float> qt, ot, st, max, sum, row;
+  std::vector<float> head;  // one q or k head RMS-normalized
   std::vector<float> keys, values;  // a float16 cache's block of keys and values, widened
   std::vector<uint32_t> q2, p2;  // bf16 products: qt and st as pairs of rows
 };
@@ -259,9 +271,11 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     }
     thread_local Scratch w;
     w.row.resize(D);
+    w.head.resize(D);
     for (int64_t s = 0; s < S; ++s) {
       const int64_t token = b * S + s;
-      rotate(p.k + token * p.kv_stride + h * D, cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
+      const float* k = normed(p.k + token * p.kv_stride + h * D, p.k_norm, p.epsilon, D, w.head.data());
+      rotate(k, cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
       put(w.row.data(), D, pk + (past + s) * D);
       put(p.v + token * p.kv_stride + h * D, D, pv + (past + s) * D);
     }
@@ -281,10 +295,14 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     thread_local Scratch w;
     const C* K = present_k + bh * T * D;  // [T, D]
     const C* V = present_v + bh * T * D;
+    w.head.resize(D);
+    auto query = [&](int64_t token, int64_t head) {  // [D] normalized if asked
+      return normed(p.q + token * p.q_stride + head * D, p.q_norm, p.epsilon, D, w.head.data());
+    };
     if (S == 1 && D % kW == 0) {
       w.row.resize(G * D);  // [G, D] rotated, scaled queries
       for (int64_t g = 0; g < G; ++g)
-        rotate(p.q + b * p.q_stride + (h * G + g) * D, cos_at(b, 0), sin_at(b, 0), D, scale, w.row.data() + g * D);
+        rotate(query(b, h * G + g), cos_at(b, 0), sin_at(b, 0), D, scale, w.row.data() + g * D);
       decode_heads(w.row.data(), G, D, K, V, pasts[b] + 1, w, p.out + b * H * D + h * G * D);  // out [G, D]
       return;
     }
@@ -296,8 +314,8 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     w.row.resize(padded * D);  // [rows, D] the queries, then [padded, D] the outputs
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = r / G;
-      rotate(p.q + (b * S + s0 + i) * p.q_stride + (h * G + r % G) * D, cos_at(b, s0 + i), sin_at(b, s0 + i), D,
-             scale, w.row.data() + r * D);
+      rotate(query(b * S + s0 + i, h * G + r % G), cos_at(b, s0 + i), sin_at(b, s0 + i), D, scale,
+             w.row.data() + r * D);
     }
     transpose(w.row.data(), rows, D, D, padded, w.qt.data());
     const int64_t first = pasts[b] + s0;  // key of the task's first token: every row sees keys 0 ..= first

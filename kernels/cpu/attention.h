@@ -10,7 +10,7 @@
 //   where present is past's own buffer (ONNX Runtime's past_present_share_buffer: present_len = past_len, a
 //   cache allocated once for the whole generation), only the new keys and values are written;
 //   new token s sits at position past_b + s (right-padding too), is rotated there and attends to keys
-//   0 ..= past_b + s.
+//   0 ..= past_b + s; with q_norm and k_norm, its q and k heads are RMS-normalized first.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +43,10 @@ struct AttentionProblem {
   const int32_t* seqlens_k = nullptr;  // [batch]
   const float* cos = nullptr;          // [max_positions, head_dim/2], or null: no rotary
   const float* sin = nullptr;
+  // Qwen3's per-head RMSNorm of q and k before rotary (qk_norm_rotary.h's arithmetic), or null: none.
+  const float* q_norm = nullptr;  // [head_dim]
+  const float* k_norm = nullptr;
+  float epsilon = 1e-6f;
   float* out = nullptr;        // [batch*seq, num_heads*head_dim]
   void* present_k = nullptr;   // [batch, kv_num_heads, present_len, head_dim]
   void* present_v = nullptr;

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "../cpu/attention.h"
 #include "adapter.h"
@@ -14,14 +16,15 @@ namespace qwd::ort {
 template <ONNXTensorElementDataType kCache>
 struct AttentionOp : schema::GroupQueryAttention<kCache> {
   int64_t num_heads, kv_num_heads, do_rotary, bf16_products;
-  float scale;
+  float scale, epsilon;
 
   explicit AttentionOp(const Ort::ConstKernelInfo& info)
       : num_heads(info.GetAttribute<int64_t>("num_heads")),
         kv_num_heads(info.GetAttribute<int64_t>("kv_num_heads")),
         do_rotary(attr_int(info, "do_rotary", 0)),
         bf16_products(attr_int(info, "bf16_products", 0)),
-        scale(attr_float(info, "scale", 0.0f)) {}
+        scale(attr_float(info, "scale", 0.0f)),
+        epsilon(attr_float(info, "epsilon", 1e-6f)) {}
 
   // The problem with every pointer set and the outputs allocated.
   AttentionProblem read(Ort::KernelContext& ctx) const {
@@ -59,6 +62,16 @@ struct AttentionOp : schema::GroupQueryAttention<kCache> {
     p.seqlens_k = seqlens.GetTensorData<int32_t>();
     p.cos = data_or_null<float>(cos);
     p.sin = data_or_null<float>(sin);
+    const auto q_norm = input(ctx, 9), k_norm = input(ctx, 10);
+    if (static_cast<bool>(q_norm) != static_cast<bool>(k_norm))
+      throw std::invalid_argument("qwdeploy.GroupQueryAttention: q_norm_weight and k_norm_weight come together");
+    for (const auto& norm : {q_norm, k_norm})
+      if (norm && shape(norm) != std::vector<int64_t>{s.head_dim})
+        throw std::invalid_argument("qwdeploy.GroupQueryAttention: a q/k norm weight must be [head_dim = " +
+                                    std::to_string(s.head_dim) + "]");
+    p.q_norm = data_or_null<float>(q_norm);
+    p.k_norm = data_or_null<float>(k_norm);
+    p.epsilon = epsilon;
     p.out = ctx.GetOutput(0, s.out).GetTensorMutableData<float>();
     p.present_k = ctx.GetOutput(1, s.present).GetTensorMutableRawData();
     p.present_v = ctx.GetOutput(2, s.present).GetTensorMutableRawData();

@@ -155,6 +155,8 @@ struct GroupQueryAttention {
       {kInt32, false},  // total_sequence_length
       {kFloat, true},  // cos_cache
       {kFloat, true},  // sin_cache
+      {kFloat, true},  // q_norm_weight
+      {kFloat, true},  // k_norm_weight
   };
   static constexpr Port kOutputs[] = {
       {kFloat, false},  // output

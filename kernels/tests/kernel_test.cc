@@ -286,6 +286,11 @@ std::vector<std::vector<float>> run(const Case& c, const qwd::Parallel& par) {
     p.seqlens_k = seqlens.data();
     p.cos = cos.empty() ? nullptr : cos.data();
     p.sin = sin.empty() ? nullptr : sin.data();
+    const auto q_norm = c.has("q_norm_weight") ? c.array<float>("q_norm_weight") : std::vector<float>{};
+    const auto k_norm = c.has("k_norm_weight") ? c.array<float>("k_norm_weight") : std::vector<float>{};
+    p.q_norm = q_norm.empty() ? nullptr : q_norm.data();
+    p.k_norm = k_norm.empty() ? nullptr : k_norm.data();
+    if (c.meta.count("epsilon")) p.epsilon = c.f("epsilon");
     const size_t cache = B * KV * T * D, element = half ? 2 : 4;
     std::vector<float> out(B * S * H * D);
     std::vector<uint8_t> present_k(cache * element), present_v(cache * element);

@@ -20,6 +20,7 @@ ANCHOR = f"{MS}:GroupQueryAttention"
 OP = "GroupQueryAttention"
 # Attributes with these values (ONNX Runtime's defaults) are what our kernel computes; others are refused.
 DEFAULTS = {"local_window_size": -1, "rotary_interleaved": 0, "softcap": 0.0, "smooth_softmax": 0}
+SHARED_INPUTS = 9  # query .. sin_cache, in both ops' order; past them the two schemas differ
 
 
 def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> NodeProto:
@@ -27,7 +28,7 @@ def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> NodeProto:
     for name, default in DEFAULTS.items():
         if attrs.get(name, default) != default:
             raise Reject(f"{name}={attrs[name]}, which our attention kernel does not compute")
-    if len(gqa.input) > len(SCHEMAS[OP].inputs) and any(gqa.input[len(SCHEMAS[OP].inputs):]):
+    if any(gqa.input[SHARED_INPUTS:]):
         raise Reject("inputs past sin_cache (position ids, attention bias, head sink or q/k norms)")
     if g.elem_type(gqa.input[3]) != TensorProto.FLOAT:
         raise Reject("a float16 KV cache; our attention kernel computes in float32")
@@ -37,6 +38,6 @@ def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> NodeProto:
 def rewrite(g: Graph, gqa: NodeProto, ctx: OrtContext) -> None:
     attrs = {a.name: helper.get_attribute_value(a) for a in gqa.attribute if a.name in SCHEMAS[OP].attributes}
     attrs["bf16_products"] = int(ctx.attention_bf16)
-    inputs = list(gqa.input[:len(SCHEMAS[OP].inputs)])
+    inputs = list(gqa.input[:SHARED_INPUTS])
     g.add_opset(DOMAIN, DOMAIN_VERSION)
     g.replace([gqa], [g.make(OP, inputs, list(gqa.output), gqa.name, domain=DOMAIN, **attrs)])
