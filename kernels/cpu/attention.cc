@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "attention_bf16.h"
+#include "qk_norm_rotary.h"
 #include "simd.h"
 
 namespace qwd {
@@ -36,10 +37,10 @@ void scaled(const float* x, int64_t n, float scale, float* y) {
   for (; i < n; ++i) y[i] = x[i] * scale;
 }
 
-// x RMS-normalized over dim into y, as kernels/cpu/qk_norm_rotary.cc normalizes a head; without weight, x.
+// x RMS-normalized over dim into y, as qk_norm_rotary.cc normalizes a head; without weight, x.
 const float* normed(const float* x, const float* weight, float eps, int64_t dim, float* y) {
   if (weight == nullptr) return x;
-  const float inv_rms = 1.0f / std::sqrt(simd::dot(x, x, dim) / static_cast<float>(dim) + eps);
+  const float inv_rms = head_inv_rms(x, dim, eps);
   int64_t i = 0;
   for (; i + kW <= dim; i += kW)
     simd::store(y + i, simd::mul(simd::mul(simd::load(x + i), simd::set1(inv_rms)), simd::load(weight + i)));
@@ -178,6 +179,11 @@ void transpose(const T* src, int64_t n, int64_t cols, int64_t stride, int64_t ld
     for (int64_t j = 0; j < ldt; ++j) dst[c * ldt + j] = j < n ? as_float(src[j * stride + c]) : 0.0f;
 }
 
+// Asks for the cache lines of [p, p + bytes) ahead of their use.
+void prefetch(const void* p, int64_t bytes) {
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(static_cast<const char*>(p) + b);
+}
+
 // One new token (decode): a task's rows are its G query heads, too few to fill vectors across rows (a
 // Qwen3 task has 2, padded to 16), so scores run with keys across the vector (a block of keys transposed)
 // and values with head_dim across it: the same micro-kernel, no padded rows, a float16 cache widened as
@@ -193,6 +199,11 @@ void decode_heads(const float* q, int64_t G, int64_t D, const C* K, const C* V, 
   w.sum.assign(G, 0.0f);
   for (int64_t j0 = 0; j0 < keys; j0 += kKeys) {
     const int64_t n = std::min(kKeys, keys - j0), lanes = (n + kW - 1) / kW * kW;
+    if (j0 + kKeys < keys) {  // the next block's keys and values come from memory while this one computes
+      const int64_t next = std::min(kKeys, keys - j0 - kKeys) * D;  // elements
+      prefetch(K + (j0 + kKeys) * D, next * static_cast<int64_t>(sizeof(C)));
+      prefetch(V + (j0 + kKeys) * D, next * static_cast<int64_t>(sizeof(C)));
+    }
     transpose(K + j0 * D, n, D, D, lanes, w.qt.data());  // [D, lanes]
     product(q, D, 1, G, w.qt.data(), D, lanes, w.st.data(), false);  // scores [G, lanes]
     for (int64_t g = 0; g < G; ++g) {

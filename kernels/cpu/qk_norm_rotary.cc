@@ -16,7 +16,7 @@ namespace {
 void norm_rotate_head(const float* x, const float* w, const float* cos, const float* sin, float eps, int64_t dim,
                       float* y) {
   const int64_t half = dim / 2;
-  const float inv_rms = 1.0f / std::sqrt(simd::dot(x, x, dim) / static_cast<float>(dim) + eps);
+  const float inv_rms = head_inv_rms(x, dim, eps);
   int64_t i = 0;
   if constexpr (simd::kWidth > 1) {
     const simd::Vec s = simd::set1(inv_rms);
@@ -36,6 +36,10 @@ void norm_rotate_head(const float* x, const float* w, const float* cos, const fl
 }
 
 }  // namespace
+
+float head_inv_rms(const float* x, int64_t dim, float eps) {
+  return 1.0f / std::sqrt(simd::dot(x, x, dim) / static_cast<float>(dim) + eps);
+}
 
 void dense_rows(QKNormRotaryProblem& p, const float* q, const float* k, float* q_out, float* k_out) {
   p.q_stride = p.num_heads * p.head_dim;

@@ -36,6 +36,10 @@ void packed_rows(QKNormRotaryProblem& p, const float* qkv, float* qkv_out);
 // Heads one row holds: q and k heads, plus the v heads the packed op copies through.
 inline int64_t qk_row_heads(const QKNormRotaryProblem& p) { return p.num_heads + p.kv_num_heads * (p.v ? 2 : 1); }
 
+// 1 / RMS of one head [dim] with epsilon: the scale each head is normalized by, here and in
+// GroupQueryAttention's q/k norms (attention.h).
+float head_inv_rms(const float* x, int64_t dim, float eps);
+
 // Throws std::out_of_range for a position outside the caches.
 void qk_norm_rotary(const QKNormRotaryProblem& p, const Parallel& par = serial());
 
