@@ -1,8 +1,8 @@
 """A float16 KV cache for our GroupQueryAttention (-O kv_dtype=f16, the CPU int4/int8 default).
 
-Each decode step reads the whole cache once per layer: Qwen3-0.6B's float32 cache is 112 KB a token (8 kv
-heads x 128 x K and V x 28 layers), so after 1,024 tokens a step reads as many cache bytes as int4 weight
-bytes. Our kernel stores the new keys (rotated) and values as float16 and widens them as its products read
+Each decode step reads the whole cache once per layer: Qwen3-0.6B's float32 cache is 229 KB a token (8 kv
+heads x 128 x K and V x 28 layers x 4 bytes), so after 1,024 tokens a step reads 235 MB of cache beside
+~370 MB of int4 weights. Our kernel stores the new keys (rotated) and values as float16 and widens them as its products read
 them (kernels/cpu/attention.h); the runners and onnxruntime-genai take the cache's type from the graph.
 All layers or none: a past some other node reads keeps the whole cache float32.
 """
