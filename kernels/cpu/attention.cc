@@ -20,9 +20,6 @@ constexpr int kW = simd::kWidth;
 constexpr int64_t kKeys = 64;   // keys per block
 constexpr int64_t kTokens = 8;  // query tokens per task at least, each with every q head of one kv head
 constexpr int64_t kRows = 4 * kW;  // rows per task at least: the products' broadcasts each feed four vectors
-// Decode: q heads per kv head up to which scores go key by key (AVX-512), measured faster for 2 (Qwen3: 95 ->
-// 70 us after 1,024 tokens), the same for 4, slower for 7 (Qwen2.5: 27 -> 32 us) than transposed keys.
-constexpr int64_t kDotHeads = 2;
 
 // Query tokens per task: from kTokens up, the first whose rows (tokens x G heads) fill whole vectors, at
 // least kRows of them (Qwen2.5-0.5B's G = 7: 16 tokens, 112 rows, where 8 would pad 56 rows to 64;
@@ -183,6 +180,10 @@ void transpose(const T* src, int64_t n, int64_t cols, int64_t stride, int64_t ld
 }
 
 #if defined(QWD_SIMD_AVX512)
+// Decode: q heads per kv head up to which scores go key by key, measured faster for 2 (Qwen3: 95 -> 70 us
+// after 1,024 tokens), the same for 4, slower for 7 (Qwen2.5: 27 -> 32 us) than transposed keys.
+constexpr int64_t kDotHeads = 2;
+
 // r[i] = the sum of key i's vector, for 16 vectors held as acc[(i % 4) * 4 + i / 4]: halves, quarters, then
 // lanes of pairs of vectors added, 45 instructions where 16 horizontal sums take ~130.
 __m512 sums16(const __m512 acc[16]) {
@@ -234,9 +235,9 @@ void prefetch(const void* p, int64_t bytes) {
 }
 
 // One new token (decode): a task's rows are its G query heads, too few to fill vectors across rows (a
-// Qwen3 task has 2, padded to 16), so scores run with keys across the vector (a block of keys transposed)
-// and values with head_dim across it: the same micro-kernel, no padded rows, a float16 cache widened as
-// it is read. q [G, D] rotated and scaled; K, V [keys, D]; out [G, D], normalized. D is a multiple of the
+// Qwen3 task has 2, padded to 16), so scores run with keys across the vector (a block of keys transposed,
+// or for G <= kDotHeads each key's dot product reduced 16 at a time) and values with head_dim across it,
+// no padded rows, a float16 cache widened as it is read. q [G, D] rotated and scaled; K, V [keys, D]; out [G, D], normalized. D is a multiple of the
 // vector width.
 template <class C>
 void decode_heads(const float* q, int64_t G, int64_t D, const C* K, const C* V, int64_t keys, Scratch& w,
