@@ -233,3 +233,15 @@ def test_attention_refuses_lengths_the_cache_cannot_hold(host_build: Build):
     inputs = dict(case.inputs, cos_cache=case.inputs["cos_cache"][:last], sin_cache=case.inputs["sin_cache"][:last])
     with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="outside the cos/sin cache"):
         run_node(case.op, inputs, case.attributes, host_build.library)
+
+
+def test_attention_refuses_norm_weights_that_do_not_fit(host_build: Build):
+    import onnxruntime as ort
+
+    case = next(c for c in GQA_CASES if c.inputs.get("q_norm_weight") is not None)
+    lone = dict(case.inputs, k_norm_weight=None)
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match="come together"):
+        run_node(case.op, lone, case.attributes, host_build.library)
+    short = dict(case.inputs, q_norm_weight=case.inputs["q_norm_weight"][:-1])
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.InvalidArgument, match=r"must be \[head_dim = "):
+        run_node(case.op, short, case.attributes, host_build.library)
