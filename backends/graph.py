@@ -20,6 +20,11 @@ FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, Ten
 SPILL_BYTES = 1 << 16  # new constants this large go to the spill file, not into the in-memory model
 
 
+def attributes(node: NodeProto) -> dict:
+    """A node's attributes, name → Python value, as helper.make_node takes them back."""
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
 def _dtype(tensor: TensorProto) -> np.dtype:
     return np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type))
 

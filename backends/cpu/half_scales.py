@@ -11,10 +11,10 @@ and the op gets a float16 copy: the lookup touches one row of them per token, th
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ...kernels.schemas import DOMAIN
-from ..graph import Graph
+from ..graph import Graph, attributes
 from ..ort.context import OrtContext
 
 OPS = ("QuantLinear", "QuantSwiGLU")
@@ -32,6 +32,6 @@ def half_scales(g: Graph, ctx: OrtContext) -> int:
         if scales not in halves:
             halves[scales] = g.add_const(f"{scales}.f16", g.const(scales).astype(np.float16))
         inputs = [*node.input[:SCALES], halves[scales], *node.input[SCALES + 1:]]
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = attributes(node)
         g.replace([node], [g.make(node.op_type, inputs, list(node.output), node.name, domain=DOMAIN, **attrs)])
     return len(nodes)

@@ -11,12 +11,12 @@ their size to the artifact; so do shapes whose rows are not whole 64-byte chunks
 from __future__ import annotations
 
 import numpy as np
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ...kernels.quantize import ROW_TILE, tile_rows, tiles_fit
 from ...kernels.schemas import DOMAIN
 from ...toolkit.external_data import drop_pages, rows_per_slice
-from ..graph import Graph
+from ..graph import Graph, attributes
 from ..ort.context import OrtContext
 
 OPS = ("QuantLinear", "QuantSwiGLU")
@@ -50,7 +50,7 @@ def row_tiles(g: Graph, ctx: OrtContext) -> int:
     """Lays out every fitting QuantLinear/QuantSwiGLU weight in row tiles; returns how many."""
     count, shared = 0, g.shared_storage()
     for node in [n for op in OPS for n in g.nodes(op, DOMAIN)]:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = attributes(node)
         if not _fits(g, node, attrs, shared):
             continue
         weights = node.input[WEIGHTS]

@@ -10,11 +10,11 @@ stored once, tiled, with one set of scales (0.5B int4: 17 MB of float32 scales f
 
 from __future__ import annotations
 
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ...kernels.quantize import ROW_TILE, tiles_fit
 from ...kernels.schemas import DOMAIN, DOMAIN_VERSION
-from ..graph import Graph
+from ..graph import Graph, attributes
 from ..ort.context import OrtContext
 from ..ort.fusions import MS
 from .row_tiles import tiled
@@ -23,14 +23,10 @@ DATA, INDICES, SCALES, ZERO_POINTS = 0, 1, 2, 3  # QuantGather's inputs; QuantLi
 WEIGHTS = 1  # QuantLinear's B
 
 
-def _attrs(node: NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _head(g: Graph, lookup: NodeProto) -> NodeProto | None:
     """The QuantLinear (row order) whose codes the lookup's table is, where tiles fit them."""
     for head in g.nodes("QuantLinear", DOMAIN):
-        attrs = _attrs(head)
+        attrs = attributes(head)
         blocks = -(-attrs["K"] // attrs["block_size"])
         if (attrs["row_tile"] == 1 and g.same_storage(head.input[WEIGHTS], lookup.input[DATA])
                 and g.uses(head.input[WEIGHTS]) == 1 and g.uses(lookup.input[DATA]) == 1
@@ -46,7 +42,7 @@ def tied_table(g: Graph, ctx: OrtContext) -> int:
         head = _head(g, lookup)
         if head is None:
             continue
-        attrs = _attrs(head)
+        attrs = attributes(head)
         table = tiled(g, head.input[WEIGHTS])
         zero_points = head.input[ZERO_POINTS] if len(head.input) > ZERO_POINTS else ""
         inputs = [table, lookup.input[INDICES], head.input[SCALES], *([zero_points] if zero_points else [])]

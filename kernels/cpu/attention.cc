@@ -5,6 +5,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "attention_bf16.h"
@@ -343,8 +344,13 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     for (int64_t s = 0; s < S; ++s) {
       const int64_t token = b * S + s;
       const float* k = normed(p.k + token * p.kv_stride + h * D, p.k_norm, p.epsilon, D, w.head.data());
-      rotate(k, cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
-      put(w.row.data(), D, pk + (past + s) * D);
+      C* key = pk + (past + s) * D;
+      if constexpr (std::is_same_v<C, float>) {
+        rotate(k, cos_at(b, s), sin_at(b, s), D, 1.0f, key);
+      } else {  // rotated in float32, then rounded
+        rotate(k, cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
+        put(w.row.data(), D, key);
+      }
       put(p.v + token * p.kv_stride + h * D, D, pv + (past + s) * D);
     }
     if (bf16) {

@@ -35,7 +35,8 @@ class Case:
         """How far from expected(tiles) each output element may land: atol + rtol * |want|. QuantSwiGLU's gate
         and up sums are held to that bound and it is carried through silu(gate) * up, because a product near
         zero from one small factor still carries the other's rounding: this bound where it is the larger."""
-        bounds = [self.atol + self.rtol * np.abs(want.astype(np.float64)) for want in self.expected(tiles)]
+        expected = self.expected(tiles)
+        bounds = [self.atol + self.rtol * np.abs(want.astype(np.float64)) for want in expected]
         if self.op == "QuantSwiGLU":
             sums = _listed(REFERENCES["QuantLinear"](**self._arguments(tiles)))[0].astype(np.float64)
             gate, up = np.split(sums, 2, axis=-1)  # [..., I] each
@@ -48,7 +49,7 @@ class Case:
             # score by up to scale * |q| * 2^-11 * |k| (~5e-4 for these unit-scale q, k, v) and an output by
             # about as much; values are stored as rounded, exactly.
             bounds[0] = bounds[0] + 5e-4
-            bounds[1] = np.maximum(bounds[1], np.spacing(np.abs(self.expected(tiles)[1])))
+            bounds[1] = np.maximum(bounds[1], np.spacing(np.abs(expected[1])))
         return bounds
 
     def _arguments(self, tiles: bool) -> dict:

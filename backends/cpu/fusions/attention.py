@@ -9,10 +9,10 @@ causal mask hides. Runs last in the attention phase, on what group_query_attenti
 
 from __future__ import annotations
 
-from onnx import NodeProto, TensorProto, helper
+from onnx import NodeProto, TensorProto
 
 from ....kernels.schemas import DOMAIN, DOMAIN_VERSION, SCHEMAS
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ...ort.context import OrtContext
 from ...ort.fusions import MS
 
@@ -24,7 +24,7 @@ SHARED_INPUTS = 9  # query .. sin_cache, in both ops' order; past them the two s
 
 
 def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> NodeProto:
-    attrs = {a.name: helper.get_attribute_value(a) for a in gqa.attribute}
+    attrs = attributes(gqa)
     for name, default in DEFAULTS.items():
         if attrs.get(name, default) != default:
             raise Reject(f"{name}={attrs[name]}, which our attention kernel does not compute")
@@ -36,7 +36,7 @@ def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> NodeProto:
 
 
 def rewrite(g: Graph, gqa: NodeProto, ctx: OrtContext) -> None:
-    attrs = {a.name: helper.get_attribute_value(a) for a in gqa.attribute if a.name in SCHEMAS[OP].attributes}
+    attrs = {k: v for k, v in attributes(gqa).items() if k in SCHEMAS[OP].attributes}
     attrs["bf16_products"] = int(ctx.attention_bf16)
     inputs = list(gqa.input[:SHARED_INPUTS])
     g.add_opset(DOMAIN, DOMAIN_VERSION)

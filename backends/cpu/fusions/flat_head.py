@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ...ort.context import OrtContext
 
 ANCHOR = "Reshape"  # the one restoring the logits' shape
@@ -36,7 +36,7 @@ def _const(g: Graph, value: str) -> list[int] | None:
 def _n_k(g: Graph, product: NodeProto) -> tuple[int, int]:
     if product.op_type == "Linear":
         return g.shape(product.input[1])  # W [N, K]
-    attrs = {a.name: helper.get_attribute_value(a) for a in product.attribute}
+    attrs = attributes(product)
     return attrs["N"], attrs["K"]
 
 
@@ -60,7 +60,7 @@ def match(g: Graph, restore: NodeProto, ctx: OrtContext) -> Found:
 
 
 def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
-    attrs = {a.name: helper.get_attribute_value(a) for a in f.product.attribute}
+    attrs = attributes(f.product)
     node = g.make(f.product.op_type, [f.hidden, *f.product.input[1:]], list(f.restore.output), f.product.name,
                   domain=DOMAIN, **attrs)
     g.replace([f.product, f.restore], [node])

@@ -9,10 +9,10 @@ call for every token. Untied heads keep the Gemm: its prepacked copy replaces th
 
 from __future__ import annotations
 
-from onnx import NodeProto, TensorProto, helper
+from onnx import NodeProto, TensorProto
 
 from ....kernels.schemas import DOMAIN, DOMAIN_VERSION
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ...ort.context import OrtContext
 
 ANCHOR = ":Gemm"
@@ -21,7 +21,7 @@ DATA = 0  # Gather's
 
 
 def match(g: Graph, gemm: NodeProto, ctx: OrtContext) -> NodeProto:
-    attrs = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}
+    attrs = attributes(gemm)
     if attrs.get("transA", 0) or not attrs.get("transB", 0):
         raise Reject("not x @ W^T: Linear takes W as stored, [N, K]")
     if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:

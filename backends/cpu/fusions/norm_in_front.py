@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN, SCHEMAS
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ...ort.context import OrtContext
 from ...ort.fusions import MS
 
@@ -35,7 +35,7 @@ def _skip_slot(op: str) -> int:
 
 
 def match(g: Graph, norm: NodeProto, ctx: OrtContext) -> Found:
-    attrs = {a.name: helper.get_attribute_value(a) for a in norm.attribute}
+    attrs = attributes(norm)
     if attrs.get("axis", -1) != -1:
         raise Reject(f"normalizes from axis {attrs['axis']}; the products normalize the last axis")
     if norm.op_type == SKIP_NORM and len(norm.input) > 3 and norm.input[3]:
@@ -59,7 +59,7 @@ def rewrite(g: Graph, f: Found, ctx: OrtContext) -> None:
     carried = [*f.product.input[1:], *[""] * slot][:slot - 1]  # B .. the input before skip
     x, skip, weight = f.norm.input[:3] if skipped else (f.norm.input[0], "", f.norm.input[1])
     total = f.norm.output[3] if skipped and len(f.norm.output) > 3 else ""
-    attrs = {a.name: helper.get_attribute_value(a) for a in f.product.attribute}
+    attrs = attributes(f.product)
     attrs["epsilon"] = next((a.f for a in f.norm.attribute if a.name == "epsilon"), DEFAULT_EPSILON[f.norm.op_type])
     node = g.make(f.product.op_type, [x, *carried, skip, weight], [f.product.output[0], total], f.product.name,
                   domain=DOMAIN, **attrs)

@@ -12,10 +12,10 @@ Runs after attention.py made the node ours.
 
 from __future__ import annotations
 
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ...ort.context import OrtContext
 from ...ort.rotary_cache import POSITION_IDS
 
@@ -24,17 +24,13 @@ NORM = "QKNormRotaryPacked"
 QUERY, KEY, VALUE, COS, SIN = 0, 1, 2, 7, 8  # GroupQueryAttention's inputs
 
 
-def _attributes(node: NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> tuple[NodeProto, NodeProto]:
     norm = g.producer.get(gqa.input[QUERY])
     if norm is None or (norm.domain, norm.op_type) != (DOMAIN, NORM):
         raise Reject(f"query does not come from {NORM}")
     if g.uses(norm.output[0]) != 1:
         raise Reject(f"{norm.name}'s output has other uses")
-    if any(gqa.input[KEY:VALUE + 1]) or _attributes(gqa).get("do_rotary", 0):
+    if any(gqa.input[KEY:VALUE + 1]) or attributes(gqa).get("do_rotary", 0):
         raise Reject("attention already rotates, or takes key and value apart")
     if norm.input[3] != POSITION_IDS:
         raise Reject(f"rotates at {norm.input[3]}, not the graph's position_ids")
@@ -45,5 +41,5 @@ def rewrite(g: Graph, found: tuple[NodeProto, NodeProto], ctx: OrtContext) -> No
     gqa, norm = found
     qkv, q_norm, k_norm, _, cos, sin = norm.input  # QKNormRotaryPacked's inputs
     inputs = [qkv, *gqa.input[KEY:COS], cos, sin, q_norm, k_norm]
-    attrs = {**_attributes(gqa), "do_rotary": 1, "epsilon": _attributes(norm)["epsilon"]}
+    attrs = {**attributes(gqa), "do_rotary": 1, "epsilon": attributes(norm)["epsilon"]}
     g.replace([norm, gqa], [g.make(gqa.op_type, inputs, list(gqa.output), gqa.name, domain=DOMAIN, **attrs)])

@@ -9,10 +9,10 @@ fusion (QuantSwiGLU takes the gate/up MatMulNBits first), in CPU pipelines that 
 
 from __future__ import annotations
 
-from onnx import NodeProto, TensorProto, helper
+from onnx import NodeProto, TensorProto
 
 from ....kernels.schemas import DOMAIN
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ...ort.context import OrtContext
 from ...ort.fusions import MS
 
@@ -21,7 +21,7 @@ CARRIED = ("K", "N", "bits", "block_size", "accuracy_level")
 
 
 def match(g: Graph, matmul: NodeProto, ctx: OrtContext) -> NodeProto:
-    attrs = {a.name: helper.get_attribute_value(a) for a in matmul.attribute}
+    attrs = attributes(matmul)
     if attrs.get("accuracy_level", 0) != 4:
         raise Reject(f"accuracy_level {attrs.get('accuracy_level', 0)}: float activations, which ONNX Runtime's "
                      "MatMulNBits computes faster than QuantLinear's float path")
@@ -43,6 +43,6 @@ def rewrite(g: Graph, matmul: NodeProto, ctx: OrtContext) -> None:
     inputs = [a, b, scales, zero_points, bias]
     while not inputs[-1]:
         inputs.pop()  # trailing optional inputs are left off
-    attrs = {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED} | {"row_tile": 1}
+    attrs = {k: v for k, v in attributes(matmul).items() if k in CARRIED} | {"row_tile": 1}
     name = matmul.name.rsplit("/", 1)[0] + "/QuantLinear"
     g.replace([matmul], [g.make("QuantLinear", inputs, list(matmul.output), name, domain=DOMAIN, **attrs)])

@@ -8,10 +8,10 @@ and GroupQueryAttention: it reads and writes the same packed layout. Runs after 
 
 from __future__ import annotations
 
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ..context import OrtContext
 from ..projections import Projection, packed, projection
 
@@ -41,10 +41,6 @@ def match(g: Graph, gqa: NodeProto, ctx: OrtContext) -> tuple[NodeProto, NodePro
     return gqa, norm, parts
 
 
-def _attributes(node: NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def rewrite(g: Graph, found: tuple[NodeProto, NodeProto | None, list[Projection]], ctx: OrtContext) -> None:
     gqa, norm, parts = found
     scope = gqa.name.rsplit("/", 1)[0]
@@ -52,8 +48,8 @@ def rewrite(g: Graph, found: tuple[NodeProto, NodeProto | None, list[Projection]
     old = [n for p in parts for n in p.nodes]
     if norm is not None:
         packed_norm = g.make("QKNormRotaryPacked", [qkv, *norm.input[2:]], 1, f"{scope}/QKNormRotaryPacked",
-                             domain=DOMAIN, **_attributes(norm))
+                             domain=DOMAIN, **attributes(norm))
         old, nodes, qkv = [*old, norm], [*nodes, packed_norm], packed_norm.output[0]
     fused = g.make("GroupQueryAttention", [qkv, "", "", *gqa.input[3:]], list(gqa.output), gqa.name,
-                   domain=gqa.domain, **_attributes(gqa))
+                   domain=gqa.domain, **attributes(gqa))
     g.replace([*old, gqa], [*nodes, fused])

@@ -6,10 +6,10 @@ Runs after the quantization pass, only in pipelines that emit our ops. The schem
 
 from __future__ import annotations
 
-from onnx import NodeProto, helper
+from onnx import NodeProto
 
 from ....kernels.schemas import DOMAIN
-from ...graph import Graph, Reject
+from ...graph import Graph, Reject, attributes
 from ..context import OrtContext
 
 ANCHOR = f"{DOMAIN}:SwiGLU"
@@ -30,7 +30,7 @@ def rewrite(g: Graph, matmul: NodeProto, ctx: OrtContext) -> None:
     inputs = [x, b, g.add_const(scales + ".flat", g.const(scales).reshape(-1))]
     if zero_points:
         inputs.append(g.add_const(zero_points + ".flat", g.const(zero_points).reshape(-1)))
-    attrs = ({"accuracy_level": 0} | {a.name: helper.get_attribute_value(a) for a in matmul.attribute if a.name in CARRIED}
+    attrs = ({"accuracy_level": 0} | {k: v for k, v in attributes(matmul).items() if k in CARRIED}
              | {"row_tile": 1})
     name = swiglu.name.rsplit("/", 1)[0] + "/QuantSwiGLU"
     g.replace([matmul, swiglu], [g.make("QuantSwiGLU", inputs, list(swiglu.output), name, domain=DOMAIN, **attrs)])

@@ -105,7 +105,7 @@ class SharedCache(GrowingCache):
         logits, *present = session.run([LOGITS, *map(present_name, self.values)],
                                        {**self.feeds(ids, True), **self.values})
         self.values = dict(zip(self.values, present, strict=True))
-        self.binding = None
+        self.binding = None  # now, not at the next bind: it holds the old buffers, a second cache
         self.length += ids.shape[1]
         return logits
 
