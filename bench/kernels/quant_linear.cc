@@ -2,10 +2,11 @@
 // check on odd shapes, then the time of one decode step's matrices of a Qwen2.5-0.5B-shaped int4 model
 // (24 layers of qkv, o, gate/up, down, and the tied LM head) against the machine's streaming-read
 // bandwidth, with the weights' rows in order and in row tiles (kernels/cpu/weights.h; interleaved rounds,
-// float16 scales), and a prefill (128 tokens, or the count after `prefill`) of one layer's matrices (on AMX tiles where the CPU has them;
-// run it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI path).
+// float16 scales), the decode of one matrix held in cache (the arithmetic's own pace), and a prefill (128
+// tokens, or the count after `prefill`) of one layer's matrices (on AMX tiles where the CPU has them; run
+// it again with QWDEPLOY_AMX=0 for the AVX-512 VNNI path).
 //   g++ -O3 -march=native -std=c++17 -fopenmp bench/kernels/quant_linear.cc \
-//       kernels/cpu/{amx,quant_linear,int8_act,weights,linear}.cc -o /tmp/quant_linear
+//       kernels/cpu/{amx,quant_linear,int8_act,weights,linear,half}.cc -o /tmp/quant_linear
 //   OMP_NUM_THREADS=2 /tmp/quant_linear [prefill [tokens]]
 #include <immintrin.h>
 #include <omp.h>
@@ -182,6 +183,14 @@ int main(int argc, char** argv) {
                   tiles ? "row tiles" : "rows in order", bytes / 1e6, decode * 1e3, bytes / decode / 1e9,
                   100 * bytes / decode / 1e9 / bandwidth, bandwidth);
     }
+    // The kernel's own pace, memory aside: one gate/up matrix (4.9 MB) read again and again from the
+    // last-level cache. Where it is not well above the streaming read, decode waits on the arithmetic.
+    const Matrix& hot = step[2];
+    const double s = median_seconds(7, [&] {
+      for (int i = 0; i < 50; ++i) qwd::quant_linear(x.data(), 1, hot.half_view(true), nullptr, y.data(), 4, par);
+    }) / 50;
+    std::printf("decode, %lldx%lld in cache, row tiles: %.1f us = %.1f GB/s\n", (long long)hot.rows,
+                (long long)hot.cols, s * 1e6, hot.bytes() / s / 1e9);
   }
   // One decoder layer's matrices as the export writes them (row tiles, float16 scales), `prompt` tokens each.
   double layer = 0, macs = 0;

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "int8_act.h"
 #include "weights.h"
@@ -74,7 +75,16 @@ inline IVec dot(const int32_t* init, const WVecOf<kBits>& w, const int8_t* x) {
 struct ScaleGather {
   __m512i rel;
   int64_t per_step;
-  explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {}
+  // For steps of 4 blocks (token_scales): the first lane of each block, for each of 4 rows, and row r's
+  // lanes' places in a [4 rows, 4 blocks] vector.
+  __m512i first_lanes, row_rel[4];
+  bool four_blocks() const { return per_step == 4; }
+  explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {
+    int32_t first[16];
+    for (int j = 0; j < 16; ++j) first[j] = static_cast<int32_t>(std::find(lb.rel, lb.rel + 16, j % 4) - lb.rel) % 16;
+    first_lanes = _mm512_loadu_si512(first);
+    for (int r = 0; r < 4; ++r) row_rel[r] = _mm512_add_epi32(rel, _mm512_set1_epi32(4 * r));
+  }
   __mmask8 mask(int64_t blocks) const { return static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1); }
   FVec operator()(const float* s, int64_t blocks) const {
     return _mm512_permutexvar_ps(rel, _mm512_zextps256_ps512(_mm256_maskz_loadu_ps(mask(blocks), s)));
@@ -85,9 +95,8 @@ struct ScaleGather {
 };
 
 inline FVec zero() { return _mm512_setzero_ps(); }
-inline FVec accumulate(IVec d, FVec ws, const float* xs, FVec acc) {
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, _mm512_loadu_ps(xs)), acc);
-}
+inline FVec scaled(FVec ws, const float* xs) { return _mm512_mul_ps(ws, _mm512_loadu_ps(xs)); }
+inline FVec accumulate(IVec d, FVec scale, FVec acc) { return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), scale, acc); }
 inline float hsum(FVec v) { return _mm512_reduce_add_ps(v); }
 
 #elif defined(QWD_INT8_AVX2)
@@ -132,6 +141,7 @@ inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
 struct ScaleGather {
   __m256i rel;
   int64_t per_step;
+  static constexpr bool four_blocks() { return false; }  // token_scales' shortcut is AVX-512's
   explicit ScaleGather(const LaneBlocks& lb)
       : rel(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lb.rel))), per_step(lb.per_step) {}
   FVec operator()(const float* s, int64_t blocks) const {
@@ -148,9 +158,8 @@ struct ScaleGather {
 };
 
 inline FVec zero() { return _mm256_setzero_ps(); }
-inline FVec accumulate(IVec d, FVec ws, const float* xs, FVec acc) {
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(ws, _mm256_loadu_ps(xs)), acc);
-}
+inline FVec scaled(FVec ws, const float* xs) { return _mm256_mul_ps(ws, _mm256_loadu_ps(xs)); }
+inline FVec accumulate(IVec d, FVec scale, FVec acc) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), scale, acc); }
 inline float hsum(FVec v) { return simd::hsum(v); }
 
 #elif defined(QWD_INT8_NEON)
@@ -198,6 +207,7 @@ inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
 struct ScaleGather {
   uint32x4_t first[2];  // all ones in the lanes whose block is the step's first
   int64_t per_step;
+  static constexpr bool four_blocks() { return false; }  // token_scales' shortcut is AVX-512's
   explicit ScaleGather(const LaneBlocks& lb) : per_step(lb.per_step) {
     uint32_t mask[8];
     for (int j = 0; j < 8; ++j) mask[j] = lb.rel[j] ? 0u : ~0u;
@@ -223,9 +233,12 @@ struct ScaleGather {
 };
 
 inline FVec zero() { return {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
-inline FVec accumulate(IVec d, FVec ws, const float* xs, FVec acc) {
-  return {vfmaq_f32(acc.val[0], vcvtq_f32_s32(d.val[0]), vmulq_f32(ws.val[0], vld1q_f32(xs))),
-          vfmaq_f32(acc.val[1], vcvtq_f32_s32(d.val[1]), vmulq_f32(ws.val[1], vld1q_f32(xs + 4)))};
+inline FVec scaled(FVec ws, const float* xs) {
+  return {vmulq_f32(ws.val[0], vld1q_f32(xs)), vmulq_f32(ws.val[1], vld1q_f32(xs + 4))};
+}
+inline FVec accumulate(IVec d, FVec scale, FVec acc) {
+  return {vfmaq_f32(acc.val[0], vcvtq_f32_s32(d.val[0]), scale.val[0]),
+          vfmaq_f32(acc.val[1], vcvtq_f32_s32(d.val[1]), scale.val[1])};
 }
 inline float hsum(FVec v) { return vaddvq_f32(vaddq_f32(v.val[0], v.val[1])); }
 
@@ -266,6 +279,7 @@ inline float widen(uint16_t s) { return half_to_float(s); }
 
 struct ScaleGather {
   LaneBlocks lb;
+  static constexpr bool four_blocks() { return false; }  // token_scales' shortcut is AVX-512's
   explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
   template <class S>  // float, or uint16_t float16
   FVec operator()(const S* s, int64_t blocks) const {
@@ -276,8 +290,12 @@ struct ScaleGather {
 };
 
 inline FVec zero() { return FVec{}; }
-inline FVec accumulate(const IVec& d, const FVec& ws, const float* xs, FVec acc) {
-  for (int j = 0; j < 8; ++j) acc.v[j] += static_cast<float>(d.v[j]) * (ws.v[j] * xs[j]);
+inline FVec scaled(FVec ws, const float* xs) {
+  for (int j = 0; j < 8; ++j) ws.v[j] *= xs[j];
+  return ws;
+}
+inline FVec accumulate(const IVec& d, const FVec& scale, FVec acc) {
+  for (int j = 0; j < 8; ++j) acc.v[j] += static_cast<float>(d.v[j]) * scale.v[j];
   return acc;
 }
 inline float hsum(const FVec& f) {
@@ -286,6 +304,29 @@ inline float hsum(const FVec& f) {
   return s;
 }
 #endif
+
+// One token's step scales for R rows: row r's lane scales (its block scales from s[r], `blocks` of them
+// left) times the activations' lane scales xs, the product a decode step's accumulate takes. kFour: the
+// caller checked ScaleGather::four_blocks, that R is 4 and the scales float16, and that the step is whole.
+template <int R, bool kFour, class S>
+inline void token_scales(const ScaleGather& gather, const S* const (&s)[R], int64_t blocks, const float* xs,
+                         FVec (&out)[R]) {
+#if defined(QWD_INT8_AVX512)
+  // Decode's usual case, 4 rows of 4 float16 scales a step (int4 in blocks of 32): the 16 scales go into
+  // one vector and take the activations' scales in one multiply, and each row's lanes are one permute
+  // from it; per row that spares a masked load, a widening and a multiply.
+  if constexpr (kFour) {
+    static_assert(R == 4 && std::is_same_v<S, uint16_t>, "four rows of float16 scales");
+    int64_t four[R];
+    for (int r = 0; r < R; ++r) std::memcpy(&four[r], s[r], 8);
+    const __m512 both = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_setr_epi64x(four[0], four[1], four[2], four[3])),
+                                      _mm512_permutexvar_ps(gather.first_lanes, _mm512_loadu_ps(xs)));
+    for (int r = 0; r < R; ++r) out[r] = _mm512_permutexvar_ps(gather.row_rel[r], both);
+    return;
+  }
+#endif
+  for (int r = 0; r < R; ++r) out[r] = scaled(gather(s[r], blocks), xs);
+}
 
 // Lane l of a step starts at position 4l; its block relative to the step's first block.
 inline LaneBlocks lane_blocks(int bits, int64_t block_size) {

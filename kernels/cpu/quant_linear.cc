@@ -30,7 +30,8 @@ constexpr int kBatchRows = 2;
 #endif
 
 // S: the scales' element type, float or uint16_t (float16, widened as each step gathers them).
-template <int kBits, int R, int T, class S>
+// kFour: token_scales' shortcut for whole steps (T == 1 only).
+template <int kBits, int R, int T, bool kFour, class S>
 void tile(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather, const int64_t* rows,
           int64_t t0, float* out /* [T, R] */) {
   const int64_t nb = w.blocks(), row_bytes = w.row_bytes();
@@ -45,27 +46,37 @@ void tile(const Int8Activations& a, const Weights& w, const S* scales, const Sca
     wr[r] = w.row_at(rows[r]);
     sr[r] = scales + rows[r] * nb;  // [nb]
   }
+  // The tokens' codes, zero-point lanes and scales, fetched here once: reloaded from `a` in every step they
+  // left the decode loop short of registers. With token_scales' shortcut its step is 81 instructions
+  // instead of 104, and 20% faster on weights in cache (the shortcut alone gained 5%).
+  const int8_t* xq[T];
+  const int32_t* init[T];
+  const float* xs[T];
+  for (int t = 0; t < T; ++t) xq[t] = a.q_of(t0 + t), init[t] = a.init_of(t0 + t), xs[t] = a.scale_of(t0 + t);
   FVec acc[R][T];
   for (auto& row : acc)
     for (FVec& v : row) v = zero();
   auto step = [&](int64_t s, auto partial) {
     const int64_t pos = s * kCols, b0 = pos >> shift;
     WVecOf<kBits> wv[R];
-    FVec sv[R];
+    const S* at_scales[R];
     for (int r = 0; r < R; ++r) {
       // Decode streams the weights once, and the hardware prefetcher alone leaves the core waiting.
       const uint8_t* at = wr[r].at(s * kStepBytes);
+      at_scales[r] = sr[r] + b0;
       __builtin_prefetch(at + ahead, 0, 0);
-      __builtin_prefetch(sr[r] + b0 + R * nb);
+      __builtin_prefetch(at_scales[r] + R * nb);
       wv[r] = load_w<kBits, decltype(partial)::value>(at, row_bytes - s * kStepBytes);
-      sv[r] = gather(sr[r] + b0, nb - b0);
     }
-    for (int t = 0; t < T; ++t) {
-      const int8_t* xq = a.q_of(t0 + t) + pos;
-      const int32_t* init = a.init_of(t0 + t) + s * kLanes;
-      const float* xs = a.scale_of(t0 + t) + s * kLanes;
-      for (int r = 0; r < R; ++r) acc[r][t] = accumulate(dot<kBits>(init, wv[r], xq), sv[r], xs, acc[r][t]);
-    }
+    FVec sv[R];  // T == 1: times the token's activation scales; else the weights' alone
+    if constexpr (T == 1)
+      token_scales<R, kFour && !decltype(partial)::value>(gather, at_scales, nb - b0, xs[0] + s * kLanes, sv);
+    else
+      for (int r = 0; r < R; ++r) sv[r] = gather(at_scales[r], nb - b0);
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r)
+        acc[r][t] = accumulate(dot<kBits>(init[t] + s * kLanes, wv[r], xq[t] + pos),
+                               T == 1 ? sv[r] : scaled(sv[r], xs[t] + s * kLanes), acc[r][t]);
   };
   for (int64_t s = 0; s < full; ++s) step(s, std::false_type{});
   if (full * kStepBytes < row_bytes) step(full, std::true_type{});
@@ -242,7 +253,7 @@ float zero_point_correction(const Int8Activations& a, const Weights& w, int64_t 
   return c;
 }
 
-template <int kBits, int R, int T, class S>
+template <int kBits, int R, int T, bool kFour = false, class S>
 void rows_tokens(const Int8Activations& a, const Weights& w, const S* scales, const ScaleGather& gather,
                  const int64_t* rows, int64_t count, int64_t t0, float* out, int64_t ld) {
   float part[T * R];
@@ -250,7 +261,7 @@ void rows_tokens(const Int8Activations& a, const Weights& w, const S* scales, co
     const int64_t n = std::min<int64_t>(R, count - i0);
     int64_t pick[R];
     for (int r = 0; r < R; ++r) pick[r] = rows[i0 + std::min<int64_t>(r, n - 1)];  // a short group repeats its last row
-    tile<kBits, R, T>(a, w, scales, gather, pick, t0, part);
+    tile<kBits, R, T, kFour>(a, w, scales, gather, pick, t0, part);
     for (int t = 0; t < T; ++t)
       for (int64_t r = 0; r < n; ++r) out[(t0 + t) * ld + i0 + r] = part[t * R + r];
   }
@@ -266,7 +277,12 @@ void dot_rows(const Int8Activations& a, const Weights& w, const S* scales, const
   // A few sequences decoding together (batch 2-7): each pass over the weights serves up to 4 tokens.
   for (; t + 4 <= a.tokens; t += 4) rows_tokens<kBits, kBatchRows, 4>(a, w, scales, gather, rows, count, t, out, ld);
   for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, scales, gather, rows, count, t, out, ld);
-  for (; t < a.tokens; ++t) rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
+  for (; t < a.tokens; ++t)
+    if constexpr (std::is_same_v<S, uint16_t> && kDecodeRows == 4)
+      gather.four_blocks() ? rows_tokens<kBits, kDecodeRows, 1, true>(a, w, scales, gather, rows, count, t, out, ld)
+                           : rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
+    else
+      rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
 }
 
 template <int kBits>

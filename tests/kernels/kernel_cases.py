@@ -275,11 +275,13 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      # and of 18+ rows over two K slices: four C tiles
                                                      # carried from one slice to the next
                                                      ((20,), 300, 600, 4, 32, False, False))),
-        # float16 scales: decode (one run of rows; gate and up runs), batch tiles, blocked and AMX prefill,
-        # zero points, the float path.
+        # float16 scales: decode (one run of rows; gate and up runs; AVX-512's 4 rows of 4 scales a step,
+        # also with zero points and a partial last step), batch tiles, blocked and AMX prefill, zero points,
+        # the float path.
         *(quant_matmul(rng, op, lead, K, N, bits, block, sym, level, half=True)
           for op in ("QuantLinear", "QuantSwiGLU") for level in (0, 4)
-          for lead, K, N, bits, block, sym in (((1,), 896, 74, 4, 32, True), ((3,), 200, 34, 8, 32, False),
+          for lead, K, N, bits, block, sym in (((1,), 896, 74, 4, 32, True), ((1,), 200, 38, 4, 32, False),
+                                               ((3,), 200, 34, 8, 32, False),
                                                ((20,), 300, 40, 4, 16, False), ((33,), 256, 38, 4, 64, True))),
         # Row tiles: rows not a multiple of the tile (padding), every block size a chunk holds, zero points,
         # float16 scales, decode, batch tiles, blocked and AMX prefill, the float path.
