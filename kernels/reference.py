@@ -179,6 +179,12 @@ def _rotate_half(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     return np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
 
 
+def head_norm(x: np.ndarray, weight: np.ndarray, epsilon: float) -> np.ndarray:
+    """Heads x [..., D] RMS-normalized over D and times weight [D], in float64: Qwen3's q/k norms."""
+    x = x.astype(np.float64)
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + epsilon) * weight.astype(np.float64)
+
+
 def qk_norm_rotary(Q: np.ndarray, K: np.ndarray, q_norm_weight: np.ndarray, k_norm_weight: np.ndarray,
                    position_ids: np.ndarray, cos_cache: np.ndarray, sin_cache: np.ndarray, *, num_heads: int,
                    kv_num_heads: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
@@ -188,8 +194,7 @@ def qk_norm_rotary(Q: np.ndarray, K: np.ndarray, q_norm_weight: np.ndarray, k_no
 
     def one(x: np.ndarray, weight: np.ndarray, heads: int) -> np.ndarray:
         b, s, _ = x.shape
-        h = x.astype(np.float64).reshape(b, s, heads, head_dim)  # [B, S, heads, D]
-        h = h / np.sqrt((h * h).mean(-1, keepdims=True) + epsilon) * weight.astype(np.float64)
+        h = head_norm(x.reshape(b, s, heads, head_dim), weight, epsilon)  # [B, S, heads, D]
         return _rotate_half(h, cos, sin).reshape(b, s, heads * head_dim).astype(x.dtype)
 
     return one(Q, q_norm_weight, num_heads), one(K, k_norm_weight, kv_num_heads)
@@ -227,8 +232,7 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
     q = query.astype(np.float64).reshape(B, S, H, D)
     k = key.astype(np.float64).reshape(B, S, KV, D)
     if q_norm_weight is not None:
-        q = q / np.sqrt((q * q).mean(-1, keepdims=True) + epsilon) * q_norm_weight.astype(np.float64)
-        k = k / np.sqrt((k * k).mean(-1, keepdims=True) + epsilon) * k_norm_weight.astype(np.float64)
+        q, k = head_norm(q, q_norm_weight, epsilon), head_norm(k, k_norm_weight, epsilon)
     v = value.reshape(B, S, KV, D)
     alpha = scale or D ** -0.5
     out = np.zeros((B, S, H, D), np.float64)

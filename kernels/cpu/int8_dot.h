@@ -75,16 +75,7 @@ inline IVec dot(const int32_t* init, const WVecOf<kBits>& w, const int8_t* x) {
 struct ScaleGather {
   __m512i rel;
   int64_t per_step;
-  // For steps of 4 blocks (token_scales): the first lane of each block, for each of 4 rows, and row r's
-  // lanes' places in a [4 rows, 4 blocks] vector.
-  __m512i first_lanes, row_rel[4];
-  bool four_blocks() const { return per_step == 4; }
-  explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {
-    int32_t first[16];
-    for (int j = 0; j < 16; ++j) first[j] = static_cast<int32_t>(std::find(lb.rel, lb.rel + 16, j % 4) - lb.rel) % 16;
-    first_lanes = _mm512_loadu_si512(first);
-    for (int r = 0; r < 4; ++r) row_rel[r] = _mm512_add_epi32(rel, _mm512_set1_epi32(4 * r));
-  }
+  explicit ScaleGather(const LaneBlocks& lb) : rel(_mm512_loadu_si512(lb.rel)), per_step(lb.per_step) {}
   __mmask8 mask(int64_t blocks) const { return static_cast<__mmask8>((1U << std::min(per_step, blocks)) - 1); }
   FVec operator()(const float* s, int64_t blocks) const {
     return _mm512_permutexvar_ps(rel, _mm512_zextps256_ps512(_mm256_maskz_loadu_ps(mask(blocks), s)));
@@ -141,7 +132,6 @@ inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
 struct ScaleGather {
   __m256i rel;
   int64_t per_step;
-  static constexpr bool four_blocks() { return false; }  // token_scales' shortcut is AVX-512's
   explicit ScaleGather(const LaneBlocks& lb)
       : rel(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lb.rel))), per_step(lb.per_step) {}
   FVec operator()(const float* s, int64_t blocks) const {
@@ -207,7 +197,6 @@ inline IVec dot(const int32_t* init, WVec w, const int8_t* x) {
 struct ScaleGather {
   uint32x4_t first[2];  // all ones in the lanes whose block is the step's first
   int64_t per_step;
-  static constexpr bool four_blocks() { return false; }  // token_scales' shortcut is AVX-512's
   explicit ScaleGather(const LaneBlocks& lb) : per_step(lb.per_step) {
     uint32_t mask[8];
     for (int j = 0; j < 8; ++j) mask[j] = lb.rel[j] ? 0u : ~0u;
@@ -279,7 +268,6 @@ inline float widen(uint16_t s) { return half_to_float(s); }
 
 struct ScaleGather {
   LaneBlocks lb;
-  static constexpr bool four_blocks() { return false; }  // token_scales' shortcut is AVX-512's
   explicit ScaleGather(const LaneBlocks& l) : lb(l) {}
   template <class S>  // float, or uint16_t float16
   FVec operator()(const S* s, int64_t blocks) const {
@@ -305,23 +293,35 @@ inline float hsum(const FVec& f) {
 }
 #endif
 
+// Whether token_scales' shortcut serves gather's steps: AVX-512's, for steps of 4 blocks.
+inline bool four_blocks([[maybe_unused]] const ScaleGather& gather) {
+#if defined(QWD_INT8_AVX512)
+  return gather.per_step == 4;
+#else
+  return false;
+#endif
+}
+
 // One token's step scales for R rows: row r's lane scales (its block scales from s[r], `blocks` of them
 // left) times the activations' lane scales xs, the product a decode step's accumulate takes. kFour: the
-// caller checked ScaleGather::four_blocks, that R is 4 and the scales float16, and that the step is whole.
+// caller checked four_blocks, that R is 4 and the scales float16, and that the step is whole.
 template <int R, bool kFour, class S>
 inline void token_scales(const ScaleGather& gather, const S* const (&s)[R], int64_t blocks, const float* xs,
                          FVec (&out)[R]) {
 #if defined(QWD_INT8_AVX512)
   // Decode's usual case, 4 rows of 4 float16 scales a step (int4 in blocks of 32): the 16 scales go into
   // one vector and take the activations' scales in one multiply, and each row's lanes are one permute
-  // from it; per row that spares a masked load, a widening and a multiply.
+  // from it; per row that spares a masked load, a widening and a multiply. 4 blocks a step hold 4 lanes
+  // each, in order: lane l is in block l / 4 (gather.rel), and lanes 0, 4, 8, 12 start the blocks.
   if constexpr (kFour) {
     static_assert(R == 4 && std::is_same_v<S, uint16_t>, "four rows of float16 scales");
     int64_t four[R];
     for (int r = 0; r < R; ++r) std::memcpy(&four[r], s[r], 8);
+    const __m512i starts = _mm512_setr_epi32(0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12);
     const __m512 both = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_setr_epi64x(four[0], four[1], four[2], four[3])),
-                                      _mm512_permutexvar_ps(gather.first_lanes, _mm512_loadu_ps(xs)));
-    for (int r = 0; r < R; ++r) out[r] = _mm512_permutexvar_ps(gather.row_rel[r], both);
+                                      _mm512_permutexvar_ps(starts, _mm512_loadu_ps(xs)));  // [4 rows, 4 blocks]
+    for (int r = 0; r < R; ++r)  // row r's lanes: its 4 blocks' products at 4r on
+      out[r] = _mm512_permutexvar_ps(_mm512_add_epi32(gather.rel, _mm512_set1_epi32(4 * r)), both);
     return;
   }
 #endif

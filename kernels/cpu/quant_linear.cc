@@ -279,8 +279,8 @@ void dot_rows(const Int8Activations& a, const Weights& w, const S* scales, const
   for (; t + 2 <= a.tokens; t += 2) rows_tokens<kBits, kBatchRows, 2>(a, w, scales, gather, rows, count, t, out, ld);
   for (; t < a.tokens; ++t)
     if constexpr (std::is_same_v<S, uint16_t>)
-      gather.four_blocks() ? rows_tokens<kBits, kDecodeRows, 1, true>(a, w, scales, gather, rows, count, t, out, ld)
-                           : rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
+      four_blocks(gather) ? rows_tokens<kBits, kDecodeRows, 1, true>(a, w, scales, gather, rows, count, t, out, ld)
+                          : rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
     else
       rows_tokens<kBits, kDecodeRows, 1>(a, w, scales, gather, rows, count, t, out, ld);
 }

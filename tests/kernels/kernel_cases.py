@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from qwdeploy.kernels.quantize import ROW_TILE, quantize_blocks, tile_rows
-from qwdeploy.kernels.reference import REFERENCES
+from qwdeploy.kernels.reference import REFERENCES, head_norm
 from qwdeploy.kernels.schemas import SCHEMAS
 from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
@@ -60,7 +60,7 @@ class Case:
         B = out.shape[0]
         q = self.inputs["query"].astype(np.float64)[..., :H * D].reshape(B, S, H, D)
         if self.inputs.get("q_norm_weight") is not None:
-            q = q / np.sqrt((q * q).mean(-1, keepdims=True) + self.attributes["epsilon"]) * self.inputs["q_norm_weight"]
+            q = head_norm(q, self.inputs["q_norm_weight"], self.attributes["epsilon"])
         score_step = self.attributes["scale"] * np.sqrt(2) * np.abs(q).max(-1)  # [B, S, H] per unit key step
         out = out.reshape(B, S, H, D)
         bound = np.zeros_like(out)
