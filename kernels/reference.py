@@ -210,6 +210,14 @@ def qk_norm_rotary_packed(QKV: np.ndarray, q_norm_weight: np.ndarray, k_norm_wei
     return np.concatenate([q, k, QKV[..., k_end:]], axis=-1)  # [B, S, (H + 2*KV) * D]
 
 
+def past_lengths(seqlens_k: np.ndarray, seq: int, total: int) -> np.ndarray:
+    """Each row's cached tokens by ONNX Runtime's GroupQueryAttention rule: none in a first prompt (seq equals
+    total_sequence_length), else seqlens_k[b] + 1 - seq; new token s sits at position past + s."""
+    if seq == total:
+        return np.zeros(len(seqlens_k), np.int64)
+    return seqlens_k.astype(np.int64).reshape(-1) + 1 - seq
+
+
 def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: np.ndarray, seqlens_k: np.ndarray,
                           total_sequence_length: np.ndarray, key: np.ndarray | None = None,
                           value: np.ndarray | None = None, cos_cache: np.ndarray | None = None,
@@ -217,9 +225,8 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
                           k_norm_weight: np.ndarray | None = None, *, num_heads: int, kv_num_heads: int, scale: float,
                           do_rotary: int, bf16_products: int = 0,
                           epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(output, present_key, present_value), with ONNX Runtime's rules for a concatenated cache: a call whose
-    seq equals total_sequence_length is a first prompt (no past); otherwise row b's past is
-    seqlens_k[b] + 1 - seq tokens; new token s sits at position past + s, right-padding too. In float32
+    """(output, present_key, present_value), with ONNX Runtime's rules for a concatenated cache (past_lengths),
+    right-padding too. In float32
     whatever bf16_products asks: the exact answer a bf16 kernel is held against. A float16 cache (past_key's
     dtype) holds the new keys and values rounded, and the products read them so. With the norm weights, q and k
     heads are RMS-normalized before rotary, as qk_norm_rotary does."""
@@ -238,9 +245,7 @@ def group_query_attention(query: np.ndarray, past_key: np.ndarray, past_value: n
     out = np.zeros((B, S, H, D), np.float64)
     present_k = np.zeros((B, KV, T, D), past_key.dtype)  # a float16 cache rounds what it stores
     present_v = np.zeros((B, KV, T, D), past_value.dtype)
-    for b in range(B):
-        total = int(seqlens_k[b]) + 1
-        past = 0 if S == T else total - S
+    for b, past in enumerate(past_lengths(seqlens_k, S, T)):
         positions = np.arange(past, past + S)
         qb, kb = q[b], k[b]  # [S, H, D], [S, KV, D]
         if do_rotary:

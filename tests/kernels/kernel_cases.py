@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from qwdeploy.kernels.quantize import ROW_TILE, quantize_blocks, tile_rows
-from qwdeploy.kernels.reference import REFERENCES, head_norm
+from qwdeploy.kernels.reference import REFERENCES, head_norm, past_lengths
 from qwdeploy.kernels.schemas import SCHEMAS
 from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
@@ -64,13 +64,12 @@ class Case:
         score_step = self.attributes["scale"] * np.sqrt(2) * np.abs(q).max(-1)  # [B, S, H] per unit key step
         out = out.reshape(B, S, H, D)
         bound = np.zeros_like(out)
-        first_prompt = S == self.sizes["total"]
-        for b in range(B):
-            past = 0 if first_prompt else int(self.inputs["seqlens_k"][b]) + 1 - S
+        for b, past in enumerate(past_lengths(self.inputs["seqlens_k"], S, self.sizes["total"])):
             new_k, new_v = keys[b, :, past:past + S], values[b, :, past:past + S]  # [KV, S, D]
             steps = np.spacing(np.abs(new_k).max(-1).astype(np.float16)).astype(np.float64)  # [KV, S]
             for h in range(H):
-                moves = steps[h * KV // H][:, None, None] * np.abs(new_v[h * KV // H][:, None] - out[b, :, h][None])
+                kv = h // (H // KV)
+                moves = steps[kv][:, None, None] * np.abs(new_v[kv][:, None] - out[b, :, h][None])
                 bound[b, :, h] = score_step[b, :, h, None] * moves.max(0)  # [S, D]
         return bound.reshape(B, S, H * D)
 
