@@ -9,6 +9,7 @@ and MiB.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 MIB = 2**20
@@ -145,11 +146,19 @@ def env_section(doc: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
+def bandwidth_share(row: dict, bandwidth: float) -> float:
+    """Median over the row's runs of decode tok/s × bytes per token ÷ the bandwidth measured just before that
+    run (`bandwidth`, the median of the whole bench's samples, where a run has none): a shared VM's memory moves
+    between minutes, so each run is held to the bandwidth of its moment, not to a median taken at other times."""
+    return statistics.median(s["decode_tps"] * row["bytes_per_token"] / s.get("bandwidth_bps", bandwidth)
+                             for s in row["samples"] if s.get("decode_tps"))
+
+
 def _bandwidth_samples(machine: dict) -> str:
     samples = machine.get("bandwidth_samples_gbs") or [machine["bandwidth_gbs"]]  # older runs measured it once
     if len(samples) == 1:
         return "one measurement"
-    return (f"median of {len(samples)} measurements, at the start and before every runtime round, "
+    return (f"median of {len(samples)} measurements, at the start and before every runtime run, "
             f"{min(samples):.1f} to {max(samples):.1f}")
 
 
@@ -179,7 +188,8 @@ def markdown(doc: dict) -> str:
              "## Runtime\n", "llama.cpp rows run qwdeploy's GGUF files (the tensor types llama.cpp's converter and "
              "quantizer write): they stand for llama.cpp the engine.\n", runtime_table(doc["runtime"]),
              "Bandwidth share: decode tok/s × bytes of weights read per token (the weight files' size; fp32 "
-             "transformers: 4 bytes per parameter) ÷ the machine's bandwidth.\n"]
+             "transformers: 4 bytes per parameter) ÷ the bandwidth measured just before the run, median over "
+             "the row's runs.\n"]
     if doc.get("batch_sweep"):
         parts += ["## Batch sweep and long prefill (ONNX Runtime, project environment)\n",
                   sweep_table(doc["batch_sweep"] + doc.get("prefill_long", []))]

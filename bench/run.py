@@ -203,7 +203,7 @@ def main() -> None:
     plan = make_plan(args, say)
     kernels_failed = build_kernels(say)
     env_seconds = time.time() - say.start
-    bandwidths = [runtime.bandwidth_now()]  # and one beside every runtime round
+    bandwidths = [runtime.bandwidth_now()]  # and one before every runtime run
     doc = skeleton(args, plan)
     if kernels_failed:
         doc["notes"].append(f"qwdeploy's kernel library could not be built ({kernels_failed}): its ONNX rows ran "
@@ -223,7 +223,7 @@ def finish(doc: dict, env_seconds: float, bandwidths: list[float], say: Progress
     doc["machine"].update(bandwidth_gbs=bandwidth / 1e9, bandwidth_samples_gbs=[b / 1e9 for b in bandwidths])
     for row in doc["runtime"]:
         if row.get("bytes_per_token") and row.get("decode_tps"):
-            row["bandwidth_share"] = row["decode_tps"] * row["bytes_per_token"] / bandwidth
+            row["bandwidth_share"] = report.bandwidth_share(row, bandwidth)
     report.add_ratios(doc["exports"], report.EXPORT_METRICS)
     report.add_ratios(doc["runtime"], report.RUNTIME_METRICS)
     report.add_ratios(doc["fidelity"], {"kl_mean": False})

@@ -91,15 +91,14 @@ def generation(batch: int, prompt: int, gen: int, seed: int) -> dict:
 
 
 def interleave(targets: list[Target], rounds: int, batch: int, prompt: int, gen: int, timeout: float,
-               say=print, label: str = "", each_round: Callable[[], object] | None = None) -> None:
+               say=print, label: str = "", each_run: Callable[[], dict] | None = None) -> None:
     """`rounds` rounds over the targets; each child warms up, then counts one generation with a fresh prompt.
-    `each_round()` runs before every round (the bandwidth samples)."""
+    `each_run()` runs before every run, and what it returns joins the run's sample (the bandwidth of the moment)."""
     for r in range(rounds):
-        if each_round:
-            each_round()
         for i, target in enumerate(targets):
             if target.skipped:
                 continue
+            before = each_run() if each_run else {}
             say(f"  {label}round {r + 1}/{rounds}: {target.row.name} ({target.shape})")
             job = {"engine": target.row.engine, "path": str(target.artifact),
                    "warmup": generation(batch, prompt, WARM_GEN, seed=10_000 + i),
@@ -110,7 +109,7 @@ def interleave(targets: list[Target], rounds: int, batch: int, prompt: int, gen:
                 target.skipped = f"failed: {exc}"
                 continue
             target.samples.append({**result["runs"][0], "peak_rss_mib": result["peak_rss_mib"],
-                                   "load_s": result["load_s"]})
+                                   "load_s": result["load_s"], **before})
 
 
 def summary(target: Target) -> dict:

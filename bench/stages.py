@@ -121,9 +121,13 @@ def targets(plan: Plan, shape: str, checkpoint: Path, export_rows: list[dict]) -
 
 
 def runtime_rows(plan: Plan, found: list[Target], parameters: int, bandwidths: list[float]) -> list[dict]:
-    """Also adds a bandwidth sample to `bandwidths` before every round."""
+    """Also measures the bandwidth before every run: kept in the run's sample and added to `bandwidths`."""
+    def bandwidth() -> dict:
+        bandwidths.append(runtime.bandwidth_now())
+        return {"bandwidth_bps": bandwidths[-1]}
+
     runtime.interleave(found, plan.rounds, 1, runtime.PROMPT, runtime.GEN, plan.timeout, say=plan.say,
-                       each_round=lambda: bandwidths.append(runtime.bandwidth_now()))
+                       each_run=bandwidth)
     rows = []
     for target in found:
         row = runtime.summary(target)

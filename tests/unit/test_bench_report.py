@@ -87,10 +87,20 @@ def test_tables_show_ratios_skips_and_bold_qwdeploy_rows(doc):
     assert rule.count("---") == header.count("|") - 1
 
 
+def test_each_run_is_held_to_the_bandwidth_measured_before_it():
+    row = {"bytes_per_token": 3e8, "samples": [{"decode_tps": 100.0, "bandwidth_bps": 60e9},
+                                               {"decode_tps": 90.0, "bandwidth_bps": 30e9},
+                                               {"decode_tps": 80.0, "bandwidth_bps": 40e9}]}
+    # Per run: 0.5, 0.9, 0.6; the medians alone (90 tok/s over 40 GB/s) would say 0.675.
+    assert report.bandwidth_share(row, 40e9) == pytest.approx(0.6)
+    older = {"bytes_per_token": 3e8, "samples": [{"decode_tps": 100.0}, {"decode_tps": 80.0}, {}]}
+    assert report.bandwidth_share(older, 40e9) == pytest.approx(0.675)  # runs without a sample: the median
+
+
 def test_the_machine_line_gives_the_bandwidth_samples():
     samples = {"bandwidth_gbs": 51.0, "bandwidth_samples_gbs": [34.4, 51.0, 52.9, 50.1]}
     assert report._bandwidth_samples(samples) == ("median of 4 measurements, at the start and before every "
-                                                  "runtime round, 34.4 to 52.9")
+                                                  "runtime run, 34.4 to 52.9")
     assert report._bandwidth_samples({"bandwidth_gbs": 34.4}) == "one measurement"  # runs from before the samples
 
 
