@@ -38,33 +38,42 @@ void scaled(const float* x, int64_t n, float scale, float* y) {
   for (; i < n; ++i) y[i] = x[i] * scale;
 }
 
-// x RMS-normalized over dim into y, as qk_norm_rotary.cc normalizes a head; without weight, x.
-const float* normed(const float* x, const float* weight, float eps, int64_t dim, float* y) {
-  if (weight == nullptr) return x;
-  const float inv_rms = head_inv_rms(x, dim, eps);
-  int64_t i = 0;
-  for (; i + kW <= dim; i += kW)
-    simd::store(y + i, simd::mul(simd::mul(simd::load(x + i), simd::set1(inv_rms)), simd::load(weight + i)));
-  for (; i < dim; ++i) y[i] = x[i] * inv_rms * weight[i];
-  return y;
+// inv [n] = 1 / RMS of each head (head(r): dim floats) as qk_norm_rotary.cc normalizes a head, or 1s
+// without a norm weight. All before any row's pass: the rows' reductions then overlap instead of each
+// stalling its own row.
+template <class Head>
+const float* inv_rms_rows(Head head, int64_t n, int64_t dim, const float* weight, float eps, std::vector<float>& inv) {
+  inv.assign(n, 1.0f);
+  if (weight)
+    for (int64_t r = 0; r < n; ++r) inv[r] = head_inv_rms(head(r), dim, eps);
+  return inv.data();
 }
 
-// y = rotate_half(x) at one position, times scale; without cos, a scaled copy.
-void rotate(const float* x, const float* cos, const float* sin, int64_t dim, float scale, float* y) {
-  if (cos == nullptr) return scaled(x, dim, scale, y);
-  const int64_t half = dim / 2;
+// y = rotate_half(x') at one position, times scale, where x' is x RMS-normalized with weight (inv: its
+// 1/RMS), or x itself without weight; without cos, x' scaled.
+void prepare(const float* x, const float* weight, float inv, const float* cos, const float* sin, int64_t dim,
+             float scale, float* y) {
+  auto vec = [&](int64_t i) {  // [W] of x'
+    return weight ? simd::mul(simd::mul(simd::load(x + i), simd::set1(inv)), simd::load(weight + i)) : simd::load(x + i);
+  };
+  auto one = [&](int64_t i) { return weight ? x[i] * inv * weight[i] : x[i]; };
+  const Vec s = simd::set1(scale);
   int64_t i = 0;
-  if constexpr (kW > 1) {
-    const Vec s = simd::set1(scale);
+  if (cos == nullptr) {
+    for (; i + kW <= dim; i += kW) simd::store(y + i, simd::mul(vec(i), s));
+    for (; i < dim; ++i) y[i] = one(i) * scale;
+    return;
+  }
+  const int64_t half = dim / 2;
+  if constexpr (kW > 1)
     for (; i + kW <= half; i += kW) {
-      const Vec a = simd::load(x + i), b = simd::load(x + half + i);  // [W] first half, [W] second half
+      const Vec a = vec(i), b = vec(half + i);  // [W] first half, [W] second half
       const Vec c = simd::load(cos + i), sn = simd::load(sin + i);
       simd::store(y + i, simd::mul(simd::sub(simd::mul(a, c), simd::mul(b, sn)), s));
       simd::store(y + half + i, simd::mul(simd::fma(a, sn, simd::mul(b, c)), s));
     }
-  }
   for (; i < half; ++i) {
-    const float a = x[i], b = x[half + i];
+    const float a = one(i), b = one(half + i);
     y[i] = (a * cos[i] - b * sin[i]) * scale;
     y[half + i] = (b * cos[i] + a * sin[i]) * scale;
   }
@@ -119,8 +128,8 @@ void product(const float* a, int64_t ai, int64_t ak, int64_t I, const B* b, int6
 }
 
 // st [n, rows] scores → exp(score - new max) per row; the row's running max and sum follow, and what it
-// accumulated so far (ot [dim, rows]) is rescaled to the new max.
-void softmax_block(float* st, int64_t n, int64_t rows, float* max, float* sum, float* ot, int64_t dim) {
+// accumulated so far (ot [dim, rows]) is rescaled to the new max, unless this is the first block (nothing yet).
+void softmax_block(float* st, int64_t n, int64_t rows, float* max, float* sum, float* ot, int64_t dim, bool first) {
   for (int64_t r = 0; r < rows; r += kW) {
     Vec m = simd::load(max + r);
     for (int64_t j = 0; j < n; ++j) m = simd::max(m, simd::load(st + j * rows + r));
@@ -133,13 +142,14 @@ void softmax_block(float* st, int64_t n, int64_t rows, float* max, float* sum, f
     }
     simd::store(max + r, m);
     simd::store(sum + r, s);
-    for (int64_t d = 0; d < dim; ++d) simd::store(ot + d * rows + r, simd::mul(simd::load(ot + d * rows + r), corr));
+    if (!first)
+      for (int64_t d = 0; d < dim; ++d) simd::store(ot + d * rows + r, simd::mul(simd::load(ot + d * rows + r), corr));
   }
 }
 
 struct Scratch {
   std::vector<float> qt, ot, st, max, sum, row;
-  std::vector<float> head;  // one q or k head RMS-normalized
+  std::vector<float> inv;  // each row's 1/RMS (inv_rms_rows)
   std::vector<float> keys, values;  // a float16 cache's block of keys and values, widened
   std::vector<uint32_t> q2, p2;  // bf16 products: qt and st as pairs of rows
 };
@@ -178,6 +188,28 @@ void transpose(const T* src, int64_t n, int64_t cols, int64_t stride, int64_t ld
 #endif
   for (int64_t c = 0; c < cols; ++c)
     for (int64_t j = 0; j < ldt; ++j) dst[c * ldt + j] = j < n ? as_float(src[j * stride + c]) : 0.0f;
+}
+
+// The first `cols` columns of x [n, ld] (ld a multiple of the vector width), column r written as the row
+// out(r) [n].
+template <class Out>
+void columns_to_rows(const float* x, int64_t n, int64_t ld, int64_t cols, Out out) {
+#if defined(QWD_SIMD_AVX512)
+  if (n % 16 == 0) {
+    for (int64_t c0 = 0; c0 < cols; c0 += 16)
+      for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        __m512i r[16];  // x's rows j0.., then its columns c0..
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_castps_si512(simd::load(x + (j0 + i) * ld + c0));
+        simd::transpose16(r);
+        for (int64_t i = 0; i < std::min<int64_t>(16, cols - c0); ++i) _mm512_storeu_si512(out(c0 + i) + j0, r[i]);
+      }
+    return;
+  }
+#endif
+  for (int64_t r = 0; r < cols; ++r) {
+    float* row = out(r);
+    for (int64_t j = 0; j < n; ++j) row[j] = x[j * ld + r];
+  }
 }
 
 #if defined(QWD_SIMD_AVX512)
@@ -340,18 +372,17 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     }
     thread_local Scratch w;
     w.row.resize(D);
-    w.head.resize(D);
+    auto key_in = [&](int64_t s) { return p.k + (b * S + s) * p.kv_stride + h * D; };
+    const float* inv = inv_rms_rows(key_in, S, D, p.k_norm, p.epsilon, w.inv);
     for (int64_t s = 0; s < S; ++s) {
-      const int64_t token = b * S + s;
-      const float* k = normed(p.k + token * p.kv_stride + h * D, p.k_norm, p.epsilon, D, w.head.data());
       C* key = pk + (past + s) * D;
       if constexpr (std::is_same_v<C, float>) {
-        rotate(k, cos_at(b, s), sin_at(b, s), D, 1.0f, key);
+        prepare(key_in(s), p.k_norm, inv[s], cos_at(b, s), sin_at(b, s), D, 1.0f, key);
       } else {  // rotated in float32, then rounded
-        rotate(k, cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
+        prepare(key_in(s), p.k_norm, inv[s], cos_at(b, s), sin_at(b, s), D, 1.0f, w.row.data());
         put(w.row.data(), D, key);
       }
-      put(p.v + token * p.kv_stride + h * D, D, pv + (past + s) * D);
+      put(p.v + (b * S + s) * p.kv_stride + h * D, D, pv + (past + s) * D);
     }
     if (bf16) {
       bf16::pair_neighbours(as_floats(pk, (past + S) * D, w.keys), (past + S) * D, k2.data() + task * keys * half);
@@ -369,14 +400,12 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     thread_local Scratch w;
     const C* K = present_k + bh * T * D;  // [T, D]
     const C* V = present_v + bh * T * D;
-    w.head.resize(D);
-    auto query = [&](int64_t token, int64_t head) {  // [D] normalized if asked
-      return normed(p.q + token * p.q_stride + head * D, p.q_norm, p.epsilon, D, w.head.data());
-    };
     if (S == 1 && D % kW == 0) {
+      auto query = [&](int64_t g) { return p.q + b * p.q_stride + (h * G + g) * D; };  // [D]
+      const float* inv = inv_rms_rows(query, G, D, p.q_norm, p.epsilon, w.inv);
       w.row.resize(G * D);  // [G, D] rotated, scaled queries
       for (int64_t g = 0; g < G; ++g)
-        rotate(query(b, h * G + g), cos_at(b, 0), sin_at(b, 0), D, scale, w.row.data() + g * D);
+        prepare(query(g), p.q_norm, inv[g], cos_at(b, 0), sin_at(b, 0), D, scale, w.row.data() + g * D);
       decode_heads(w.row.data(), G, D, K, V, pasts[b] + 1, w, p.out + b * H * D + h * G * D);  // out [G, D]
       return;
     }
@@ -385,12 +414,11 @@ void attend(const AttentionProblem& p, const Parallel& par) {
     w.st.resize(kKeys * padded);    // [kKeys, padded] scores, then probabilities
     w.max.assign(padded, -std::numeric_limits<float>::infinity());
     w.sum.assign(padded, 0.0f);
-    w.row.resize(padded * D);  // [rows, D] the queries, then [padded, D] the outputs
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t i = r / G;
-      rotate(query(b * S + s0 + i, h * G + r % G), cos_at(b, s0 + i), sin_at(b, s0 + i), D, scale,
-             w.row.data() + r * D);
-    }
+    w.row.resize(rows * D);  // [rows, D] the queries
+    auto query = [&](int64_t r) { return p.q + (b * S + s0 + r / G) * p.q_stride + (h * G + r % G) * D; };  // [D]
+    const float* inv = inv_rms_rows(query, rows, D, p.q_norm, p.epsilon, w.inv);
+    for (int64_t r = 0; r < rows; ++r)
+      prepare(query(r), p.q_norm, inv[r], cos_at(b, s0 + r / G), sin_at(b, s0 + r / G), D, scale, w.row.data() + r * D);
     transpose(w.row.data(), rows, D, D, padded, w.qt.data());
     const int64_t first = pasts[b] + s0;  // key of the task's first token: every row sees keys 0 ..= first
     const int64_t end = first + tokens;   // keys any row sees
@@ -413,7 +441,7 @@ void attend(const AttentionProblem& p, const Parallel& par) {
       else  // scores [n, padded]
         product(as_floats(K + j0 * D, n * D, w.keys), D, 1, n, w.qt.data(), D, padded, w.st.data(), false);
       hide(-std::numeric_limits<float>::infinity());
-      softmax_block(w.st.data(), n, padded, w.max.data(), w.sum.data(), w.ot.data(), D);
+      softmax_block(w.st.data(), n, padded, w.max.data(), w.sum.data(), w.ot.data(), D, j0 == 0);
       hide(0.0f);  // exactly: the vector exp stops at e^-87, and its products with values would be denormal
       if (bf16) {  // kKeys is even: the block's pairs of keys are pairs of the whole cache
         bf16::pair_rows(w.st.data(), n, padded, w.p2.data());
@@ -423,9 +451,14 @@ void attend(const AttentionProblem& p, const Parallel& par) {
         product(as_floats(V + j0 * D, n * D, w.values), 1, D, D, w.st.data(), n, padded, w.ot.data(), true);
       }
     }
-    transpose(w.ot.data(), D, padded, padded, D, w.row.data());  // [padded, D]
-    for (int64_t r = 0; r < rows; ++r)
-      scaled(w.row.data() + r * D, D, 1.0f / w.sum[r], p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D);
+    // Each row's outputs over its sum, transposed into its place in out (padding rows are never written).
+    for (int64_t r = 0; r < padded; r += kW) {
+      const Vec inv = simd::div(simd::set1(1.0f), simd::load(w.sum.data() + r));
+      for (int64_t d = 0; d < D; ++d)
+        simd::store(w.ot.data() + d * padded + r, simd::mul(simd::load(w.ot.data() + d * padded + r), inv));
+    }
+    columns_to_rows(w.ot.data(), D, padded, rows,
+                    [&](int64_t r) { return p.out + (b * S + s0 + r / G) * H * D + (h * G + r % G) * D; });
   });
 }
 
