@@ -217,24 +217,6 @@ void columns_to_rows(const float* x, int64_t n, int64_t ld, int64_t cols, Out ou
 // after 1,024 tokens), the same for 4, slower for 7 (Qwen2.5: 27 -> 32 us) than transposed keys.
 constexpr int64_t kDotHeads = 2;
 
-// r[i] = the sum of key i's vector, for 16 vectors held as acc[(i % 4) * 4 + i / 4]: halves, quarters, then
-// lanes of pairs of vectors added, 45 instructions where 16 horizontal sums take ~130.
-__m512 sums16(const __m512 acc[16]) {
-  __m512 w[8], x[4], y[2];
-  for (int i = 0; i < 8; ++i)  // [a.lo256 + a.hi256 | b.lo256 + b.hi256]
-    w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0xEE));
-  for (int i = 0; i < 4; ++i)  // 128-bit block b: the 4 partial sums of acc[4i + b]
-    x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
-                         _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
-  for (int i = 0; i < 2; ++i)
-    y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  // Lane 4b + k sums acc[4k + b], which holds key 4b + k.
-  return _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
 // st [G, lanes] = q [G, D] . keys [n, D]^T with each key's dot product over D in a vector, reduced 16 keys at
 // a time: no transposed copy of the keys. Lanes past n are left for the caller.
 template <class C>
@@ -242,22 +224,19 @@ void scores_by_key(const float* q, int64_t G, int64_t D, const C* K, int64_t n, 
   for (int64_t g = 0; g < G; ++g)
     for (int64_t j0 = 0; j0 < lanes; j0 += 16) {
       const int keys = static_cast<int>(std::min<int64_t>(16, n - j0));
-      __m512 acc[16];
+      __m512 acc[16];  // key i's products
       for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
       for (int64_t c = 0; c < D; c += 16) {
         const __m512 qc = _mm512_loadu_ps(q + g * D + c);
         const C* k = K + j0 * D + c;
-        auto add = [&](int i) {
-          __m512& a = acc[i % 4 * 4 + i / 4];
-          a = simd::fma(qc, simd::load(k + i * D), a);
-        };
+        auto add = [&](int i) { acc[i] = simd::fma(qc, simd::load(k + i * D), acc[i]); };
         if (keys == 16) {  // a fixed count, so the accumulators stay in registers
           for (int i = 0; i < 16; ++i) add(i);
         } else {
           for (int i = 0; i < keys; ++i) add(i);
         }
       }
-      _mm512_storeu_ps(st + g * lanes + j0, sums16(acc));
+      _mm512_storeu_ps(st + g * lanes + j0, simd::reduce16(acc, simd::add));
     }
 }
 #endif

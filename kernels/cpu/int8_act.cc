@@ -50,11 +50,49 @@ int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __rest
   return static_cast<int32_t>(sum);
 }
 
+#if defined(QWD_SIMD_AVX512)
+// quantize_token for 16 whole blocks of bs (a multiple of 16) columns, with the same arithmetic: their maxima
+// and their codes' sums each reduced 16 blocks at once, where a block at a time spends half its instructions
+// on the two horizontal reductions.
+void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale, int32_t* sum, float* block_sum) {
+  using namespace simd;
+  Vec part[16];  // block i's lanes: max |x|, then sum of codes
+  for (int i = 0; i < 16; ++i) {
+    part[i] = set1(0.0f);
+    for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) {
+      const Vec v = load(x + c);
+      part[i] = max(part[i], max(v, sub(set1(0.0f), v)));
+    }
+  }
+  const Vec amax = reduce16(part, max);
+  store(scale, div(amax, set1(127.0f)));
+  alignas(64) float inv[16];  // 127 / amax, 0 for an all-zero block
+  store(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, set1(0.0f), _CMP_GT_OQ), set1(127.0f), amax));
+  for (int i = 0; i < 16; ++i) {
+    part[i] = set1(0.0f);
+    for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) {
+      const Vec r = min(set1(127.0f), max(set1(-127.0f), round(mul(load(x + c), set1(inv[i])))));
+      store_i8(codes + c, r);
+      part[i] = add(part[i], r);
+    }
+  }
+  const Vec sums = reduce16(part, add);  // of integers, |sum| < 2^24: exact in float
+  _mm512_storeu_si512(sum, _mm512_cvtps_epi32(sums));
+  store(block_sum, mul(load(scale), sums));
+}
+#endif
+
 // Token xt's blocks: codes in column order, 0 past the last column up to nb * bs; each block's scale, the
 // sum of its codes, and block_sum = scale * sum (Int8Activations::block_sum's row).
 void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_t* codes, float* scale,
                     int32_t* sum, float* block_sum) {
-  for (int64_t b = 0; b < nb; ++b) {
+  int64_t b = 0;
+#if defined(QWD_SIMD_AVX512)
+  if (bs % simd::kWidth == 0)
+    for (; (b + 16) * bs <= cols; b += 16)
+      quantize_16_blocks(xt + b * bs, bs, codes + b * bs, scale + b, sum + b, block_sum + b);
+#endif
+  for (; b < nb; ++b) {
     const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
     const float amax = max_abs(xt + begin, n);
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;

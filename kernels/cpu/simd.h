@@ -84,6 +84,22 @@ inline void transpose16(__m512i r[16]) {
     r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
   }
 }
+
+// Lane i = v[i]'s 16 lanes combined by op (lane-wise, associative: add, max): 16 reductions in 45
+// instructions, where 16 horizontal ones take ~130. Each step halves the lanes holding every vector's partials.
+template <class Op>
+inline __m512 reduce16(const __m512 v[16], Op op) {
+  auto in = [&](int s) { return v[s % 4 * 4 + s / 4]; };  // the order that leaves v[i]'s total in lane i
+  __m512 w[8], x[4], y[2];
+  for (int i = 0; i < 8; ++i)  // [a.lo256 op a.hi256 | b.lo256 op b.hi256]
+    w[i] = op(_mm512_shuffle_f32x4(in(2 * i), in(2 * i + 1), 0x44), _mm512_shuffle_f32x4(in(2 * i), in(2 * i + 1), 0xEE));
+  for (int i = 0; i < 4; ++i)  // 128-bit block b: 4 partials of in(4i + b)
+    x[i] = op(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88), _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+  for (int i = 0; i < 2; ++i)
+    y[i] = op(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  return op(_mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(y[0], y[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
 #elif defined(QWD_SIMD_AVX2)
 inline constexpr const char* kIsa = "avx2";
 inline constexpr int kWidth = 8;

@@ -295,7 +295,11 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((20,), 96, 300, 4, 32, True, False),
                                                      # and of 18+ rows over two K slices: four C tiles
                                                      # carried from one slice to the next
-                                                     ((20,), 300, 600, 4, 32, False, False))),
+                                                     ((20,), 300, 600, 4, 32, False, False),
+                                                     # 16 whole blocks of 64 and of 128 at once (AVX-512's
+                                                     # activation quantizer), then the rest and a short block
+                                                     ((18,), 1100, 9, 4, 64, False, True),
+                                                     ((17,), 2100, 7, 4, 128, True, False))),
         # float16 scales: decode (one run of rows; gate and up runs; AVX-512's 4 rows of 4 scales a step,
         # int4 in blocks of 32 and int8 in blocks of 16, with zero points and a partial last step), batch
         # tiles, blocked and AMX prefill, zero points, the float path.
