@@ -1,6 +1,7 @@
 """qwdeploy against the tools people use today: export, scale, runtime, graphs and fidelity, in one run.
 
-    python bench/run.py [--quick] [--shapes qwen2.5-0.5b,qwen3-0.6b,...] [--out bench/results] [--note TEXT] [--tag T]
+    python bench/run.py [--quick] [--shapes qwen2.5-0.5b,qwen3-0.6b,...] [--rounds N] [--out bench/results] [--note TEXT]
+                        [--tag T]
 
 Checkpoints are Qwen-shaped with seeded random weights and the real tokenizer (bench/shapes.py),
 plus the trained demo checkpoint for perplexity and needle retrieval. Every anchor runs in its own
@@ -12,7 +13,8 @@ in OUT/<date>-<cpu>/ (OUT/<date>-<cpu>-quick/ for --quick, -<T> added with --tag
 that matter most (llama.cpp's converter and quantizer, the genai builder int4, OpenVINO int4); about
 11 minutes on a shared 2-core machine once the environments exist. The full run adds Qwen3-0.6B,
 the 1.5B/3B/7B scale rows, q8_0/Q4_K_M/fp32 artifacts, optimum, the genai fp32 builder, transformers
-eager, batch 1/4/16 and a 1,024-token prefill: hours (printed up front). --exports-only: the export rows
+eager, batch 1/4/16 and a 1,024-token prefill: hours (printed up front). --rounds: runtime rounds (3; more
+where the machine is noisy, each round about a minute per shape in quick mode). --exports-only: the export rows
 of the chosen shapes alone, one run each (how time and memory grow with size:
 --shapes qwen2.5-0.5b,qwen2.5-1.5b,qwen2.5-3b --exports-only --tag scale).
 """
@@ -57,13 +59,17 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--shapes", help=f"comma-separated, from: {', '.join(shapes.SHAPES)}")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--work", type=Path, default=WORK, help="checkpoints and artifacts (kept between runs)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runtime rounds (medians over them)")
     parser.add_argument("--note", default="", help="a sentence for the report's machine line")
     parser.add_argument("--keep", action="store_true", help="keep the artifacts (and large checkpoints)")
     parser.add_argument("--exports-only", action="store_true",
                         help="the export and scale rows alone, one run each: no runtime, fidelity or trained model")
     parser.add_argument("--tag", default="", help="a suffix for the results folder (a run over other shapes keeps "
                                                   "the same day's full run)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: at least 1")
+    return args
 
 
 class Progress:
@@ -112,7 +118,7 @@ def make_plan(args: argparse.Namespace, say: Progress) -> stages.Plan:
     needed = {e.env for e in chosen_exports if e.env} | {r.env for r in chosen_runtimes if r.env}
     pythons, unavailable, converter = stages.environments(needed, say=say)
     runs = 1 if args.quick or args.exports_only else 3
-    return stages.Plan(chosen_exports, chosen_runtimes, rounds=3, export_runs=runs,
+    return stages.Plan(chosen_exports, chosen_runtimes, rounds=args.rounds, export_runs=runs,
                        sweep=not args.quick, timeout=900 if args.quick else 7200, work=args.work, pythons=pythons,
                        unavailable=unavailable, converter=converter, say=say)
 
