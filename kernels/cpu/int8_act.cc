@@ -11,24 +11,28 @@ namespace qwd {
 
 namespace {
 
+inline simd::Vec magnitude(simd::Vec v) { return simd::max(v, simd::sub(simd::set1(0.0f), v)); }
+
+// round(x * inv) within +-127, in the float32 operations of the numpy reference (kernels/reference.py), so the
+// integers agree.
+inline simd::Vec code(simd::Vec x, simd::Vec inv) {
+  return simd::min(simd::set1(127.0f), simd::max(simd::set1(-127.0f), simd::round(simd::mul(x, inv))));
+}
+
 float max_abs(const float* x, int64_t n) {
   using namespace simd;
   int64_t i = 0;
   float amax = 0.0f;
   if constexpr (kWidth > 1) {
     Vec m = set1(0.0f);
-    for (; i + kWidth <= n; i += kWidth) {
-      const Vec v = load(x + i);
-      m = max(m, max(v, sub(set1(0.0f), v)));
-    }
+    for (; i + kWidth <= n; i += kWidth) m = max(m, magnitude(load(x + i)));
     amax = hmax(m);
   }
   for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
   return amax;
 }
 
-// codes[i] = round(x[i] * inv) for i < n, in the float32 operations of the numpy reference (kernels/
-// reference.py), so the integers agree; returns their sum.
+// codes[i] = code(x[i], inv) for i < n; returns their sum.
 int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __restrict codes) {
   using namespace simd;
   int64_t i = 0;
@@ -36,7 +40,7 @@ int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __rest
   if constexpr (kWidth > 1) {
     Vec total = set1(0.0f);
     for (; i + kWidth <= n; i += kWidth) {
-      const Vec r = min(set1(127.0f), max(set1(-127.0f), round(mul(load(x + i), set1(inv)))));
+      const Vec r = code(load(x + i), set1(inv));
       store_i8(codes + i, r);
       total = add(total, r);
     }
@@ -52,17 +56,13 @@ int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __rest
 
 #if defined(QWD_SIMD_AVX512)
 // quantize_token for 16 whole blocks of bs (a multiple of 16) columns, with the same arithmetic: their maxima
-// and their codes' sums each reduced 16 blocks at once, where a block at a time spends half its instructions
-// on the two horizontal reductions.
+// and their codes' sums each reduced 16 blocks at once instead of in two horizontal reductions per block.
 void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale, int32_t* sum, float* block_sum) {
   using namespace simd;
   Vec part[16];  // block i's lanes: max |x|, then sum of codes
   for (int i = 0; i < 16; ++i) {
     part[i] = set1(0.0f);
-    for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) {
-      const Vec v = load(x + c);
-      part[i] = max(part[i], max(v, sub(set1(0.0f), v)));
-    }
+    for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) part[i] = max(part[i], magnitude(load(x + c)));
   }
   const Vec amax = reduce16(part, max);
   store(scale, div(amax, set1(127.0f)));
@@ -71,7 +71,7 @@ void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale,
   for (int i = 0; i < 16; ++i) {
     part[i] = set1(0.0f);
     for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) {
-      const Vec r = min(set1(127.0f), max(set1(-127.0f), round(mul(load(x + c), set1(inv[i])))));
+      const Vec r = code(load(x + c), set1(inv[i]));
       store_i8(codes + c, r);
       part[i] = add(part[i], r);
     }
