@@ -44,11 +44,11 @@ inline Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }  // a*b
 inline Vec max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
 inline Vec min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
 inline Vec round(Vec a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline Vec pow2i(Vec n) {  // 2^n for integral n in [-126, 127]
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
-}
+// x * 2^n for integral n in [-126, 127], in one instruction (the others: through the exponent bits).
+inline Vec scale_pow2(Vec x, Vec n) { return _mm512_scalef_ps(x, n); }
 inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
 inline float hmax(Vec v) { return _mm512_reduce_max_ps(v); }
+inline bool all_equal(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ) == 0; }
 inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
 }
@@ -124,8 +124,9 @@ inline Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 inline Vec max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
 inline Vec min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
 inline Vec round(Vec a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-inline Vec pow2i(Vec n) {
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+inline Vec scale_pow2(Vec x, Vec n) {
+  return _mm256_mul_ps(
+      x, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)));
 }
 inline float hsum(Vec v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -139,6 +140,7 @@ inline float hmax(Vec v) {
   s = _mm_max_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
+inline bool all_equal(Vec a, Vec b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)) == 0; }
 inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
   const __m256i i = _mm256_cvtps_epi32(v);
   const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
@@ -166,11 +168,12 @@ inline Vec fma(Vec a, Vec b, Vec c) { return vfmaq_f32(c, a, b); }
 inline Vec max(Vec a, Vec b) { return vmaxq_f32(a, b); }
 inline Vec min(Vec a, Vec b) { return vminq_f32(a, b); }
 inline Vec round(Vec a) { return vrndnq_f32(a); }
-inline Vec pow2i(Vec n) {
-  return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23));
+inline Vec scale_pow2(Vec x, Vec n) {
+  return vmulq_f32(x, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)));
 }
 inline float hsum(Vec v) { return vaddvq_f32(v); }
 inline float hmax(Vec v) { return vmaxvq_f32(v); }
+inline bool all_equal(Vec a, Vec b) { return vminvq_u32(vceqq_f32(a, b)) != 0; }
 inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
   const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(v));
   const int8x8_t b = vqmovn_s16(vcombine_s16(h, h));
@@ -203,9 +206,10 @@ inline Vec fma(Vec a, Vec b, Vec c) { return std::fma(a, b, c); }
 inline Vec max(Vec a, Vec b) { return a > b ? a : b; }
 inline Vec min(Vec a, Vec b) { return a < b ? a : b; }
 inline Vec round(Vec a) { return std::nearbyint(a); }
-inline Vec pow2i(Vec n) { return std::ldexp(1.0f, static_cast<int>(n)); }
+inline Vec scale_pow2(Vec x, Vec n) { return x * std::ldexp(1.0f, static_cast<int>(n)); }
 inline float hsum(Vec v) { return v; }
 inline float hmax(Vec v) { return v; }
+inline bool all_equal(Vec a, Vec b) { return a == b; }
 inline void store_i8(int8_t* p, Vec v) { *p = static_cast<int8_t>(v); }
 inline Vec load_u8(const uint8_t* p) { return static_cast<float>(*p); }
 inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
@@ -227,7 +231,7 @@ inline Vec exp(Vec x) {
   p = fma(p, r, set1(0.5f));
   p = fma(p, r, set1(1.0f));
   p = fma(p, r, set1(1.0f));
-  return mul(p, pow2i(n));
+  return scale_pow2(p, n);
 }
 
 inline Vec silu(Vec g) { return div(g, add(set1(1.0f), exp(sub(set1(0.0f), g)))); }

@@ -371,6 +371,10 @@ def all_cases(seed: int = 0) -> list[Case]:
         attention(rng, 6, 2, 34, 1, past=67, lengths=(68, 20), half=True),
         attention(rng, 14, 2, 64, 21, past=46, half=True),
         attention(rng, 16, 8, 128, 19, past=46, bf16=True, half=True),
+        # bf16 products after an odd past (each row's last cached value pairs with its first new one), two rows
+        # of different pasts, new keys in a chunk of 16 and a partial one.
+        attention(rng, 8, 4, 64, 19, past=45, lengths=(64, 50), bf16=True, half=True),
+        attention(rng, 8, 4, 64, 19, past=45, lengths=(64, 50), bf16=True),
         attention(rng, 4, 1, 32, 12, packed=False, rotary=False, half=True),
         # Qwen3's q/k norms: a decode step and a prompt after a past (float16 cache), a first prompt with
         # separate q, k, v and a head size off the vector width.
