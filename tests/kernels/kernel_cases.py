@@ -329,9 +329,11 @@ def all_cases(seed: int = 0) -> list[Case]:
               ((1,), 896, 40, 4, 32, True, True, True, "skip"), ((1, 1), 70, 26, 4, 32, False, False, False, "rms"),
               ((3,), 200, 34, 8, 32, False, False, False, "skip"), ((1, 20), 300, 40, 4, 16, True, True, False, "skip"),
               ((33,), 256, 48, 4, 64, False, False, True, "rms"))),
-        # Decode and prefill, rows and K off the vector width, token tiles crossed with partial ones.
+        # Decode and prefill, rows and K off the vector width, token tiles crossed with partial ones (a batch
+        # of 18 decoding: tiles of 4 rows x 4 tokens, the last 2 tokens, the last row alone).
         *(linear(rng, lead, K, N, bias) for lead, K, N, bias in (((1,), 896, 37, False), ((1, 1), 19, 130, True),
-                                                                 ((2, 35), 64, 70, False), ((3,), 33, 9, True))),
+                                                                 ((2, 35), 64, 70, False), ((3,), 33, 9, True),
+                                                                 ((18, 1), 100, 37, True))),
         # Tables in row order and in row tiles (rows padded to whole tiles), both scale types, zero points.
         *(quant_gather(rng, lead, K, N, bits, block, sym, half, tiled)
           for lead, K, N, bits, block, sym, half, tiled in (((1,), 896, 37, 4, 32, True, True, True),
