@@ -95,8 +95,25 @@ void linear_rows(const float* x, int64_t tokens, const Weights& w, int64_t row_b
 void swiglu_rows(const float* x, int64_t tokens, const Weights& w, int64_t begin, int64_t end, float* y,
                  int64_t ldy) {
   const int64_t inter = w.rows / 2;
-  std::vector<float> scratch(w.bits ? 2 * w.cols : 0);  // [2, cols]
-  for (int64_t i = begin; i < end; ++i) {
+  std::vector<float> scratch(w.bits ? 2 * kTileRows * w.cols : 0);  // [2, kTileRows, cols]
+  int64_t i = begin;
+  if (tokens >= kTileTokens) {  // tiles of gate rows and of their up rows, as linear_rows
+    std::vector<float> gate(tokens * kTileRows), up(tokens * kTileRows);  // [tokens, kTileRows]
+    const float* gate_rows[kTileRows];
+    const float* up_rows[kTileRows];
+    for (; i + kTileRows <= end; i += kTileRows) {
+      for (int j = 0; j < kTileRows; ++j) {
+        gate_rows[j] = w.row(i + j, scratch.data() + j * w.cols);
+        up_rows[j] = w.row(inter + i + j, scratch.data() + (kTileRows + j) * w.cols);
+      }
+      dot_tokens(gate_rows, x, tokens, w.cols, gate.data(), kTileRows);
+      dot_tokens(up_rows, x, tokens, w.cols, up.data(), kTileRows);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int j = 0; j < kTileRows; ++j)
+          y[t * ldy + i + j] = simd::silu_scalar(gate[t * kTileRows + j]) * up[t * kTileRows + j];
+    }
+  }
+  for (; i < end; ++i) {
     const float* gate = w.row(i, scratch.data());               // [cols]
     const float* up = w.row(inter + i, scratch.data() + w.cols);  // [cols]
     for (int64_t t = 0; t < tokens; ++t) {
