@@ -43,9 +43,13 @@ void dot_tile(const float* const* rows, const float* x, int64_t cols, float* y, 
   int64_t c = 0;
   for (; c + kW <= cols; c += kW) {
     simd::Vec xv[T];  // [T] this vector of columns of each token
-    for (int t = 0; t < T; ++t) xv[t] = simd::load(x + t * cols + c);
+    for (int t = 0; t < T; ++t) {
+      xv[t] = simd::load(x + t * cols + c);
+      simd::in_register(xv[t]);
+    }
     for (int i = 0; i < R; ++i) {
-      const simd::Vec wv = simd::load(rows[i] + c);
+      simd::Vec wv = simd::load(rows[i] + c);
+      simd::in_register(wv);
       for (int t = 0; t < T; ++t) acc[i][t] = simd::fma(wv, xv[t], acc[i][t]);
     }
   }

@@ -49,6 +49,9 @@ inline Vec scale_pow2(Vec x, Vec n) { return _mm512_scalef_ps(x, n); }
 inline float hsum(Vec v) { return _mm512_reduce_add_ps(v); }
 inline float hmax(Vec v) { return _mm512_reduce_max_ps(v); }
 inline bool all_equal(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_NEQ_UQ) == 0; }
+// Keeps v in a register: left alone, a compiler tuned for some CPUs (-mtune=znver4) folds a vector's load
+// into every multiply-add that reads it, and the loads, not the multiply-adds, set the pace.
+inline void in_register(Vec& v) { asm("" : "+v"(v)); }
 inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
 }
@@ -141,6 +144,7 @@ inline float hmax(Vec v) {
   return _mm_cvtss_f32(s);
 }
 inline bool all_equal(Vec a, Vec b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_NEQ_UQ)) == 0; }
+inline void in_register(Vec& v) { asm("" : "+v"(v)); }
 inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
   const __m256i i = _mm256_cvtps_epi32(v);
   const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
@@ -174,6 +178,7 @@ inline Vec scale_pow2(Vec x, Vec n) {
 inline float hsum(Vec v) { return vaddvq_f32(v); }
 inline float hmax(Vec v) { return vmaxvq_f32(v); }
 inline bool all_equal(Vec a, Vec b) { return vminvq_u32(vceqq_f32(a, b)) != 0; }
+inline void in_register(Vec& v) { asm("" : "+w"(v)); }
 inline void store_i8(int8_t* p, Vec v) {  // v integral, in [-128, 127]
   const int16x4_t h = vqmovn_s32(vcvtnq_s32_f32(v));
   const int8x8_t b = vqmovn_s16(vcombine_s16(h, h));
@@ -210,6 +215,7 @@ inline Vec scale_pow2(Vec x, Vec n) { return x * std::ldexp(1.0f, static_cast<in
 inline float hsum(Vec v) { return v; }
 inline float hmax(Vec v) { return v; }
 inline bool all_equal(Vec a, Vec b) { return a == b; }
+inline void in_register(Vec&) {}
 inline void store_i8(int8_t* p, Vec v) { *p = static_cast<int8_t>(v); }
 inline Vec load_u8(const uint8_t* p) { return static_cast<float>(*p); }
 inline void load_u4(const uint8_t* p, Vec& lo, Vec& hi) {
