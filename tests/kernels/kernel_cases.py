@@ -382,6 +382,11 @@ def all_cases(seed: int = 0) -> list[Case]:
         # separate q, k, v and a head size off the vector width.
         attention(rng, 16, 8, 128, 1, past=70, half=True, qk_norm=True),
         attention(rng, 16, 8, 128, 40, past=30, half=True, qk_norm=True),
+        # Past one block of 128 keys: a Qwen3 prompt of 150 (bf16 products, its running max moving between
+        # blocks), a chunk of 60 after 100 in float32, a decode step over three blocks.
+        attention(rng, 16, 8, 128, 150, bf16=True, half=True, qk_norm=True),
+        attention(rng, 14, 2, 64, 60, past=100, half=True),
+        attention(rng, 16, 8, 128, 1, past=300, half=True, qk_norm=True),
         attention(rng, 6, 2, 34, 9, packed=False, qk_norm=True),
     ]
 
