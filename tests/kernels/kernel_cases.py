@@ -254,7 +254,10 @@ def attention(rng: np.random.Generator, heads: int, kv_heads: int, head_dim: int
     name = (f"gqa-h{heads}-kv{kv_heads}-D{head_dim}-S{seq}-past{past}-len{'.'.join(map(str, lengths))}"
             f"{'-packed' if packed else ''}{'-rotary' if rotary else ''}{'-bf16' if bf16 else ''}"
             f"{'-f16cache' if half else ''}{'-qknorm' if qk_norm else ''}")
-    tolerance = {"atol": 2e-2, "rtol": 2e-2} if bf16 else {}
+    # bf16 rounds each value by up to 2^-9 of itself, and an output that nearly cancels keeps that absolute
+    # error: the bound scales with the activations' spread (3 with q/k norms: up to 0.046 measured, where 0.3
+    # would be a wrong probability or value).
+    tolerance = {"atol": 2e-2 * spread, "rtol": 2e-2} if bf16 else {}
     return Case("GroupQueryAttention", name, inputs, attrs, sizes, **tolerance)
 
 
@@ -352,7 +355,7 @@ def all_cases(seed: int = 0) -> list[Case]:
         qk_norm_rotary(rng, 1, 17, 16, 8, 128, packed=True), qk_norm_rotary(rng, 3, 5, 5, 1, 34, packed=True),
         qk_norm_rotary(rng, 2, 7, 3, 3, 2, packed=True),
         # First prompts (one row; two right-padded rows), decode steps on a padded batch, a chunk after a past,
-        # query blocks of 8 and key blocks of 16-64 crossed with partial ones, head sizes off the vector width.
+        # query blocks of 8 with partial ones, partial key blocks, head sizes off the vector width.
         attention(rng, 14, 2, 64, 70), attention(rng, 4, 2, 16, 9, lengths=(9, 5)),
         attention(rng, 14, 2, 64, 1, past=130, lengths=(131, 100, 7)), attention(rng, 8, 8, 128, 1, past=5),
         attention(rng, 6, 2, 34, 5, past=67, packed=False, scale=0.0),
@@ -363,31 +366,31 @@ def all_cases(seed: int = 0) -> list[Case]:
         attention(rng, 14, 2, 64, 77, bf16=True), attention(rng, 4, 2, 16, 21, lengths=(21, 12), bf16=True),
         attention(rng, 8, 8, 128, 19, past=46, bf16=True), attention(rng, 6, 2, 34, 20, packed=False, bf16=True),
         attention(rng, 14, 2, 64, 1, past=130, bf16=True),
-        # Qwen3's shape (2 query heads per kv head): a decode step over four key blocks, the last partial; a
+        # Qwen3's shape (2 query heads per kv head): a decode step over two key blocks, the last partial; a
         # prompt in query tasks of 32 tokens (64 rows), the last partial, in float32 and bf16.
         attention(rng, 16, 8, 128, 1, past=200), attention(rng, 16, 8, 128, 70),
         attention(rng, 16, 8, 128, 70, bf16=True),
-        # A float16 cache: decode steps (Qwen3's shape over four key blocks; a padded batch with a head size
+        # A float16 cache: decode steps (Qwen3's shape over two key blocks; a padded batch with a head size
         # off the vector width), prompts after a past in float32 and bf16 products, a first prompt.
         attention(rng, 16, 8, 128, 1, past=200, half=True),
         attention(rng, 6, 2, 34, 1, past=67, lengths=(68, 20), half=True),
         attention(rng, 14, 2, 64, 21, past=46, half=True),
         attention(rng, 16, 8, 128, 19, past=46, bf16=True, half=True),
+        attention(rng, 4, 1, 32, 12, packed=False, rotary=False, half=True),
         # bf16 products after an odd past (each row's last cached value pairs with its first new one), two rows
         # of different pasts, new keys in a chunk of 16 and a partial one.
         attention(rng, 8, 4, 64, 19, past=45, lengths=(64, 50), bf16=True, half=True),
         attention(rng, 8, 4, 64, 19, past=45, lengths=(64, 50), bf16=True),
-        attention(rng, 4, 1, 32, 12, packed=False, rotary=False, half=True),
         # Qwen3's q/k norms: a decode step and a prompt after a past (float16 cache), a first prompt with
         # separate q, k, v and a head size off the vector width.
         attention(rng, 16, 8, 128, 1, past=70, half=True, qk_norm=True),
         attention(rng, 16, 8, 128, 40, past=30, half=True, qk_norm=True),
+        attention(rng, 6, 2, 34, 9, packed=False, qk_norm=True),
         # Past one block of 128 keys: a Qwen3 prompt of 150 (bf16 products, its running max moving between
-        # blocks), a chunk of 60 after 100 in float32, a decode step over three blocks.
+        # blocks), a chunk of 60 after 100 (float32 products, float16 cache), a decode step over three blocks.
         attention(rng, 16, 8, 128, 150, bf16=True, half=True, qk_norm=True),
         attention(rng, 14, 2, 64, 60, past=100, half=True),
         attention(rng, 16, 8, 128, 1, past=300, half=True, qk_norm=True),
-        attention(rng, 6, 2, 34, 9, packed=False, qk_norm=True),
     ]
 
 
