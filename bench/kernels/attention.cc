@@ -18,15 +18,9 @@
 
 #include "../../kernels/cpu/attention.h"
 #include "../../kernels/cpu/half.h"
+#include "threads.h"
 
 namespace {
-
-struct Threads : qwd::Parallel {  // persistent OpenMP workers, as ONNX Runtime's pool
-  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) fn(t);
-  }
-};
 
 struct Shape {
   const char* name;

@@ -18,15 +18,9 @@
 
 #include "../../kernels/cpu/linear.h"
 #include "../../kernels/cpu/simd.h"
+#include "threads.h"
 
 namespace {
-
-struct Threads : qwd::Parallel {  // persistent OpenMP workers, as ONNX Runtime's pool
-  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) fn(t);
-  }
-};
 
 std::vector<float> normal(int64_t n, float scale, std::mt19937& rng) {
   std::normal_distribution<float> dist(0.0f, scale);

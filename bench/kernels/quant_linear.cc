@@ -23,15 +23,9 @@
 
 #include "../../kernels/cpu/amx.h"
 #include "../../kernels/cpu/quant_linear.h"
+#include "threads.h"
 
 namespace {
-
-struct Threads : qwd::Parallel {  // persistent OpenMP workers, as ONNX Runtime's pool
-  void run(int64_t tasks, const std::function<void(int64_t)>& fn) const override {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) fn(t);
-  }
-};
 
 struct Matrix {
   int64_t rows, cols, block = 32;
