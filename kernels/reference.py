@@ -45,15 +45,19 @@ def dequantize(packed: np.ndarray, scales: np.ndarray, cols: int, bits: int, blo
 
 def quantize_activations(x: np.ndarray, K: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
     """x [..., K] float32 → int8 codes [..., blocks, block_size] (zero past K) and scales [..., blocks, 1],
-    in float32 operations the kernels repeat exactly: inv = 127/max|x|, q = rint(x * inv), scale = max|x|/127."""
+    in float32 operations the kernels repeat exactly (kernels/cpu/int8_act.h): scale = max|x|/127 rounded up
+    to a power of two 2^e, |e| <= 64 (0 for a block of zeros), q = rint(x / scale)."""
     blocks = -(-K // block_size)
     padded = np.zeros((*x.shape[:-1], blocks * block_size), np.float32)
     padded[..., :K] = x
     xb = padded.reshape(*x.shape[:-1], blocks, block_size)
     amax = np.abs(xb).max(-1, keepdims=True)  # [..., blocks, 1]
-    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
+    bits = (amax / np.float32(127)).view(np.int32)
+    up = np.clip((bits + np.int32(0x7FFFFF)) & np.int32(0x7F800000), (127 - 64) << 23, (127 + 64) << 23)
+    scale = np.where(amax > 0, up.astype(np.int32).view(np.float32), np.float32(0))
+    inv = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
     q = np.clip(np.rint(xb * inv), -127, 127)
-    return q, amax / np.float32(127)
+    return q, scale
 
 
 def bf16(x: np.ndarray) -> np.ndarray:

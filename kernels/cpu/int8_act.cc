@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "amx.h"
 #include "simd.h"
@@ -30,6 +31,20 @@ float max_abs(const float* x, int64_t n) {
   }
   for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
   return amax;
+}
+
+// max|x| / 127 rounded up to a power of two within 2^+-kScaleExp, 0 for 0 (int8_act.h): adding a mantissa's
+// worth to the bits carries into the exponent unless the mantissa is already zero.
+// Infinities and NaNs keep max|x| / 127, so they reach the outputs.
+float block_scale(float amax) {
+  const float s = amax / 127.0f;
+  if (amax == 0.0f || !std::isfinite(amax)) return s;
+  int32_t bits;
+  std::memcpy(&bits, &s, 4);
+  bits = std::clamp((bits + 0x7FFFFF) & 0x7F800000, kExpOne - (kScaleExp << 23), kExpOne + (kScaleExp << 23));
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return scale;
 }
 
 // codes[i] = code(x[i], inv) for i < n; returns their sum.
@@ -65,9 +80,18 @@ void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale,
     for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) part[i] = max(part[i], magnitude(load(x + c)));
   }
   const Vec amax = reduce16(part, max);
-  store(scale, div(amax, set1(127.0f)));
-  alignas(64) float inv[16];  // 127 / amax, 0 for an all-zero block
-  store(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, set1(0.0f), _CMP_GT_OQ), set1(127.0f), amax));
+  // block_scale's, 16 at once
+  const Vec plain = div(amax, set1(127.0f));
+  const __m512i up = _mm512_and_si512(_mm512_add_epi32(_mm512_castps_si512(plain), _mm512_set1_epi32(0x7FFFFF)),
+                                      _mm512_set1_epi32(0x7F800000));
+  const __m512i bits = _mm512_max_epi32(_mm512_set1_epi32(kExpOne - (kScaleExp << 23)),
+                                        _mm512_min_epi32(up, _mm512_set1_epi32(kExpOne + (kScaleExp << 23))));
+  const __mmask16 finite = _mm512_cmp_ps_mask(amax, set1(std::numeric_limits<float>::infinity()), _CMP_LT_OQ);
+  const __mmask16 live = _mm512_cmp_ps_mask(amax, set1(0.0f), _CMP_GT_OQ);
+  const Vec s = _mm512_mask_blend_ps(finite & live, plain, _mm512_castsi512_ps(bits));
+  store(scale, s);
+  alignas(64) float inv[16];  // 1 / scale, exactly (a power of two); 0 for an all-zero block
+  store(inv, _mm512_maskz_div_ps(live, set1(1.0f), s));
   for (int i = 0; i < 16; ++i) {
     part[i] = set1(0.0f);
     for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) {
@@ -94,10 +118,8 @@ void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_
 #endif
   for (; b < nb; ++b) {
     const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
-    const float amax = max_abs(xt + begin, n);
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    scale[b] = amax / 127.0f;
-    sum[b] = to_codes(xt + begin, n, inv, codes + begin);
+    scale[b] = block_scale(max_abs(xt + begin, n));
+    sum[b] = to_codes(xt + begin, n, scale[b] > 0.0f ? 1.0f / scale[b] : 0.0f, codes + begin);
     block_sum[b] = scale[b] * static_cast<float>(sum[b]);
   }
   std::fill(codes + cols, codes + nb * bs, 0);
@@ -144,7 +166,8 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     blocked_steps = steps;
     blocked_q.resize(tiles * steps * kLaneTokens * 4);
     blocked_init.resize(tiles * nb * kLaneTokens);
-    blocked_scale.resize(tiles * nb * kLaneTokens);
+    blocked_exp.resize(tiles * nb * kLaneTokens);
+    std::vector<uint8_t> finite(tiles, 1);  // per tile: every scale finite
     // A task per tile writes the tile's every byte, padding tokens' zeros included.
     par.run(tiles, [&](int64_t tile) {
       thread_local std::vector<int8_t> codes;  // [kLaneTokens, nb * bs]
@@ -154,7 +177,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       scale.resize(nb);
       sum.resize(nb);
       int32_t* __restrict init = blocked_init.data() + tile * nb * kLaneTokens;  // [nb, kLaneTokens]
-      float* __restrict tile_scale = blocked_scale.data() + tile * nb * kLaneTokens;
+      int32_t* __restrict tile_exp = blocked_exp.data() + tile * nb * kLaneTokens;  // [nb, kLaneTokens]
       for (int64_t i = 0; i < kLaneTokens; ++i) {
         const int64_t t = tile * kLaneTokens + i;
         int8_t* token_codes = codes.data() + i * nb * bs;
@@ -167,11 +190,15 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
         }
         for (int64_t b = 0; b < nb; ++b) {
           init[b * kLaneTokens + i] = -zero * sum[b];
-          tile_scale[b * kLaneTokens + i] = scale[b];
+          int32_t bits;
+          std::memcpy(&bits, &scale[b], 4);
+          tile_exp[b * kLaneTokens + i] = bits == 0 ? 0 : bits - kExpOne;  // a block of zeros: codes 0, any scale
+          if (!std::isfinite(scale[b])) finite[tile] = 0;
         }
       }
       interleave(codes.data(), steps, w.bits, blocked_q.data() + tile * steps * kLaneTokens * 4);
     });
+    blocked_finite = std::all_of(finite.begin(), finite.end(), [](uint8_t f) { return f != 0; });
     return;
   }
 #endif

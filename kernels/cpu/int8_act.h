@@ -38,6 +38,13 @@ inline constexpr int64_t cols_of(int bits) { return bits == 4 ? kCols4 : kCols8;
 inline constexpr int64_t kStepCols = kCols4;  // the widest step; rows of positions are padded to it
 inline constexpr int64_t kLaneTokens = 12;  // tokens per tile of the blocked layout
 
+// A block's scale is max|x| / 127 rounded up to a power of two 2^e, e within +-kScaleExp (a block of zeros:
+// scale 0), as MX formats share one exponent per 32 values (OCP Microscaling v1.0): codes keep 7 to 8 bits of
+// the block's range instead of 8, x * 2^-e is exact, and a kernel multiplies a weight scale by 2^e with an
+// integer add to its exponent bits (quant_linear.cc's prefill, where a multiply per block and token cost 8%).
+inline constexpr int kScaleExp = 64;
+inline constexpr int32_t kExpOne = 127 << 23;  // 1.0f's bits: a float 2^e's bits are kExpOne + (e << 23)
+
 struct Int8Activations {
   int64_t tokens = 0;
   int64_t positions = 0;          // per token: blocks*block_size rounded up to kStepCols
@@ -58,7 +65,8 @@ struct Int8Activations {
   int64_t blocked_steps = 0;          // per token: blocks * block_size / 4
   std::vector<int8_t> blocked_q;      // [token tiles, blocked_steps, kLaneTokens, 4]
   std::vector<int32_t> blocked_init;  // [token tiles, blocks, kLaneTokens]: -zero * sum of the block's q
-  std::vector<float> blocked_scale;   // [token tiles, blocks, kLaneTokens]: the block's scale
+  std::vector<int32_t> blocked_exp;   // [token tiles, blocks, kLaneTokens]: the block's scale 2^e as e << 23
+  bool blocked_finite = true;         // false where a scale is an infinity or NaN, and so no 2^e
 
   // Instead, where the CPU has AMX tiles (amx.h), the activations themselves as bf16 pairs the way
   // TDPBF16PS's B tiles take them, 16 tokens per tile: [tiles, amx_pairs, 16 tokens] words, each two

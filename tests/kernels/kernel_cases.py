@@ -120,14 +120,17 @@ def swiglu(rng: np.random.Generator, lead: tuple[int, ...], inter: int) -> Case:
 
 def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: int, N: int, bits: int,
                  block_size: int, symmetric: bool, level: int, bias: bool = False, half: bool = False,
-                 tiled: bool = False, norm: str = "") -> Case:
+                 tiled: bool = False, norm: str = "", zero_scales: bool = False) -> Case:
     """QuantSwiGLU (N = 2*I) or QuantLinear; half: float16 scales; tiled: B in row tiles; norm "rms": an RMSNorm
-    in front, "skip": a residual add too (and its sum out). At accuracy_level 4 the reference quantizes the
+    in front, "skip": a residual add too (and its sum out); zero_scales: every 7th block's scale 0 over its
+    codes as they are (what the block stands for is zeros). At accuracy_level 4 the reference quantizes the
     activations exactly as the kernels do, so the bound is float rounding, not int8 error."""
     packed, scales, zero_points = quantize_blocks(_normal(rng, N, K), bits, block_size, symmetric)
     if tiled:
         packed = tile_rows(packed)
     scales = scales.reshape(-1).astype(np.float16 if half else np.float32)
+    if zero_scales:
+        scales[::7] = 0
     inputs = {"X": _normal(rng, *lead, K), "B": packed, "scales": scales, "zero_points": zero_points}
     if op == "QuantLinear":
         inputs["bias"] = _normal(rng, N) if bias else None
@@ -139,7 +142,7 @@ def quant_matmul(rng: np.random.Generator, op: str, lead: tuple[int, ...], K: in
         attrs["epsilon"] = 1e-6
     name = (f"{op.lower()}-{'x'.join(map(str, lead))}-K{K}-N{N}-int{bits}-b{block_size}-"
             f"{'sym' if symmetric else 'zp'}-l{level}{'-bias' if bias else ''}{'-f16scales' if half else ''}"
-            f"{'-tiled' if tiled else ''}{f'-{norm}' if norm else ''}")
+            f"{'-tiled' if tiled else ''}{f'-{norm}' if norm else ''}{'-zeroscales' if zero_scales else ''}")
     sizes = {"tokens": int(np.prod(lead)), "K": K, "N": N, "half_scales": int(half)}
     return Case(op, name, inputs, attrs, sizes, atol=2e-4, rtol=2e-4)
 
@@ -323,6 +326,11 @@ def all_cases(seed: int = 0) -> list[Case]:
                                                      ((1,), 256, 16, 4, 128, True, False))),
         *(quant_matmul(rng, "QuantLinear", lead, K, N, 4, 32, True, 4, tiled=True)
           for lead, K, N in (((1,), 896, 37), ((2,), 128, 13), ((17,), 512, 150))),
+        # Zero scales: AVX-512's blocked prefill multiplies a weight scale by an activation scale 2^e with an
+        # integer add to its exponent, which a zero scale's bits would turn into an infinity (e < 0), and so
+        # multiplies instead in panels holding one; decode and the other ISAs multiply throughout.
+        *(quant_matmul(rng, op, lead, 300, 40, 4, 32, False, 4, half=half, zero_scales=True)
+          for op, half in (("QuantLinear", False), ("QuantSwiGLU", True)) for lead in ((1,), (20,))),
         # The norm in front, with and without the residual add: decode, batch tiles, blocked and AMX prefill,
         # the float path; K off the float64 lanes (8) and a short last block.
         *(quant_matmul(rng, op, lead, K, N, bits, block, sym, level, bias=op == "QuantLinear", half=half,
