@@ -6,6 +6,8 @@ Parameters carry the schema's input names, so `REFERENCES[op](**inputs, **attrib
 
 from __future__ import annotations
 
+from enum import Enum
+
 import numpy as np
 
 from .quantize import untile_rows
@@ -43,21 +45,23 @@ def dequantize(packed: np.ndarray, scales: np.ndarray, cols: int, bits: int, blo
     return w.reshape(rows, blocks * block_size)[:, :cols]
 
 
-def quantize_activations(x: np.ndarray, K: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize_activations(x: np.ndarray, K: int, block_size: int, pow2: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """x [..., K] float32 → int8 codes [..., blocks, block_size] (zero past K) and scales [..., blocks, 1],
-    in float32 operations the kernels repeat exactly (kernels/cpu/int8_act.h): scale = max|x|/127 rounded up
-    to a power of two 2^e, |e| <= 64 (0 for a block of zeros), q = rint(x / scale)."""
+    in float32 operations the kernels repeat exactly (kernels/cpu/int8_act.h): scale = max|x|/127, or with
+    pow2 that rounded up to a power of two 2^e, |e| <= 64; q = rint(x * 127/max|x|), or rint(x / scale)."""
     blocks = -(-K // block_size)
     padded = np.zeros((*x.shape[:-1], blocks * block_size), np.float32)
     padded[..., :K] = x
     xb = padded.reshape(*x.shape[:-1], blocks, block_size)
     amax = np.abs(xb).max(-1, keepdims=True)  # [..., blocks, 1]
-    bits = (amax / np.float32(127)).view(np.int32)
-    up = np.clip((bits + np.int32(0x7FFFFF)) & np.int32(0x7F800000), (127 - 64) << 23, (127 + 64) << 23)
+    scale = amax / np.float32(127)
+    if not pow2:
+        inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
+        return np.clip(np.rint(xb * inv), -127, 127), scale
+    up = np.clip((scale.view(np.int32) + np.int32(0x7FFFFF)) & np.int32(0x7F800000), (127 - 64) << 23, (127 + 64) << 23)
     scale = np.where(amax > 0, up.astype(np.int32).view(np.float32), np.float32(0))
     inv = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
-    q = np.clip(np.rint(xb * inv), -127, 127)
-    return q, scale
+    return np.clip(np.rint(xb * inv), -127, 127), scale
 
 
 def bf16(x: np.ndarray) -> np.ndarray:
@@ -76,14 +80,22 @@ def rms_norm(X: np.ndarray, norm_weight: np.ndarray, skip: np.ndarray | None = N
     return s * inv * norm_weight, s
 
 
+class Prefill(Enum):
+    """What a CPU build computes for QuantLinear and QuantSwiGLU at accuracy_level 4 from 16 tokens on
+    (kernels/cpu/quant_linear.h kBlockedMinTokens)."""
+    ROWS = "rows"  # int8 activations, scale max|x|/127: decode's numbers, and ONNX Runtime's MatMulNBits'
+    BLOCKED = "blocked"  # AVX-512 VNNI: int8 activations with power-of-two scales (kernels/cpu/int8_act.h)
+    TILES = "tiles"  # AMX: weights and activations rounded to bf16 (kernels/cpu/amx.h)
+
+
 def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
                  bias: np.ndarray | None = None, skip: np.ndarray | None = None,
                  norm_weight: np.ndarray | None = None, *, K: int, N: int, bits: int, block_size: int,
                  accuracy_level: int, row_tile: int = 1, epsilon: float = 1e-5,
-                 prefill_tiles: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """row_tile 4: B in row tiles (kernels/quantize.py). prefill_tiles: what the AMX prefill path computes at
-    accuracy_level 4 (kernels/cpu/amx.h): weights (q - zero) * scale in float32 and the activations, each
-    rounded to bfloat16. With skip: (Y, sum)."""
+                 prefill: Prefill = Prefill.ROWS) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """row_tile 4: B in row tiles (kernels/quantize.py). prefill: which of a CPU build's paths computes it at
+    accuracy_level 4; TILES: weights (q - zero) * scale in float32 and the activations, each rounded to
+    bfloat16. With skip: (Y, sum)."""
     if skip is not None and norm_weight is None:
         raise ValueError("skip is given without norm_weight")
     if norm_weight is not None:
@@ -92,11 +104,12 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
         B = untile_rows(B, N)
     w = dequantize(B, scales, K, bits, block_size, zero_points)  # [N, K]
     x = X.astype(np.float64)
-    if accuracy_level == 4 and prefill_tiles:
+    if accuracy_level == 4 and prefill is Prefill.TILES:
         w = bf16(w.astype(np.float32)).astype(np.float64)
         x = bf16(X).astype(np.float64)
     elif accuracy_level == 4:  # what the int8 codes stand for
-        q, xs = quantize_activations(X, K, block_size)  # [..., blocks, block_size], [..., blocks, 1]
+        # [..., blocks, block_size], [..., blocks, 1]
+        q, xs = quantize_activations(X, K, block_size, pow2=prefill is Prefill.BLOCKED)
         x = (q.astype(np.float64) * xs).reshape(*X.shape[:-1], -1)[..., :K]
     y = x @ w.T  # [..., N]
     if bias is not None:
@@ -108,10 +121,10 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
 def quant_swiglu(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None,
                  skip: np.ndarray | None = None, norm_weight: np.ndarray | None = None, *, K: int, N: int, bits: int,
                  block_size: int, accuracy_level: int, row_tile: int = 1, epsilon: float = 1e-5,
-                 prefill_tiles: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                 prefill: Prefill = Prefill.ROWS) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     out = quant_linear(X, B, scales, zero_points, None, skip, norm_weight, K=K, N=N, bits=bits,
                        block_size=block_size, accuracy_level=accuracy_level, row_tile=row_tile, epsilon=epsilon,
-                       prefill_tiles=prefill_tiles)
+                       prefill=prefill)
     return (swiglu(out[0]), out[1]) if skip is not None else swiglu(out)
 
 

@@ -33,12 +33,12 @@ float max_abs(const float* x, int64_t n) {
   return amax;
 }
 
-// max|x| / 127 rounded up to a power of two within 2^+-kScaleExp, 0 for 0 (int8_act.h): adding a mantissa's
-// worth to the bits carries into the exponent unless the mantissa is already zero.
-// Infinities and NaNs keep max|x| / 127, so they reach the outputs.
-float block_scale(float amax) {
+// max|x| / 127, with pow2 rounded up to a power of two within 2^+-kScaleExp (int8_act.h): adding a mantissa's
+// worth to the bits carries into the exponent unless the mantissa is already zero. Zeros, infinities and NaNs
+// keep max|x| / 127, so the latter reach the outputs.
+float block_scale(float amax, bool pow2) {
   const float s = amax / 127.0f;
-  if (amax == 0.0f || !std::isfinite(amax)) return s;
+  if (!pow2 || amax == 0.0f || !std::isfinite(amax)) return s;
   int32_t bits;
   std::memcpy(&bits, &s, 4);
   bits = std::clamp((bits + 0x7FFFFF) & 0x7F800000, kExpOne - (kScaleExp << 23), kExpOne + (kScaleExp << 23));
@@ -72,7 +72,8 @@ int32_t to_codes(const float* __restrict x, int64_t n, float inv, int8_t* __rest
 #if defined(QWD_SIMD_AVX512)
 // quantize_token for 16 whole blocks of bs (a multiple of 16) columns, with the same arithmetic: their maxima
 // and their codes' sums each reduced 16 blocks at once instead of in two horizontal reductions per block.
-void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale, int32_t* sum, float* block_sum) {
+void quantize_16_blocks(const float* x, int64_t bs, bool pow2, int8_t* codes, float* scale, int32_t* sum,
+                        float* block_sum) {
   using namespace simd;
   Vec part[16];  // block i's lanes: max |x|, then sum of codes
   for (int i = 0; i < 16; ++i) {
@@ -80,7 +81,7 @@ void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale,
     for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) part[i] = max(part[i], magnitude(load(x + c)));
   }
   const Vec amax = reduce16(part, max);
-  // block_scale's, 16 at once
+  // block_scale's, 16 at once; 1 / scale is exact for a power of two, and 127 / amax the reference's otherwise
   const Vec plain = div(amax, set1(127.0f));
   const __m512i up = _mm512_and_si512(_mm512_add_epi32(_mm512_castps_si512(plain), _mm512_set1_epi32(0x7FFFFF)),
                                       _mm512_set1_epi32(0x7F800000));
@@ -88,10 +89,10 @@ void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale,
                                         _mm512_min_epi32(up, _mm512_set1_epi32(kExpOne + (kScaleExp << 23))));
   const __mmask16 finite = _mm512_cmp_ps_mask(amax, set1(std::numeric_limits<float>::infinity()), _CMP_LT_OQ);
   const __mmask16 live = _mm512_cmp_ps_mask(amax, set1(0.0f), _CMP_GT_OQ);
-  const Vec s = _mm512_mask_blend_ps(finite & live, plain, _mm512_castsi512_ps(bits));
+  const Vec s = pow2 ? _mm512_mask_blend_ps(finite & live, plain, _mm512_castsi512_ps(bits)) : plain;
   store(scale, s);
-  alignas(64) float inv[16];  // 1 / scale, exactly (a power of two); 0 for an all-zero block
-  store(inv, _mm512_maskz_div_ps(live, set1(1.0f), s));
+  alignas(64) float inv[16];  // 0 for an all-zero block
+  store(inv, pow2 ? _mm512_maskz_div_ps(live, set1(1.0f), s) : _mm512_maskz_div_ps(live, set1(127.0f), amax));
   for (int i = 0; i < 16; ++i) {
     part[i] = set1(0.0f);
     for (int64_t c = i * bs; c < (i + 1) * bs; c += kWidth) {
@@ -106,20 +107,23 @@ void quantize_16_blocks(const float* x, int64_t bs, int8_t* codes, float* scale,
 }
 #endif
 
-// Token xt's blocks: codes in column order, 0 past the last column up to nb * bs; each block's scale, the
-// sum of its codes, and block_sum = scale * sum (Int8Activations::block_sum's row).
-void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, int8_t* codes, float* scale,
+// Token xt's blocks (pow2: the blocked layout's scales): codes in column order, 0 past the last column up to
+// nb * bs; each block's scale, the sum of its codes, and block_sum = scale * sum (Int8Activations::block_sum's
+// row).
+void quantize_token(const float* xt, int64_t cols, int64_t nb, int64_t bs, bool pow2, int8_t* codes, float* scale,
                     int32_t* sum, float* block_sum) {
   int64_t b = 0;
 #if defined(QWD_SIMD_AVX512)
   if (bs % simd::kWidth == 0)
     for (; (b + 16) * bs <= cols; b += 16)
-      quantize_16_blocks(xt + b * bs, bs, codes + b * bs, scale + b, sum + b, block_sum + b);
+      quantize_16_blocks(xt + b * bs, bs, pow2, codes + b * bs, scale + b, sum + b, block_sum + b);
 #endif
   for (; b < nb; ++b) {
     const int64_t begin = b * bs, n = std::min(cols, begin + bs) - begin;
-    scale[b] = block_scale(max_abs(xt + begin, n));
-    sum[b] = to_codes(xt + begin, n, scale[b] > 0.0f ? 1.0f / scale[b] : 0.0f, codes + begin);
+    const float amax = max_abs(xt + begin, n);
+    scale[b] = block_scale(amax, pow2);
+    const float inv = pow2 ? 1.0f / scale[b] : 127.0f / amax;
+    sum[b] = to_codes(xt + begin, n, amax > 0.0f ? inv : 0.0f, codes + begin);
     block_sum[b] = scale[b] * static_cast<float>(sum[b]);
   }
   std::fill(codes + cols, codes + nb * bs, 0);
@@ -182,7 +186,8 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
         const int64_t t = tile * kLaneTokens + i;
         int8_t* token_codes = codes.data() + i * nb * bs;
         if (t < tokens) {
-          quantize_token(x + t * cols, cols, nb, bs, token_codes, scale.data(), sum.data(), block_sum.data() + t * nb);
+          quantize_token(x + t * cols, cols, nb, bs, true, token_codes, scale.data(), sum.data(),
+                         block_sum.data() + t * nb);
         } else {
           std::fill(token_codes, token_codes + nb * bs, 0);
           std::fill(scale.begin(), scale.end(), 0.0f);
@@ -217,7 +222,8 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     scale.resize(nb);
     sum.resize(nb);
     codes.assign(positions, 0);  // column order, 0 past the last column
-    quantize_token(x + t * cols, cols, nb, bs, codes.data(), scale.data(), sum.data(), block_sum.data() + t * nb);
+    quantize_token(x + t * cols, cols, nb, bs, false, codes.data(), scale.data(), sum.data(),
+                   block_sum.data() + t * nb);
     int8_t* __restrict qt = q.data() + t * positions;
     if (w.bits == 8) {
       std::memcpy(qt, codes.data(), codes.size());

@@ -1,8 +1,8 @@
-// Activations quantized to int8 once per call, per weight block (scale = max|x| / 127), and laid out in
-// the order the packed weight bytes unpack, so every ISA's integer dot product (vpdpbusd, maddubs, sdot)
-// meets them in place: int4 columns come in groups of kCols4 (one decode step) stored as kCols4 / 2
-// bytes, low nibbles (even columns) first, so a group's positions are its even columns, then its odd
-// ones; int8 columns keep their order. A step of cols_of(bits) positions gives kLanes int32 lanes; lane l
+// Activations quantized to int8 once per call, per weight block (scale = max|x| / 127; kScaleExp: the blocked
+// layout's), and laid out in the order the packed weight bytes unpack, so every ISA's integer dot product
+// (vpdpbusd, maddubs, sdot) meets them in place: int4 columns come in groups of kCols4 (one decode step) stored
+// as kCols4 / 2 bytes, low nibbles (even columns) first, so a group's positions are its even columns, then its
+// odd ones; int8 columns keep their order. A step of cols_of(bits) positions gives kLanes int32 lanes; lane l
 // sums the 4 positions from 4l on, and with 128-column int4 steps also the 4 from 64 + 4l on.
 #pragma once
 
@@ -38,10 +38,11 @@ inline constexpr int64_t cols_of(int bits) { return bits == 4 ? kCols4 : kCols8;
 inline constexpr int64_t kStepCols = kCols4;  // the widest step; rows of positions are padded to it
 inline constexpr int64_t kLaneTokens = 12;  // tokens per tile of the blocked layout
 
-// A block's scale is max|x| / 127 rounded up to a power of two 2^e, e within +-kScaleExp (a block of zeros:
-// scale 0), as MX formats share one exponent per 32 values (OCP Microscaling v1.0): codes keep 7 to 8 bits of
-// the block's range instead of 8, x * 2^-e is exact, and a kernel multiplies a weight scale by 2^e with an
-// integer add to its exponent bits (quant_linear.cc's prefill, where a multiply per block and token cost 8%).
+// In the blocked layout a block's scale is max|x| / 127 rounded up to a power of two 2^e, e within +-kScaleExp
+// (a block of zeros: scale 0), as MX formats share one exponent per 32 values (OCP Microscaling v1.0): codes
+// keep 7 to 8 bits of the block's range instead of 8, and the prefill kernel multiplies a weight scale by 2^e
+// with an integer add to its exponent bits (quant_linear.cc, where a multiply per block and token cost 8%).
+// The other layouts keep max|x| / 127, the codes ONNX Runtime's MatMulNBits computes at accuracy_level 4.
 inline constexpr int kScaleExp = 64;
 inline constexpr int32_t kExpOne = 127 << 23;  // 1.0f's bits: a float 2^e's bits are kExpOne + (e << 23)
 

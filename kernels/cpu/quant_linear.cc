@@ -211,47 +211,70 @@ void lane_tile(const Int8Activations& a, int64_t nb, int64_t block_steps, const 
   }
 }
 
+// Panels a task holds at once, and the activation bytes a chunk of its token tiles may take: every panel of a
+// group passes over a chunk while the chunk stays in L2, instead of each panel streaming all the tokens' codes
+// from L3 again (1,024 tokens: 1.25 MB for K = 1,024, more than Zen 4's L2).
+constexpr int64_t kGroupPanels = 8;
+constexpr int64_t kChunkBytes = 256 << 10;
+
 template <int kBits, int kSteps>
 void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, int64_t count, float* out,
                int64_t ld) {
   const int64_t nb = w.blocks(), block_steps = w.block_size / 4;
-  thread_local std::vector<uint8_t> codes;  // [dwords, kPanelVecs, 16, 4]
-  thread_local std::vector<float> scales;   // [nb, kPanelVecs, 16]
-  codes.resize(a.blocked_steps * kBits / 2 * kPanelRows);
-  scales.resize(nb * kPanelRows);
+  const int64_t panel_codes = a.blocked_steps * kBits / 2 * kPanelRows, panel_scales = nb * kPanelRows;
+  thread_local std::vector<uint8_t> codes;  // [kGroupPanels][dwords, kPanelVecs, 16, 4]
+  thread_local std::vector<float> scales;   // [kGroupPanels][nb, kPanelVecs, 16]
+  const int64_t group = std::min(kGroupPanels, (count + kPanelRows - 1) / kPanelRows);
+  codes.resize(group * panel_codes);
+  scales.resize(group * panel_scales);
+  bool add_exp[kGroupPanels];
   const int64_t tiles = (a.tokens + kLaneTokens - 1) / kLaneTokens, lines = (w.row_bytes() + 63) / 64;
+  const int64_t tile_bytes = a.blocked_steps * kLaneTokens * 4 + nb * kLaneTokens * 8;  // codes, init and e
+  const int64_t chunk = std::max<int64_t>(1, kChunkBytes / tile_bytes);
   int64_t pick[kPanelRows], next[kPanelRows];
   const char* scale_base = w.scales_f16 ? reinterpret_cast<const char*>(w.scales_f16)
                                         : reinterpret_cast<const char*>(w.scales);
   const int64_t scale_row = nb * w.scale_bytes();
-  const int64_t per_tile = (kPanelRows * lines + tiles - 1) / tiles;
-  for (int64_t p0 = 0; p0 < count; p0 += kPanelRows) {
-    const int64_t n = std::min<int64_t>(kPanelRows, count - p0);
-    for (int i = 0; i < kPanelRows; ++i) {
-      pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
-      next[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
-    }
-    bool add_exp = a.blocked_finite;
-    for (int v = 0; v < kPanelVecs; ++v) add_exp &= build_panel(w, pick + v * kLaneRows, v, codes.data(), scales.data());
-    // The next panel's scales, a few lines a row, at once.
-    for (int i = 0; i < kPanelRows; ++i)
-      for (int64_t at = 0; at < scale_row; at += 64) __builtin_prefetch(scale_base + next[i] * scale_row + at, 0, 2);
-    // The next panel's codes go to L2 a share per tile, so its build reads cache instead of waiting on DRAM.
-    int64_t row = 0, line = 0;
-    for (int64_t tile = 0; tile < tiles; ++tile) {
-      for (int64_t i = 0; i < per_tile && row < kPanelRows; ++i) {
-        __builtin_prefetch(w.row_at(next[row]).at(line * 64), 0, 2);
-        if (++line == lines) line = 0, ++row;
+  for (int64_t g0 = 0; g0 < count; g0 += group * kPanelRows) {
+    const int64_t panels = std::min(group, (count - g0 + kPanelRows - 1) / kPanelRows);
+    for (int64_t t0 = 0; t0 < tiles; t0 += chunk) {
+      const int64_t t1 = std::min(tiles, t0 + chunk);
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t p0 = g0 + p * kPanelRows, n = std::min<int64_t>(kPanelRows, count - p0);
+        uint8_t* pc = codes.data() + p * panel_codes;
+        float* ps = scales.data() + p * panel_scales;
+        // A panel is built as the first chunk reaches it, with the next one's rows on their way to L2
+        // meanwhile (a share per tile), so its build reads cache instead of waiting on DRAM.
+        const bool build = t0 == 0;
+        int64_t per_tile = 0, row = 0, line = 0;
+        if (build) {
+          for (int i = 0; i < kPanelRows; ++i) {
+            pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
+            next[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
+          }
+          add_exp[p] = a.blocked_finite;
+          for (int v = 0; v < kPanelVecs; ++v) add_exp[p] &= build_panel(w, pick + v * kLaneRows, v, pc, ps);
+          for (int i = 0; i < kPanelRows; ++i)
+            for (int64_t at = 0; at < scale_row; at += 64)
+              __builtin_prefetch(scale_base + next[i] * scale_row + at, 0, 2);
+          per_tile = (kPanelRows * lines + (t1 - t0) - 1) / (t1 - t0);
+        }
+        for (int64_t tile = t0; tile < t1; ++tile) {
+          for (int64_t i = 0; i < per_tile && row < kPanelRows; ++i) {
+            __builtin_prefetch(w.row_at(next[row]).at(line * 64), 0, 2);
+            if (++line == lines) line = 0, ++row;
+          }
+          for (int64_t sub = 0; sub < std::min(kLaneTokens, a.tokens - tile * kLaneTokens); sub += kSubTokens)
+            if (add_exp[p])
+              lane_tile<kBits, kSteps, true>(a, nb, block_steps, pc, ps, tile, sub,
+                                             out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
+                                             a.tokens - tile * kLaneTokens - sub);
+            else
+              lane_tile<kBits, kSteps, false>(a, nb, block_steps, pc, ps, tile, sub,
+                                              out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
+                                              a.tokens - tile * kLaneTokens - sub);
+        }
       }
-      for (int64_t sub = 0; sub < std::min(kLaneTokens, a.tokens - tile * kLaneTokens); sub += kSubTokens)
-        if (add_exp)
-          lane_tile<kBits, kSteps, true>(a, nb, block_steps, codes.data(), scales.data(), tile, sub,
-                                         out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
-                                         a.tokens - tile * kLaneTokens - sub);
-        else
-          lane_tile<kBits, kSteps, false>(a, nb, block_steps, codes.data(), scales.data(), tile, sub,
-                                          out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
-                                          a.tokens - tile * kLaneTokens - sub);
     }
   }
 }

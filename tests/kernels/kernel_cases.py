@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from qwdeploy.kernels.quantize import ROW_TILE, quantize_blocks, tile_rows
-from qwdeploy.kernels.reference import REFERENCES, head_norm, past_lengths
+from qwdeploy.kernels.reference import REFERENCES, Prefill, head_norm, past_lengths
 from qwdeploy.kernels.schemas import SCHEMAS
 from qwdeploy.toolkit.runtimes.llamacpp.native import cpu_flags
 
@@ -26,19 +26,19 @@ class Case:
     atol: float = 1e-4
     rtol: float = 1e-4
 
-    def expected(self, tiles: bool = False) -> list[np.ndarray]:
-        """tiles: the outputs of a build that prefills on AMX tiles (kernels/cpu/amx.h), for the cases it
-        takes there: int8 weights at accuracy_level 4 and 16 tokens or more."""
-        return _listed(REFERENCES[self.op](**self._arguments(tiles)))
+    def expected(self, prefill: Prefill = Prefill.ROWS) -> list[np.ndarray]:
+        """The outputs of a build whose prefill path is `prefill` (prefill_here), for the cases it takes there:
+        accuracy_level 4 and 16 tokens or more."""
+        return _listed(REFERENCES[self.op](**self._arguments(prefill)))
 
-    def bounds(self, tiles: bool = False) -> list[np.ndarray]:
-        """How far from expected(tiles) each output element may land: atol + rtol * |want|. QuantSwiGLU's gate
-        and up sums are held to that bound and it is carried through silu(gate) * up, because a product near
-        zero from one small factor still carries the other's rounding: this bound where it is the larger."""
-        expected = self.expected(tiles)
+    def bounds(self, prefill: Prefill = Prefill.ROWS) -> list[np.ndarray]:
+        """How far from expected(prefill) each output element may land: atol + rtol * |want|. QuantSwiGLU's
+        gate and up sums are held to that bound and it is carried through silu(gate) * up, because a product
+        near zero from one small factor still carries the other's rounding: this bound where it is the larger."""
+        expected = self.expected(prefill)
         bounds = [self.atol + self.rtol * np.abs(want.astype(np.float64)) for want in expected]
         if self.op == "QuantSwiGLU":
-            sums = _listed(REFERENCES["QuantLinear"](**self._arguments(tiles)))[0].astype(np.float64)
+            sums = _listed(REFERENCES["QuantLinear"](**self._arguments(prefill)))[0].astype(np.float64)
             gate, up = np.split(sums, 2, axis=-1)  # [..., I] each
             sig = 1.0 / (1.0 + np.exp(-gate))
             carried = (np.abs(sig * (1.0 + gate * (1.0 - sig)) * up) * (self.atol + self.rtol * np.abs(gate))
@@ -73,10 +73,10 @@ class Case:
                 bound[b, :, h] = score_step[b, :, h, None] * moves.max(0)  # [S, D]
         return bound.reshape(B, S, H * D)
 
-    def _arguments(self, tiles: bool) -> dict:
+    def _arguments(self, prefill: Prefill) -> dict:
         extra = {}
-        if tiles and self.op in TILE_OPS and self.attributes["accuracy_level"] == 4 and self.sizes["tokens"] >= 16:
-            extra = {"prefill_tiles": True}
+        if self.op in PREFILL_OPS and self.attributes["accuracy_level"] == 4 and self.sizes["tokens"] >= 16:
+            extra = {"prefill": prefill}
         return {**{k: v for k, v in self.inputs.items() if v is not None}, **self.attributes, **extra}
 
     @property
@@ -85,7 +85,7 @@ class Case:
         return [o.name for o in SCHEMAS[self.op].outputs if not o.optional or self.inputs.get("skip") is not None]
 
 
-TILE_OPS = ("QuantLinear", "QuantSwiGLU")
+PREFILL_OPS = ("QuantLinear", "QuantSwiGLU")  # the ops whose prefill path (Prefill) changes their numbers
 
 
 def _listed(out: np.ndarray | tuple[np.ndarray, ...]) -> list[np.ndarray]:
@@ -101,10 +101,24 @@ def assert_within(got: np.ndarray, want: np.ndarray, bound: np.ndarray, message:
                                      f"{got.flat[worst]}, want {want.flat[worst]} within {bound.flat[worst]:.3g}")
 
 
+AVX512_VNNI = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}  # /proc/cpuinfo's names
+
+
 def tiles_here(env: Mapping[str, str] = os.environ) -> bool:
     """Whether an AVX-512 build prefills on AMX tiles on this machine: /proc/cpuinfo lists AMX-BF16 (an
     oracle apart from the kernels' own CPUID check) and QWDEPLOY_AMX does not decline them."""
     return {"amx_tile", "amx_bf16"} <= cpu_flags() and env.get("QWDEPLOY_AMX") != "0"
+
+
+def prefill_here(avx512: bool | None = None, env: Mapping[str, str] = os.environ) -> Prefill:
+    """The prefill path of a build on this machine: an AVX-512 VNNI build (avx512; None: the build this CPU
+    gets, natively or as the portable library's choice) takes AMX tiles where tiles_here, else the blocked
+    layout; every other build the rows path."""
+    if avx512 is None:
+        avx512 = AVX512_VNNI <= cpu_flags()
+    if not avx512:
+        return Prefill.ROWS
+    return Prefill.TILES if tiles_here(env) else Prefill.BLOCKED
 
 
 def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
@@ -402,15 +416,15 @@ def all_cases(seed: int = 0) -> list[Case]:
     ]
 
 
-def write_case(case: Case, folder: Path, tiles: bool = False) -> Path:
+def write_case(case: Case, folder: Path, prefill: Prefill = Prefill.ROWS) -> Path:
     """meta.txt + raw little-endian arrays, the format kernels/tests/kernel_test.cc reads; the outputs of
-    Case.expected(tiles) and, as <output>.bound.bin, Case.bounds(tiles)."""
+    Case.expected(prefill) and, as <output>.bound.bin, Case.bounds(prefill)."""
     folder.mkdir(parents=True, exist_ok=True)
     outputs = case.outputs
     for name, value in case.inputs.items():
         if value is not None:
             np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tofile(folder / f"{name}.bin")
-    for name, value, bound in zip(outputs, case.expected(tiles), case.bounds(tiles), strict=True):
+    for name, value, bound in zip(outputs, case.expected(prefill), case.bounds(prefill), strict=True):
         value.astype("<f4").tofile(folder / f"{name}.bin")
         bound.astype("<f4").tofile(folder / f"{name}.bound.bin")
     meta = {"op": case.op, "outputs": ",".join(outputs), **case.sizes, **case.attributes}

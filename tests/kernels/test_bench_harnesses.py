@@ -1,5 +1,5 @@
-"""bench/kernels' C++ harnesses build against today's kernels, and the checks of those that have a check-only
-run pass (their kernels against plain double-precision references on odd shapes)."""
+"""bench/kernels' C++ harnesses build against today's kernels, and their checks pass (the kernels against plain
+double-precision references on odd shapes)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HARNESSES = {"quant_linear": ("amx", "quant_linear", "int8_act", "weights", "linear", "half"),
              "linear": ("linear", "weights", "half"),
              "attention": ("attention", "attention_bf16", "qk_norm_rotary", "half")}
-CHECKED = ("linear", "attention")  # quant_linear's run times a whole model's decode step: built only
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +34,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return binaries
 
 
-@pytest.mark.parametrize("name", CHECKED)
+@pytest.mark.parametrize("name", HARNESSES)
 def test_harness_checks_pass(built: dict[str, Path], name: str):
     run = subprocess.run([str(built[name]), "check"], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "2"})
     lines = [line for line in run.stdout.splitlines() if line.startswith("check")]
     assert run.returncode == 0 and lines and all(line.endswith(" ok") for line in lines), run.stdout + run.stderr
 
-
-def test_quant_linear_harness_builds(built: dict[str, Path]):
-    assert built["quant_linear"].stat().st_size > 0

@@ -6,12 +6,14 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from kernel_cases import all_cases, cpu_flags, tiles_here, write_case
+from kernel_cases import all_cases, cpu_flags, prefill_here, write_case
 from qwdeploy.kernels.build import Build, build
+from qwdeploy.kernels.reference import Prefill
 from qwdeploy.kernels.targets import resolve_target
 
 QEMU = "qemu-aarch64"
@@ -20,21 +22,24 @@ PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 
 
 @pytest.fixture(scope="module")
-def case_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    root = tmp_path_factory.mktemp("kernel-cases")
-    return [str(write_case(case, root / case.name)) for case in all_cases(seed=1)]
+def cases_for(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Prefill], list[str]]:
+    """The case folders with the outputs of a build whose prefill path is the one asked for, each set written
+    once."""
+    written: dict[Prefill, list[str]] = {}
+
+    def dirs(prefill: Prefill) -> list[str]:
+        if prefill not in written:
+            root = tmp_path_factory.mktemp(f"kernel-cases-{prefill.value}")
+            written[prefill] = [str(write_case(case, root / case.name, prefill)) for case in all_cases(seed=1)]
+        return written[prefill]
+
+    return dirs
 
 
 @pytest.fixture(scope="module")
-def tile_case_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The same cases with the outputs of a build that prefills on AMX tiles."""
-    root = tmp_path_factory.mktemp("kernel-cases-tiles")
-    return [str(write_case(case, root / case.name, tiles=True)) for case in all_cases(seed=1)]
-
-
-def _host_cases(case_dirs: list[str], tile_case_dirs: list[str], env: dict[str, str]) -> list[str]:
-    # Every CPU with AMX has AVX-512 VNNI, so the native build there is the AVX-512 one, which takes the tiles.
-    return tile_case_dirs if tiles_here(env) else case_dirs
+def case_dirs(cases_for: Callable[[Prefill], list[str]]) -> list[str]:
+    """For builds without AVX-512 VNNI: every one but this machine's own x86 build."""
+    return cases_for(Prefill.ROWS)
 
 
 def _check(output: str, returncode: int, isa: str, count: int) -> None:
@@ -44,8 +49,8 @@ def _check(output: str, returncode: int, isa: str, count: int) -> None:
     assert sum(line.startswith("PASS") for line in lines) == count, output
 
 
-def test_native_driver(host_build: Build, case_dirs: list[str], tile_case_dirs: list[str]):
-    case_dirs = _host_cases(case_dirs, tile_case_dirs, dict(os.environ))
+def test_native_driver(host_build: Build, cases_for: Callable[[Prefill], list[str]]):
+    case_dirs = cases_for(prefill_here())
     run = subprocess.run([str(host_build.test_driver), *case_dirs], capture_output=True, text=True, timeout=120)
     isa = run.stdout.splitlines()[0].split()[1]
     assert isa in ("avx512", "avx2", "scalar")
@@ -108,26 +113,29 @@ def test_an_rpi5_bundle_carries_the_library_checked_under_qemu(aarch64_build: Bu
 
 
 @pytest.mark.parametrize("amx", ["default", "declined"])
-def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Build, case_dirs: list[str],
-                                                                tile_case_dirs: list[str], amx: str):
+def test_prefill_takes_amx_tiles_exactly_where_the_cpu_has_them(host_build: Build,
+                                                                cases_for: Callable[[Prefill], list[str]], amx: str):
     """The AVX-512 build prefills on AMX tiles where /proc/cpuinfo lists amx_bf16 and on VNNI elsewhere, or
     when QWDEPLOY_AMX=0 declines them; each path meets its own reference."""
     env = {**os.environ, "QWDEPLOY_AMX": "0" if amx == "declined" else "1"}
-    dirs = _host_cases(case_dirs, tile_case_dirs, env)
+    prefill = prefill_here(env=env)
+    dirs = cases_for(prefill)
     run = subprocess.run([str(host_build.test_driver), *dirs], capture_output=True, text=True, timeout=120, env=env)
     isa = run.stdout.splitlines()[0].split()[1]
     _check(run.stdout, run.returncode, isa, len(dirs))
-    tiles = isa == "avx512" and tiles_here(env)
-    assert run.stdout.splitlines()[1].endswith("amx bf16 prefill") == tiles, run.stdout.splitlines()[1]
+    line = run.stdout.splitlines()[1]
+    assert line.endswith("amx bf16 prefill") == (prefill is Prefill.TILES), line
 
 
-def test_amx_prefill_meets_its_reference_on_emulated_tiles(host_build: Build, tile_case_dirs: list[str]):
+def test_amx_prefill_meets_its_reference_on_emulated_tiles(host_build: Build,
+                                                           cases_for: Callable[[Prefill], list[str]]):
     """amx.cc's tile path (layouts, partial tiles, K slices, both threads) with the tile instructions run in C++
     (kernels/cpu/amx_emulation.h): checked on every CPU with AVX512-BF16, not only on those with AMX."""
     probe = subprocess.run([str(host_build.test_driver)], capture_output=True, text=True, timeout=60)
     if probe.stdout.splitlines()[0] != "isa avx512" or "avx512_bf16" not in cpu_flags():
         pytest.skip("the AMX path's weight conversion needs an AVX-512 build on a CPU with AVX512-BF16")
     env = {**os.environ, "QWDEPLOY_AMX": "1"}
+    tile_case_dirs = cases_for(Prefill.TILES)
     run = subprocess.run([str(host_build.amx_emulated_driver), *tile_case_dirs], capture_output=True, text=True,
                          timeout=300, env=env)
     _check(run.stdout, run.returncode, "avx512", len(tile_case_dirs))

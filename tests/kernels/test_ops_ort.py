@@ -7,7 +7,7 @@ import onnx  # noqa: F401  (the dev install has onnx and onnxruntime: missing is
 import onnxruntime  # noqa: F401
 import pytest
 
-from kernel_cases import Case, all_cases, assert_within, tiles_here
+from kernel_cases import AVX512_VNNI, Case, all_cases, assert_within, prefill_here
 from qwdeploy.kernels.build import Build
 from qwdeploy.kernels.graphs import node_model, run_node, session
 from qwdeploy.kernels.library import loaded_variant
@@ -22,8 +22,8 @@ VARIANT_ENV = "QWDEPLOY_KERNELS_VARIANT"
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_op_matches_reference(case: Case, host_build: Build):
     outputs = run_node(case.op, case.inputs, case.attributes, host_build.library, outputs=case.outputs)
-    tiles = tiles_here()  # AMX CPUs run the AVX-512 build
-    for got, want, bound in zip(outputs, case.expected(tiles), case.bounds(tiles), strict=True):
+    prefill = prefill_here()
+    for got, want, bound in zip(outputs, case.expected(prefill), case.bounds(prefill), strict=True):
         assert got.dtype == want.dtype  # float32, or a float16 cache's present
         assert_within(got, want, bound, case.name)
 
@@ -87,7 +87,7 @@ def _runnable_here() -> list[str]:
         return ["dotprod", "baseline"] if "asimddp" in text.split() else ["baseline"]
     flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split())
     avx2 = {"avx2", "fma", "f16c"} <= flags
-    runs = {"avx512_vnni": avx2 and {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"} <= flags,
+    runs = {"avx512_vnni": avx2 and AVX512_VNNI <= flags,
             "avx_vnni": avx2 and "avx_vnni" in flags, "avx2": avx2, "baseline": True}
     return [name for name in VARIANTS if runs[name]]
 
@@ -103,8 +103,8 @@ def test_every_portable_variant_this_cpu_runs_matches_reference(portable_build: 
     assert loaded_variant(portable_build.library) == variant  # the dispatcher knows the name and takes it
     for case in CASES:
         outputs = run_node(case.op, case.inputs, case.attributes, portable_build.library, outputs=case.outputs)
-        tiles = variant == "avx512_vnni" and tiles_here()
-        for got, want, bound in zip(outputs, case.expected(tiles), case.bounds(tiles), strict=True):
+        prefill = prefill_here(variant == "avx512_vnni")
+        for got, want, bound in zip(outputs, case.expected(prefill), case.bounds(prefill), strict=True):
             assert_within(got, want, bound, f"{variant}: {case.name}")
 
 
@@ -210,8 +210,8 @@ def test_attention_on_a_shared_past_present_buffer(case: Case, domain: str, host
             binding.bind_cpu_input(name, value)
     sess.run_with_iobinding(binding)
     output = binding.copy_outputs_to_cpu()[0]
-    want_output, *want_present = case.expected(tiles_here())
-    output_bound, *bounds = case.bounds(tiles_here())
+    want_output, *want_present = case.expected()
+    output_bound, *bounds = case.bounds()
     for b, length in enumerate(case.inputs["seqlens_k"] + 1):
         rows = case.sizes["seq"] if past else min(case.sizes["seq"], length)
         assert_within(output[b, :rows], want_output[b, :rows], output_bound[b, :rows], "output")

@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from kernel_cases import Case, assert_within, quant_matmul, tiles_here
+from kernel_cases import Case, assert_within, prefill_here, quant_matmul
 from qwdeploy.kernels.build import Build
 from qwdeploy.kernels.graphs import node_model
 from qwdeploy.kernels.reference import REFERENCES
@@ -85,13 +85,13 @@ def test_initializer_weights_meet_the_reference_from_their_copies(op: str, lead:
     case = quant_matmul(np.random.default_rng(K + N), op, lead, K, N, 4, 32, False, 4, half=True)
     path = _with_initializers(case, tmp_path, external)
     feeds = {n: v for n, v in case.inputs.items() if v is not None and n not in WEIGHTS}
-    tiles = tiles_here()
+    prefill = prefill_here()
     first, second = _session(path, host_build.library), _session(path, host_build.library)
     for sess in (first, second, first):
-        for got, want, bound in zip(sess.run(None, feeds), case.expected(tiles), case.bounds(tiles), strict=True):
+        for got, want, bound in zip(sess.run(None, feeds), case.expected(prefill), case.bounds(prefill), strict=True):
             assert_within(got, want, bound, case.name)
     del first
-    for got, want, bound in zip(second.run(None, feeds), case.expected(tiles), case.bounds(tiles), strict=True):
+    for got, want, bound in zip(second.run(None, feeds), case.expected(prefill), case.bounds(prefill), strict=True):
         assert_within(got, want, bound, case.name)
 
 
