@@ -84,7 +84,7 @@ class Prefill(Enum):
     """What a CPU build computes for QuantLinear and QuantSwiGLU at accuracy_level 4 from 16 tokens on
     (kernels/cpu/quant_linear.h kBlockedMinTokens)."""
     ROWS = "rows"  # int8 activations, scale max|x|/127: decode's numbers, and ONNX Runtime's MatMulNBits'
-    BLOCKED = "blocked"  # AVX-512 VNNI: int8 activations with power-of-two scales (kernels/cpu/int8_act.h)
+    BLOCKED = "blocked"  # AVX-512 VNNI: int4 weights' int8 activations take power-of-two scales (int8_act.h)
     TILES = "tiles"  # AMX: weights and activations rounded to bf16 (kernels/cpu/amx.h)
 
 
@@ -109,7 +109,7 @@ def quant_linear(X: np.ndarray, B: np.ndarray, scales: np.ndarray, zero_points: 
         x = bf16(X).astype(np.float64)
     elif accuracy_level == 4:  # what the int8 codes stand for
         # [..., blocks, block_size], [..., blocks, 1]
-        q, xs = quantize_activations(X, K, block_size, pow2=prefill is Prefill.BLOCKED)
+        q, xs = quantize_activations(X, K, block_size, pow2=prefill is Prefill.BLOCKED and bits == 4)
         x = (q.astype(np.float64) * xs).reshape(*X.shape[:-1], -1)[..., :K]
     y = x @ w.T  # [..., N]
     if bias is not None:

@@ -82,7 +82,7 @@ float bf16(float f) {  // nearest bfloat16, ties to even
 // AMX tiles (16+ tokens where the CPU has them) weights and activations rounded to bf16 (kernels/cpu/amx.h).
 std::vector<double> reference(const Matrix& m, const std::vector<float>& x, int64_t tokens) {
   const bool tiles = tokens >= qwd::kBlockedMinTokens && qwd::amx::usable();
-  const bool pow2 = !tiles && qwd::int8_blocked(tokens);
+  const bool pow2 = !tiles && qwd::int8_blocked(tokens);  // the harness's weights are int4
   const int64_t nb = (m.cols + m.block - 1) / m.block;
   std::vector<double> y(tokens * m.rows, 0.0);
   for (int64_t t = 0; t < tokens; ++t)

@@ -171,6 +171,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
     blocked_q.resize(tiles * steps * kLaneTokens * 4);
     blocked_init.resize(tiles * nb * kLaneTokens);
     blocked_exp.resize(tiles * nb * kLaneTokens);
+    const bool pow2 = w.bits == 4;
     std::vector<uint8_t> finite(tiles, 1);  // per tile: every scale finite
     // A task per tile writes the tile's every byte, padding tokens' zeros included.
     par.run(tiles, [&](int64_t tile) {
@@ -186,7 +187,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
         const int64_t t = tile * kLaneTokens + i;
         int8_t* token_codes = codes.data() + i * nb * bs;
         if (t < tokens) {
-          quantize_token(x + t * cols, cols, nb, bs, true, token_codes, scale.data(), sum.data(),
+          quantize_token(x + t * cols, cols, nb, bs, pow2, token_codes, scale.data(), sum.data(),
                          block_sum.data() + t * nb);
         } else {
           std::fill(token_codes, token_codes + nb * bs, 0);
@@ -203,7 +204,7 @@ Int8Activations::Int8Activations(const float* x, int64_t tokens_, const Weights&
       }
       interleave(codes.data(), steps, w.bits, blocked_q.data() + tile * steps * kLaneTokens * 4);
     });
-    blocked_finite = std::all_of(finite.begin(), finite.end(), [](uint8_t f) { return f != 0; });
+    blocked_pow2 = pow2 && std::all_of(finite.begin(), finite.end(), [](uint8_t f) { return f != 0; });
     return;
   }
 #endif

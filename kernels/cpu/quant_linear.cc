@@ -145,9 +145,9 @@ bool build_panel(const Weights& w, const int64_t* rows, int v, uint8_t* codes, f
 // Tokens [sub, sub + kSubTokens) of token tile `tile` against a panel of kBits-bit codes: out[t * ld + i]
 // for the first `tokens` of them and the panel's first `rows` rows. kSteps: steps per block known at
 // compile time (block sizes 16-128), so the step loop unrolls; 0 for other block sizes. kAddExp: each
-// block's weight scales times its activation scale 2^e by an integer add to their exponents (the panel's
-// scales and the activations' e within range: build_panel), the same floats as a multiply, which would take
-// a turn on the pipes every vpdpbusd needs (Zen 4: a layer's GEMMs 1.07x at 128 and 1,024 tokens).
+// block's weight scales times its activation scale 2^e by an integer add to their exponents (int4 weights'
+// activations: Int8Activations::blocked_pow2; the panel's scales within range: build_panel), the same floats
+// as a multiply, which would take a turn on the pipes every vpdpbusd needs (Zen 4: a layer's GEMMs 1.07-1.10x).
 template <int kBits, int kSteps, bool kAddExp>
 void lane_tile(const Int8Activations& a, int64_t nb, int64_t block_steps, const uint8_t* codes, const float* scales,
                int64_t tile, int64_t sub, float* out, int64_t ld, int64_t rows, int64_t tokens) {
@@ -252,7 +252,7 @@ void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, 
             pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
             next[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
           }
-          add_exp[p] = a.blocked_finite;
+          add_exp[p] = a.blocked_pow2;
           for (int v = 0; v < kPanelVecs; ++v) add_exp[p] &= build_panel(w, pick + v * kLaneRows, v, pc, ps);
           for (int i = 0; i < kPanelRows; ++i)
             for (int64_t at = 0; at < scale_row; at += 64)

@@ -341,8 +341,8 @@ def all_cases(seed: int = 0) -> list[Case]:
         *(quant_matmul(rng, "QuantLinear", lead, K, N, 4, 32, True, 4, tiled=True)
           for lead, K, N in (((1,), 896, 37), ((2,), 128, 13), ((17,), 512, 150))),
         # Zero scales: AVX-512's blocked prefill multiplies a weight scale by an activation scale 2^e with an
-        # integer add to its exponent, which a zero scale's bits would turn into an infinity (e < 0), and so
-        # multiplies instead in panels holding one; decode and the other ISAs multiply throughout.
+        # integer add to its exponent, which would turn a zero scale's bits into a huge negative number (e < 0),
+        # and so multiplies instead in panels holding one; decode and the other ISAs multiply throughout.
         *(quant_matmul(rng, op, lead, 300, 40, 4, 32, False, 4, half=half, zero_scales=True)
           for op, half in (("QuantLinear", False), ("QuantSwiGLU", True)) for lead in ((1,), (20,))),
         # The norm in front, with and without the residual add: decode, batch tiles, blocked and AMX prefill,
