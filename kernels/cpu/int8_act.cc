@@ -33,6 +33,8 @@ float max_abs(const float* x, int64_t n) {
   return amax;
 }
 
+constexpr int32_t kLeastScale = kExpOne - (kScaleExp << 23), kMostScale = kExpOne + (kScaleExp << 23);  // bits
+
 // max|x| / 127, with pow2 rounded up to a power of two within 2^+-kScaleExp (int8_act.h): adding a mantissa's
 // worth to the bits carries into the exponent unless the mantissa is already zero. Zeros, infinities and NaNs
 // keep max|x| / 127, so the latter reach the outputs.
@@ -41,7 +43,7 @@ float block_scale(float amax, bool pow2) {
   if (!pow2 || amax == 0.0f || !std::isfinite(amax)) return s;
   int32_t bits;
   std::memcpy(&bits, &s, 4);
-  bits = std::clamp((bits + 0x7FFFFF) & 0x7F800000, kExpOne - (kScaleExp << 23), kExpOne + (kScaleExp << 23));
+  bits = std::clamp((bits + 0x7FFFFF) & 0x7F800000, kLeastScale, kMostScale);
   float scale;
   std::memcpy(&scale, &bits, 4);
   return scale;
@@ -85,8 +87,7 @@ void quantize_16_blocks(const float* x, int64_t bs, bool pow2, int8_t* codes, fl
   const Vec plain = div(amax, set1(127.0f));
   const __m512i up = _mm512_and_si512(_mm512_add_epi32(_mm512_castps_si512(plain), _mm512_set1_epi32(0x7FFFFF)),
                                       _mm512_set1_epi32(0x7F800000));
-  const __m512i bits = _mm512_max_epi32(_mm512_set1_epi32(kExpOne - (kScaleExp << 23)),
-                                        _mm512_min_epi32(up, _mm512_set1_epi32(kExpOne + (kScaleExp << 23))));
+  const __m512i bits = _mm512_max_epi32(_mm512_set1_epi32(kLeastScale), _mm512_min_epi32(up, _mm512_set1_epi32(kMostScale)));
   const __mmask16 finite = _mm512_cmp_ps_mask(amax, set1(std::numeric_limits<float>::infinity()), _CMP_LT_OQ);
   const __mmask16 live = _mm512_cmp_ps_mask(amax, set1(0.0f), _CMP_GT_OQ);
   const Vec s = pow2 ? _mm512_mask_blend_ps(finite & live, plain, _mm512_castsi512_ps(bits)) : plain;
