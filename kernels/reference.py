@@ -58,7 +58,8 @@ def quantize_activations(x: np.ndarray, K: int, block_size: int, pow2: bool = Fa
     if not pow2:
         inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
         return np.clip(np.rint(xb * inv), -127, 127), scale
-    up = np.clip((scale.view(np.int32) + np.int32(0x7FFFFF)) & np.int32(0x7F800000), (127 - 64) << 23, (127 + 64) << 23)
+    up = np.clip((scale.view(np.int32) + np.int32(0x7FFFFF)) & np.int32(0x7F800000),  # next power of two's bits
+                 (127 - 64) << 23, (127 + 64) << 23)
     scale = np.where(amax > 0, up.astype(np.int32).view(np.float32), np.float32(0))
     inv = np.divide(np.float32(1), scale, out=np.zeros_like(scale), where=scale > 0)
     return np.clip(np.rint(xb * inv), -127, 127), scale

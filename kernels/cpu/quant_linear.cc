@@ -194,10 +194,10 @@ void lane_tile(const Int8Activations& a, int64_t nb, int64_t block_steps, const 
     for (int r = 0; r < R; ++r) {
       const __m512i ws = _mm512_loadu_si512(scales + (b * R + r) * kLaneRows);  // float bits
       for (int t = 0; t < T; ++t) {
-        const __m512i e = _mm512_set1_epi32(xe[b * L + t]);
-        const __m512 s = kAddExp ? _mm512_castsi512_ps(_mm512_add_epi32(ws, e))
+        const int32_t e = xe[b * L + t];
+        const __m512 s = kAddExp ? _mm512_castsi512_ps(_mm512_add_epi32(ws, _mm512_set1_epi32(e)))
                                  : _mm512_mul_ps(_mm512_castsi512_ps(ws),
-                                                 _mm512_castsi512_ps(_mm512_add_epi32(e, _mm512_set1_epi32(kExpOne))));
+                                                 _mm512_castsi512_ps(_mm512_set1_epi32(e + kExpOne)));
         facc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][t]), s, facc[r][t]);
       }
     }
@@ -245,9 +245,8 @@ void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, 
         float* ps = scales.data() + p * panel_scales;
         // A panel is built as the first chunk reaches it, with the next one's rows on their way to L2
         // meanwhile (a share per tile), so its build reads cache instead of waiting on DRAM.
-        const bool build = t0 == 0;
         int64_t per_tile = 0, row = 0, line = 0;
-        if (build) {
+        if (t0 == 0) {
           for (int i = 0; i < kPanelRows; ++i) {
             pick[i] = rows[p0 + std::min<int64_t>(i, n - 1)];  // short: repeat the last
             next[i] = rows[std::min(p0 + kPanelRows + i, count - 1)];
@@ -259,21 +258,19 @@ void lane_rows(const Int8Activations& a, const Weights& w, const int64_t* rows, 
               __builtin_prefetch(scale_base + next[i] * scale_row + at, 0, 2);
           per_tile = (kPanelRows * lines + (t1 - t0) - 1) / (t1 - t0);
         }
-        for (int64_t tile = t0; tile < t1; ++tile) {
-          for (int64_t i = 0; i < per_tile && row < kPanelRows; ++i) {
-            __builtin_prefetch(w.row_at(next[row]).at(line * 64), 0, 2);
-            if (++line == lines) line = 0, ++row;
+        auto tiles_with = [&](auto add_exp) {
+          for (int64_t tile = t0; tile < t1; ++tile) {
+            for (int64_t i = 0; i < per_tile && row < kPanelRows; ++i) {
+              __builtin_prefetch(w.row_at(next[row]).at(line * 64), 0, 2);
+              if (++line == lines) line = 0, ++row;
+            }
+            for (int64_t sub = 0; sub < std::min(kLaneTokens, a.tokens - tile * kLaneTokens); sub += kSubTokens)
+              lane_tile<kBits, kSteps, decltype(add_exp)::value>(a, nb, block_steps, pc, ps, tile, sub,
+                                                                 out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
+                                                                 a.tokens - tile * kLaneTokens - sub);
           }
-          for (int64_t sub = 0; sub < std::min(kLaneTokens, a.tokens - tile * kLaneTokens); sub += kSubTokens)
-            if (add_exp[p])
-              lane_tile<kBits, kSteps, true>(a, nb, block_steps, pc, ps, tile, sub,
-                                             out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
-                                             a.tokens - tile * kLaneTokens - sub);
-            else
-              lane_tile<kBits, kSteps, false>(a, nb, block_steps, pc, ps, tile, sub,
-                                              out + (tile * kLaneTokens + sub) * ld + p0, ld, n,
-                                              a.tokens - tile * kLaneTokens - sub);
-        }
+        };
+        add_exp[p] ? tiles_with(std::true_type{}) : tiles_with(std::false_type{});
       }
     }
   }

@@ -85,7 +85,7 @@ def _runnable_here() -> list[str]:
     text = open("/proc/cpuinfo").read()
     if host_arch() != "x86_64":
         return ["dotprod", "baseline"] if "asimddp" in text.split() else ["baseline"]
-    flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split())
+    flags = cpu_flags()
     avx2 = {"avx2", "fma", "f16c"} <= flags
     runs = {"avx512_vnni": avx2 and AVX512_VNNI <= flags,
             "avx_vnni": avx2 and "avx_vnni" in flags, "avx2": avx2, "baseline": True}
